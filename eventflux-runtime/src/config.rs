@@ -1,0 +1,239 @@
+//! Pipeline configuration, validated on construction.
+//!
+//! Every field has a documented range; [`PipelineConfigBuilder::build`] returns
+//! [`ConfigError`] naming the first offending field and its allowed range, so a bad value never
+//! reaches a running pipeline.
+
+use std::time::Duration;
+
+use crate::backpressure::Backpressure;
+use crate::error::ConfigError;
+use crate::idle::IdleStrategy;
+
+/// Largest queue capacity, in events.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 28;
+/// Largest batch size, in events.
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
+/// How a pipeline runs. Build one with [`PipelineConfig::builder`].
+///
+/// ```
+/// use eventflux_runtime::{Backpressure, PipelineConfig};
+/// let config = PipelineConfig::builder()
+///     .queue_capacity(65_536)
+///     .batch_size(1024)
+///     .backpressure(Backpressure::Block)
+///     .build()?;
+/// assert_eq!(config.queue_slots(), 64);
+/// # Ok::<(), eventflux_runtime::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineConfig {
+    queue_capacity: usize,
+    batch_size: usize,
+    backpressure: Backpressure,
+    metrics: bool,
+    idle: IdleStrategy,
+    stop_timeout: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            batch_size: 1024,
+            backpressure: Backpressure::Block,
+            metrics: true,
+            idle: IdleStrategy::balanced(),
+            stop_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// A builder starting from the defaults: capacity 65 536 events, batches of 1024, `Block`,
+    /// metrics on, [`IdleStrategy::balanced`], stop timeout 5 s.
+    pub fn builder() -> PipelineConfigBuilder {
+        PipelineConfigBuilder {
+            config: PipelineConfig::default(),
+        }
+    }
+
+    /// Events a queue buffers at most (rounded up to whole batches).
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// Events per batch crossing a queue.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Batches a queue holds: `ceil(queue_capacity / batch_size)`.
+    pub fn queue_slots(&self) -> usize {
+        self.queue_capacity.div_ceil(self.batch_size)
+    }
+
+    /// The default backpressure strategy of queues.
+    pub fn backpressure(&self) -> Backpressure {
+        self.backpressure
+    }
+
+    /// Whether latency histograms and metric publication are on.
+    pub fn metrics(&self) -> bool {
+        self.metrics
+    }
+
+    /// How idle threads wait.
+    pub fn idle(&self) -> IdleStrategy {
+        self.idle
+    }
+
+    /// How long `stop()` waits for a graceful drain before aborting.
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_timeout
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&self.queue_capacity) {
+            return Err(ConfigError::OutOfRange {
+                field: "queue_capacity",
+                value: self.queue_capacity.to_string(),
+                allowed: format!("1 to {MAX_QUEUE_CAPACITY} events"),
+            });
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(ConfigError::OutOfRange {
+                field: "batch_size",
+                value: self.batch_size.to_string(),
+                allowed: format!("1 to {MAX_BATCH_SIZE} events"),
+            });
+        }
+        if self.batch_size > self.queue_capacity {
+            return Err(ConfigError::OutOfRange {
+                field: "batch_size",
+                value: self.batch_size.to_string(),
+                allowed: format!(
+                    "1 to queue_capacity ({}): a queue must hold at least one batch",
+                    self.queue_capacity
+                ),
+            });
+        }
+        self.idle.validate()?;
+        if self.stop_timeout < Duration::from_millis(1)
+            || self.stop_timeout > Duration::from_secs(3600)
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "stop_timeout",
+                value: format!("{:?}", self.stop_timeout),
+                allowed: "1ms to 1h".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Builds a validated [`PipelineConfig`].
+#[derive(Debug, Clone)]
+pub struct PipelineConfigBuilder {
+    config: PipelineConfig,
+}
+
+impl PipelineConfigBuilder {
+    /// Events a queue buffers (1 – 2^28; at least `batch_size`).
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.config.queue_capacity = events;
+        self
+    }
+
+    /// Events per batch (1 – 2^20).
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.config.batch_size = events;
+        self
+    }
+
+    /// The queues' backpressure strategy.
+    pub fn backpressure(mut self, strategy: Backpressure) -> Self {
+        self.config.backpressure = strategy;
+        self
+    }
+
+    /// Turns latency histograms and metric publication on or off.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.config.metrics = on;
+        self
+    }
+
+    /// How idle threads wait.
+    pub fn idle(mut self, idle: IdleStrategy) -> Self {
+        self.config.idle = idle;
+        self
+    }
+
+    /// How long `stop()` waits for a graceful drain (1 ms – 1 h).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stop_timeout = timeout;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<PipelineConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(e: ConfigError) -> &'static str {
+        match e {
+            ConfigError::OutOfRange { field, .. } | ConfigError::UnknownValue { field, .. } => {
+                field
+            }
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let b = PipelineConfig::builder;
+        assert_eq!(
+            field_of(b().queue_capacity(0).build().unwrap_err()),
+            "queue_capacity"
+        );
+        assert_eq!(
+            field_of(b().batch_size(0).build().unwrap_err()),
+            "batch_size"
+        );
+        assert_eq!(
+            field_of(b().queue_capacity(10).batch_size(11).build().unwrap_err()),
+            "batch_size"
+        );
+        assert_eq!(
+            field_of(b().stop_timeout(Duration::ZERO).build().unwrap_err()),
+            "stop_timeout"
+        );
+        let idle = IdleStrategy {
+            spin: 1_000_000,
+            ..IdleStrategy::balanced()
+        };
+        assert_eq!(field_of(b().idle(idle).build().unwrap_err()), "idle.spin");
+        let msg = b().queue_capacity(0).build().unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "invalid `queue_capacity`: 0 is out of range; allowed: 1 to 268435456 events"
+        );
+    }
+
+    #[test]
+    fn slots_round_up() {
+        let c = PipelineConfig::builder()
+            .queue_capacity(1000)
+            .batch_size(300)
+            .build()
+            .unwrap();
+        assert_eq!(c.queue_slots(), 4);
+    }
+}

@@ -1,0 +1,625 @@
+//! The executor: runs fused segments on threads joined by queues, with a full lifecycle.
+//!
+//! A pipeline is a set of **segments**. Each segment is one fused chain — a source or a queue's
+//! consumer, stages, and an [`Output`] — and runs on its own thread (a single-segment pipeline
+//! runs on the caller's thread). This is the runtime form of what `pipeline!` generates; it can
+//! also be assembled by hand with [`PipelineBuilder`].
+//!
+//! # Lifecycle
+//! 1. Non-source segments start first and open their sinks; then source segments open their
+//!    sinks and sources. If any `open` fails, nothing is read and the error is returned.
+//! 2. Sources run until exhausted (or until [`PipelineHandle::stop`]); each then ends its stream,
+//!    and end of stream flows through every queue, draining it: every event read is processed.
+//! 3. [`Pipeline::run`] / [`PipelineHandle::join`] return a [`RunReport`].
+//!
+//! A panic or error anywhere stops every thread (waits give up, loops check an abort flag once
+//! per batch) and comes back as `Err` — the first real error, not the consequent aborts. No
+//! thread outlives `run()`/`join()`. Idle threads park: an idle pipeline uses no CPU.
+//!
+//! ```
+//! use eventflux_runtime::prelude::*;
+//!
+//! let mut p = PipelineBuilder::new(PipelineConfig::default());
+//! let (tx, rx) = p.queue::<u64>("evens");
+//! let sink = CollectSink::new();
+//! let got = sink.handle();
+//! let out = p.sink("out", sink);
+//! p.add_source("numbers", IterSource::new(0..10u64), filter(|x: &u64| x % 2 == 0), QueueOutput::new(tx));
+//! p.add_queue_segment("square", rx, map(|x: u64| x * x), out);
+//! let report = p.build()?.run()?;
+//! assert_eq!(got.take(), [0, 4, 16, 36, 64]);
+//! assert_eq!(report.events_out, 5);
+//! # Ok::<(), eventflux_runtime::PipelineError>(())
+//! ```
+
+mod lifecycle;
+pub mod output;
+mod segment;
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub(crate) use lifecycle::Lifecycle;
+pub use output::{FanOut, FanOutItem, Output, QueueOutput, SinkOutput, Then};
+pub use segment::{QueueSegment, SourceSegment};
+
+use crate::backpressure::Backpressure;
+use crate::config::PipelineConfig;
+use crate::error::{ConfigError, PipelineError};
+use crate::io::{DeadLetter, DeadLetters};
+use crate::metrics::{MetricsRegistry, MetricsSnapshot, NodeKind};
+use crate::queue::{EventQueue, QueueOptions, QueueReceiver, QueueSender};
+use crate::source::Source;
+use crate::stage::{Metered, Stage};
+
+/// What a segment thread sees of its pipeline.
+pub struct Runtime {
+    pub(crate) config: PipelineConfig,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) dead_letters: DeadLetters,
+}
+
+/// One fused chain on one thread (object-safe: the executor holds `Box<dyn Segment>`, one
+/// virtual call per segment run, none per event).
+pub trait Segment: Send {
+    /// The segment's name (thread name, errors, metrics).
+    fn name(&self) -> &str;
+    /// Whether it is driven by a source (started last).
+    fn is_source(&self) -> bool;
+    /// Opens its sinks (and source).
+    fn open(&mut self) -> Result<(), PipelineError>;
+    /// Runs to end of stream, stop or abort.
+    fn run(&mut self, rt: &Runtime) -> Result<(), PipelineError>;
+}
+
+/// Per-queue settings overriding the pipeline's (a `=>` edge's `[capacity = …]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Capacity in events.
+    pub capacity: Option<usize>,
+    /// Events per batch.
+    pub batch_size: Option<usize>,
+    /// Backpressure strategy.
+    pub backpressure: Option<Backpressure>,
+}
+
+/// Assembles a pipeline from segments. See the [module docs](self).
+pub struct PipelineBuilder {
+    config: PipelineConfig,
+    registry: Arc<MetricsRegistry>,
+    lifecycle: Arc<Lifecycle>,
+    dead_letters: DeadLetters,
+    segments: Vec<Box<dyn Segment>>,
+}
+
+impl fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("config", &self.config)
+            .field("segments", &self.segments.len())
+            .finish()
+    }
+}
+
+impl PipelineBuilder {
+    /// A builder for a pipeline running under `config`.
+    pub fn new(config: PipelineConfig) -> Self {
+        Self {
+            config,
+            registry: Arc::new(MetricsRegistry::new()),
+            lifecycle: Arc::new(Lifecycle::new()),
+            dead_letters: DeadLetters::collect(),
+            segments: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The metrics registry (for registering custom nodes).
+    pub fn registry(&self) -> &Arc<MetricsRegistry> {
+        &self.registry
+    }
+
+    /// Sends dead letters to `dead_letters` instead of collecting them in the report.
+    pub fn dead_letters(&mut self, dead_letters: DeadLetters) {
+        self.dead_letters = dead_letters;
+    }
+
+    /// A queue with the pipeline's capacity, batch size and backpressure.
+    pub fn queue<T: Send>(&self, name: &str) -> (QueueSender<T>, QueueReceiver<T>) {
+        self.make_queue(
+            name,
+            self.config.queue_capacity(),
+            self.config.batch_size(),
+            self.config.backpressure(),
+        )
+    }
+
+    /// A queue with some settings overridden; the error names the bad setting.
+    pub fn queue_with<T: Send>(
+        &self,
+        name: &str,
+        settings: QueueSettings,
+    ) -> Result<(QueueSender<T>, QueueReceiver<T>), ConfigError> {
+        let config = PipelineConfig::builder()
+            .queue_capacity(settings.capacity.unwrap_or(self.config.queue_capacity()))
+            .batch_size(settings.batch_size.unwrap_or(self.config.batch_size()))
+            .backpressure(settings.backpressure.unwrap_or(self.config.backpressure()))
+            .idle(self.config.idle())
+            .build()?;
+        Ok(self.make_queue(
+            name,
+            config.queue_capacity(),
+            config.batch_size(),
+            config.backpressure(),
+        ))
+    }
+
+    fn make_queue<T: Send>(
+        &self,
+        name: &str,
+        capacity: usize,
+        batch_size: usize,
+        backpressure: Backpressure,
+    ) -> (QueueSender<T>, QueueReceiver<T>) {
+        let slots = capacity.div_ceil(batch_size);
+        let capacity_events = if backpressure == Backpressure::Unbounded {
+            0
+        } else {
+            (slots * batch_size) as u64
+        };
+        let metrics = self.registry.queue(name, capacity_events);
+        EventQueue::with_parts(
+            QueueOptions {
+                name: name.to_string(),
+                slots,
+                batch_size,
+                backpressure,
+                idle: self.config.idle(),
+                timing: self.config.metrics(),
+            },
+            metrics,
+            Arc::clone(&self.lifecycle.abort),
+        )
+    }
+
+    /// A sink as an output, metered under `name`.
+    pub fn sink<K>(&self, name: &str, sink: K) -> SinkOutput<K> {
+        let metrics = self
+            .config
+            .metrics()
+            .then(|| self.registry.node(name, NodeKind::Sink));
+        SinkOutput::new(name, sink, metrics)
+    }
+
+    /// A stage metered under `name`.
+    pub fn stage<S>(&self, name: &str, stage: S) -> Metered<S> {
+        Metered::new(stage, self.registry.node(name, NodeKind::Stage))
+    }
+
+    /// Adds a segment driven by `source`: its events go through `chain` into `output`.
+    pub fn add_source<S, C, O>(&mut self, name: &str, source: S, chain: C, output: O)
+    where
+        S: Source + 'static,
+        C: Stage<S::Item> + Send + 'static,
+        O: Output<C::Out> + 'static,
+    {
+        let metrics = Some(self.registry.node(name, NodeKind::Source));
+        self.segments.push(Box::new(SourceSegment {
+            name: name.to_string(),
+            source,
+            chain,
+            output,
+            metrics,
+        }));
+    }
+
+    /// Adds a segment consuming `input`: its events go through `chain` into `output`.
+    pub fn add_queue_segment<T, C, O>(
+        &mut self,
+        name: &str,
+        input: QueueReceiver<T>,
+        chain: C,
+        output: O,
+    ) where
+        T: Send + 'static,
+        C: Stage<T> + Send + 'static,
+        O: Output<C::Out> + 'static,
+    {
+        self.segments.push(Box::new(QueueSegment {
+            name: name.to_string(),
+            input,
+            chain,
+            output,
+        }));
+    }
+
+    /// Adds any segment.
+    pub fn add_segment(&mut self, segment: Box<dyn Segment>) {
+        self.segments.push(segment);
+    }
+
+    /// Checks the assembly and returns a runnable pipeline.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        self.config.validate()?;
+        if !self.segments.iter().any(|s| s.is_source()) {
+            return Err(PipelineError::Invalid(
+                "a pipeline needs at least one source segment".into(),
+            ));
+        }
+        let mut names: Vec<&str> = self.segments.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(PipelineError::Invalid(format!(
+                "two segments are named `{}`; segment names must be unique",
+                w[0]
+            )));
+        }
+        Ok(Pipeline {
+            runtime: Arc::new(Runtime {
+                config: self.config,
+                lifecycle: self.lifecycle,
+                dead_letters: self.dead_letters,
+            }),
+            registry: self.registry,
+            segments: self.segments,
+        })
+    }
+}
+
+/// A pipeline ready to run. See the [module docs](self).
+pub struct Pipeline {
+    runtime: Arc<Runtime>,
+    registry: Arc<MetricsRegistry>,
+    segments: Vec<Box<dyn Segment>>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field(
+                "segments",
+                &self.segments.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+fn in_segment(e: PipelineError, segment: &str) -> PipelineError {
+    match e {
+        PipelineError::Stage { segment: s, source } if s.is_empty() => PipelineError::Stage {
+            segment: segment.to_string(),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Runs one step of a segment, turning panics and errors into a recorded failure.
+fn guarded(
+    rt: &Runtime,
+    name: &str,
+    step: impl FnOnce() -> Result<(), PipelineError>,
+) -> Result<(), ()> {
+    match catch_unwind(AssertUnwindSafe(step)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            rt.lifecycle.fail(in_segment(e, name));
+            Err(())
+        }
+        Err(payload) => {
+            rt.lifecycle.fail(PipelineError::Panicked {
+                segment: name.to_string(),
+                message: panic_message(&*payload),
+            });
+            Err(())
+        }
+    }
+}
+
+impl Pipeline {
+    /// The configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.runtime.config
+    }
+
+    /// Runs to completion: on the caller's thread if there is one segment, else one thread per
+    /// segment. Returns the report, or the first error.
+    pub fn run(mut self) -> Result<RunReport, PipelineError> {
+        if self.segments.len() == 1 {
+            let started = Instant::now();
+            let rt = Arc::clone(&self.runtime);
+            let mut segment = self.segments.remove(0);
+            let name = segment.name().to_string();
+            rt.lifecycle.starting(&name);
+            rt.lifecycle.register_thread(thread::current());
+            let _ = guarded(&rt, &name, || {
+                rt.dead_letters
+                    .open()
+                    .map_err(|source| PipelineError::Sink {
+                        sink: "dead letters".into(),
+                        source,
+                    })?;
+                segment.open()?;
+                segment.run(&rt)
+            });
+            drop(segment);
+            rt.lifecycle.finished(&name);
+            return finish_report(&rt, &self.registry, started);
+        }
+        self.spawn()?.join()
+    }
+
+    /// Starts every segment on its own thread and returns a handle.
+    pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
+        let started = Instant::now();
+        let rt = self.runtime;
+        rt.dead_letters
+            .open()
+            .map_err(|source| PipelineError::Sink {
+                sink: "dead letters".into(),
+                source,
+            })?;
+        let (sources, others): (Vec<_>, Vec<_>) =
+            self.segments.into_iter().partition(|s| s.is_source());
+        let mut threads = Vec::new();
+        let mut handle = PipelineHandle {
+            runtime: Arc::clone(&rt),
+            registry: self.registry,
+            threads: Vec::new(),
+            started,
+            detached: false,
+        };
+        for group in [others, sources] {
+            let (ready_tx, ready_rx) = mpsc::channel::<bool>();
+            let count = group.len();
+            for mut segment in group {
+                let thread_rt = Arc::clone(&rt);
+                let ready = ready_tx.clone();
+                let name = segment.name().to_string();
+                let thread_name = name.clone();
+                rt.lifecycle.starting(&name);
+                let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
+                    let (rt, name) = (thread_rt, thread_name);
+                    rt.lifecycle.register_thread(thread::current());
+                    let opened = guarded(&rt, &name, || segment.open()).is_ok();
+                    let _ = ready.send(opened);
+                    if opened {
+                        let _ = guarded(&rt, &name, || segment.run(&rt));
+                    }
+                    drop(segment);
+                    rt.lifecycle.finished(&name);
+                });
+                match spawned {
+                    Ok(t) => threads.push(t),
+                    Err(source) => {
+                        rt.lifecycle.finished(&name);
+                        rt.lifecycle.fail(PipelineError::Spawn {
+                            segment: name,
+                            source,
+                        });
+                    }
+                }
+            }
+            drop(ready_tx);
+            let all_opened = ready_rx.iter().take(count).all(|ok| ok);
+            if !all_opened || rt.lifecycle.aborted() {
+                rt.lifecycle.abort();
+                handle.threads = threads;
+                return Err(handle.join_inner().err().unwrap_or(PipelineError::Aborted));
+            }
+        }
+        handle.threads = threads;
+        Ok(handle)
+    }
+}
+
+fn finish_report(
+    rt: &Runtime,
+    registry: &MetricsRegistry,
+    started: Instant,
+) -> Result<RunReport, PipelineError> {
+    let close = rt.dead_letters.close();
+    if let Some(e) = rt.lifecycle.take_error() {
+        return Err(e);
+    }
+    close.map_err(|source| PipelineError::Sink {
+        sink: "dead letters".into(),
+        source,
+    })?;
+    Ok(RunReport::new(
+        started.elapsed(),
+        registry.snapshot(),
+        rt.dead_letters.take(),
+        rt.dead_letters.count(),
+    ))
+}
+
+/// A running pipeline. Dropping it stops the pipeline (gracefully, then by abort) and waits
+/// for its threads within the configured stop timeout.
+pub struct PipelineHandle {
+    runtime: Arc<Runtime>,
+    registry: Arc<MetricsRegistry>,
+    threads: Vec<JoinHandle<()>>,
+    started: Instant,
+    detached: bool,
+}
+
+impl fmt::Debug for PipelineHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineHandle")
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl PipelineHandle {
+    /// A snapshot of every metric; throughput is over the interval since the previous call.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.registry.snapshot()
+    }
+
+    /// Whether every segment has finished.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for the pipeline to finish and returns its report or first error.
+    pub fn join(mut self) -> Result<RunReport, PipelineError> {
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> Result<RunReport, PipelineError> {
+        for t in self.threads.drain(..) {
+            // Segment threads catch their own panics; a join error cannot carry anything new.
+            let _ = t.join();
+        }
+        finish_report(&self.runtime, &self.registry, self.started)
+    }
+
+    /// Stops gracefully: sources end their streams and every queue drains. If that takes longer
+    /// than the configured stop timeout, the pipeline is aborted; if its threads still do not
+    /// finish within the same bound again (a sink blocked in a system call, say), they are left
+    /// running detached and [`PipelineError::StopTimeout`] names them.
+    pub fn stop(mut self) -> Result<RunReport, PipelineError> {
+        let bound = self.runtime.config.stop_timeout();
+        let t0 = Instant::now();
+        self.runtime.lifecycle.request_stop();
+        let stuck = self.runtime.lifecycle.wait_finished(Some(bound));
+        if !stuck.is_empty() {
+            self.runtime.lifecycle.abort();
+            let stuck = self.runtime.lifecycle.wait_finished(Some(bound));
+            if !stuck.is_empty() {
+                self.detached = true;
+                self.threads.clear();
+                return Err(PipelineError::StopTimeout {
+                    waited_ms: t0.elapsed().as_millis(),
+                    stuck,
+                });
+            }
+        }
+        self.join_inner()
+    }
+}
+
+impl Drop for PipelineHandle {
+    fn drop(&mut self) {
+        if self.detached || self.threads.is_empty() {
+            return;
+        }
+        let bound = self.runtime.config.stop_timeout();
+        self.runtime.lifecycle.request_stop();
+        if !self.runtime.lifecycle.wait_finished(Some(bound)).is_empty() {
+            self.runtime.lifecycle.abort();
+            if !self.runtime.lifecycle.wait_finished(Some(bound)).is_empty() {
+                return;
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Wall time from start to the last thread's end.
+    pub duration: Duration,
+    /// Events produced by sources.
+    pub events_in: u64,
+    /// Events delivered to sinks.
+    pub events_out: u64,
+    /// Events dropped by queues (backpressure) and stages.
+    pub dropped: u64,
+    /// Malformed records routed to the dead-letter output.
+    pub dead_letter_count: u64,
+    /// The dead letters themselves, when collected in memory (the default).
+    pub dead_letters: Vec<DeadLetter>,
+    /// Final metrics.
+    pub metrics: MetricsSnapshot,
+}
+
+impl RunReport {
+    fn new(
+        duration: Duration,
+        metrics: MetricsSnapshot,
+        dead_letters: Vec<DeadLetter>,
+        dead_letter_count: u64,
+    ) -> Self {
+        let sum = |kind: NodeKind, f: fn(&crate::metrics::NodeSnapshot) -> u64| {
+            metrics
+                .nodes
+                .iter()
+                .filter(|n| n.kind == kind)
+                .map(f)
+                .sum::<u64>()
+        };
+        let events_in = sum(NodeKind::Source, |n| n.events_out);
+        let events_out = sum(NodeKind::Sink, |n| n.events_in);
+        let dropped = metrics
+            .queues
+            .iter()
+            .map(|q| q.dropped_evicted + q.dropped_rejected)
+            .sum::<u64>()
+            + metrics
+                .nodes
+                .iter()
+                .flat_map(|n| n.dropped.iter())
+                .filter(|(r, _)| *r != crate::metrics::DropReason::Malformed)
+                .map(|(_, c)| c)
+                .sum::<u64>();
+        Self {
+            duration,
+            events_in,
+            events_out,
+            dropped,
+            dead_letter_count,
+            dead_letters,
+            metrics,
+        }
+    }
+
+    /// Events from sources per second of wall time.
+    pub fn events_per_sec(&self) -> f64 {
+        let s = self.duration.as_secs_f64();
+        if s > 0.0 {
+            self.events_in as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "ran {:.3} s: {} events in ({:.2} M/s), {} out, {} dropped, {} dead letters",
+            self.duration.as_secs_f64(),
+            self.events_in,
+            self.events_per_sec() / 1e6,
+            self.events_out,
+            self.dropped,
+            self.dead_letter_count
+        )?;
+        write!(f, "{}", self.metrics)
+    }
+}

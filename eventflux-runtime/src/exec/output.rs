@@ -1,0 +1,487 @@
+//! Segment outputs: where the last stage of a fused segment pushes its events.
+//!
+//! An [`Output`] is an [`Emit`] that also follows the stream's lifecycle. The leaves are
+//! [`SinkOutput`] (a sink on this thread) and [`QueueOutput`] (a batching producer into an
+//! [`EventQueue`](crate::queue::EventQueue)); [`FanOut`] sends every event to two outputs and
+//! [`Then`] runs a further chain of stages before an output, so a fused sub-graph with fan-out is
+//! a tree of these types — statically dispatched like the chain itself.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{PipelineError, SinkError, StageError};
+use crate::metrics::NodeMetrics;
+use crate::queue::QueueSender;
+use crate::sink::Sink;
+use crate::stage::{CheckpointId, Emit, Link, Stage, Watermark};
+
+/// The end of a fused segment. See the [module docs](self).
+///
+/// The segment calls, in stream order: `open` once; for each input batch `begin_batch`, the
+/// events, `end_batch`; `flush` when its input has nothing ready; `watermark`/`barrier` in band;
+/// `finish` at end of stream. Errors (a failed sink, a stage's `fail`, an aborted queue) are
+/// returned from the next of these calls.
+pub trait Output<T>: Emit<T> + Send {
+    /// Opens sinks. Called before any source starts.
+    fn open(&mut self) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    /// A new input batch whose events entered the pipeline at `origin` starts.
+    fn begin_batch(&mut self, origin: Instant);
+
+    /// The input batch is done: publish metrics, report errors.
+    fn end_batch(&mut self) -> Result<(), PipelineError>;
+
+    /// The input has nothing ready: send partial batches, flush sinks.
+    fn flush(&mut self) -> Result<(), PipelineError>;
+
+    /// Forwards a watermark after every event emitted so far.
+    fn watermark(&mut self, watermark: Watermark) -> Result<(), PipelineError>;
+
+    /// Forwards a checkpoint barrier after every event emitted so far.
+    fn barrier(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError>;
+
+    /// End of stream: flush, forward the end, close sinks.
+    fn finish(&mut self) -> Result<(), PipelineError>;
+}
+
+fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
+    match failed.take() {
+        None => Ok(()),
+        Some(source) => Err(PipelineError::Stage {
+            segment: String::new(),
+            source,
+        }),
+    }
+}
+
+/// A sink as a segment output, metered under the sink's name.
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// use eventflux_runtime::metrics::{MetricsRegistry, NodeKind};
+/// let reg = MetricsRegistry::new();
+/// let sink = CollectSink::new();
+/// let got = sink.handle();
+/// let mut out = SinkOutput::new("out", sink, Some(reg.node("out", NodeKind::Sink)));
+/// out.begin_batch(std::time::Instant::now());
+/// out.emit(1);
+/// out.end_batch().unwrap();
+/// out.finish().unwrap();
+/// assert_eq!(got.take(), [1]);
+/// ```
+pub struct SinkOutput<K> {
+    name: String,
+    sink: K,
+    metrics: Option<Arc<NodeMetrics>>,
+    delivered: u64,
+    in_batch: u64,
+    errors: u64,
+    origin: Instant,
+    error: Option<SinkError>,
+    failed: Option<StageError>,
+}
+
+impl<K> std::fmt::Debug for SinkOutput<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkOutput")
+            .field("name", &self.name)
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> SinkOutput<K> {
+    /// Wraps `sink`; `metrics`, when given, receives counts and end-to-end latency.
+    pub fn new(name: impl Into<String>, sink: K, metrics: Option<Arc<NodeMetrics>>) -> Self {
+        Self {
+            name: name.into(),
+            sink,
+            metrics,
+            delivered: 0,
+            in_batch: 0,
+            errors: 0,
+            origin: Instant::now(),
+            error: None,
+            failed: None,
+        }
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &K {
+        &self.sink
+    }
+
+    fn check(&mut self, r: Result<(), SinkError>) -> Result<(), PipelineError> {
+        let r = match self.error.take() {
+            Some(e) => Err(e),
+            None => r,
+        };
+        stage_error(&mut self.failed)?;
+        r.map_err(|source| PipelineError::Sink {
+            sink: self.name.clone(),
+            source,
+        })
+    }
+
+    fn publish(&mut self) {
+        if let Some(m) = &self.metrics {
+            if self.in_batch > 0 {
+                let nanos = self.origin.elapsed().as_nanos() as u64;
+                m.record_latency(nanos, self.in_batch);
+                self.in_batch = 0;
+            }
+            m.publish(self.delivered, self.delivered, self.errors);
+        }
+    }
+}
+
+impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
+    #[inline]
+    fn emit(&mut self, item: T) {
+        match self.sink.send(item) {
+            Ok(()) => {
+                self.delivered += 1;
+                self.in_batch += 1;
+            }
+            Err(e) => {
+                self.errors += 1;
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, error: StageError) {
+        if self.failed.is_none() {
+            self.failed = Some(error);
+        }
+    }
+}
+
+impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
+    fn open(&mut self) -> Result<(), PipelineError> {
+        let r = self.sink.open();
+        self.check(r)
+    }
+
+    #[inline]
+    fn begin_batch(&mut self, origin: Instant) {
+        self.origin = origin;
+    }
+
+    #[inline]
+    fn end_batch(&mut self) -> Result<(), PipelineError> {
+        self.publish();
+        self.check(Ok(()))
+    }
+
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        let r = self.sink.flush();
+        self.check(r)
+    }
+
+    fn watermark(&mut self, _: Watermark) -> Result<(), PipelineError> {
+        self.check(Ok(()))
+    }
+
+    fn barrier(&mut self, _: CheckpointId) -> Result<(), PipelineError> {
+        let r = self.sink.flush();
+        self.check(r)
+    }
+
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        self.publish();
+        let r = self.sink.close();
+        self.check(r)
+    }
+}
+
+/// Batches events into an [`EventQueue`](crate::queue::EventQueue) (a `=>` edge).
+///
+/// A batch is sent when it is full, and a partial batch as soon as the upstream has nothing
+/// ready (so quiet periods never delay events) and before any control message (so order holds).
+pub struct QueueOutput<T> {
+    tx: QueueSender<T>,
+    buf: Vec<T>,
+    batch_size: usize,
+    origin: Instant,
+    buf_origin: Instant,
+    error: Option<PipelineError>,
+    failed: Option<StageError>,
+}
+
+impl<T> std::fmt::Debug for QueueOutput<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueOutput")
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> QueueOutput<T> {
+    /// Sends into `tx` in batches of the queue's batch size.
+    pub fn new(tx: QueueSender<T>) -> Self {
+        let buf = tx.acquire_buffer();
+        let now = Instant::now();
+        Self {
+            batch_size: tx.batch_size(),
+            tx,
+            buf,
+            origin: now,
+            buf_origin: now,
+            error: None,
+            failed: None,
+        }
+    }
+
+    #[cold]
+    fn send_buffer(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if self.error.is_some() {
+            // The pipeline is already failing; nothing downstream will read these.
+            self.buf.clear();
+            return;
+        }
+        let full = std::mem::replace(&mut self.buf, self.tx.acquire_buffer());
+        if let Err(e) = self.tx.send_items_from(full, self.buf_origin) {
+            self.tx.release_buffer(e.item);
+            self.error = Some(match e.reason {
+                crate::backpressure::SendFailure::Closed => PipelineError::Invalid(
+                    "a queue's consumer stopped before the end of the stream".into(),
+                ),
+                _ => PipelineError::Aborted,
+            });
+        }
+    }
+
+    fn check(&mut self) -> Result<(), PipelineError> {
+        stage_error(&mut self.failed)?;
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T> Emit<T> for QueueOutput<T> {
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        if self.buf.is_empty() {
+            self.buf_origin = self.origin;
+        }
+        self.buf.push(item);
+        if self.buf.len() >= self.batch_size {
+            self.send_buffer();
+        }
+    }
+
+    fn fail(&mut self, error: StageError) {
+        if self.failed.is_none() {
+            self.failed = Some(error);
+        }
+    }
+}
+
+impl<T: Send> Output<T> for QueueOutput<T> {
+    #[inline]
+    fn begin_batch(&mut self, origin: Instant) {
+        self.origin = origin;
+    }
+
+    #[inline]
+    fn end_batch(&mut self) -> Result<(), PipelineError> {
+        self.check()
+    }
+
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        self.send_buffer();
+        self.check()
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<(), PipelineError> {
+        self.send_buffer();
+        self.check()?;
+        self.tx
+            .watermark(watermark)
+            .map_err(|_| PipelineError::Aborted)
+    }
+
+    fn barrier(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
+        self.send_buffer();
+        self.check()?;
+        self.tx
+            .barrier(checkpoint)
+            .map_err(|_| PipelineError::Aborted)
+    }
+
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        self.send_buffer();
+        self.check()?;
+        self.tx.end().map_err(|_| PipelineError::Aborted)
+    }
+}
+
+/// Sends every event to both outputs (a clone to the first, the original to the second).
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// let (a, b) = (CollectSink::new(), CollectSink::new());
+/// let (ha, hb) = (a.handle(), b.handle());
+/// let mut out = FanOut::new(SinkOutput::new("a", a, None), SinkOutput::new("b", b, None));
+/// out.emit(String::from("x"));
+/// out.finish().unwrap();
+/// assert_eq!((ha.take(), hb.take()), (vec!["x".to_string()], vec!["x".to_string()]));
+/// ```
+#[derive(Debug)]
+pub struct FanOut<A, B> {
+    first: A,
+    second: B,
+}
+
+impl<A, B> FanOut<A, B> {
+    /// Fans out to `first` and `second`.
+    pub fn new(first: A, second: B) -> Self {
+        Self { first, second }
+    }
+}
+
+#[diagnostic::on_unimplemented(
+    message = "fan-out needs `{T}` to implement `Clone`",
+    label = "events of type `{T}` are sent to several nodes here",
+    note = "derive or implement `Clone` for `{T}`, or feed only one node"
+)]
+/// Items a [`FanOut`] can duplicate.
+pub trait FanOutItem<T>: Clone {}
+impl<T: Clone> FanOutItem<T> for T {}
+
+impl<T: FanOutItem<T>, A: Emit<T>, B: Emit<T>> Emit<T> for FanOut<A, B> {
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        self.first.emit(item.clone());
+        self.second.emit(item);
+    }
+
+    fn fail(&mut self, error: StageError) {
+        self.first.fail(error);
+    }
+}
+
+fn both(a: Result<(), PipelineError>, b: Result<(), PipelineError>) -> Result<(), PipelineError> {
+    a.and(b)
+}
+
+impl<T, A, B> Output<T> for FanOut<A, B>
+where
+    T: FanOutItem<T>,
+    A: Output<T>,
+    B: Output<T>,
+{
+    fn open(&mut self) -> Result<(), PipelineError> {
+        both(self.first.open(), self.second.open())
+    }
+    #[inline]
+    fn begin_batch(&mut self, origin: Instant) {
+        self.first.begin_batch(origin);
+        self.second.begin_batch(origin);
+    }
+    #[inline]
+    fn end_batch(&mut self) -> Result<(), PipelineError> {
+        both(self.first.end_batch(), self.second.end_batch())
+    }
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        both(self.first.flush(), self.second.flush())
+    }
+    fn watermark(&mut self, w: Watermark) -> Result<(), PipelineError> {
+        both(self.first.watermark(w), self.second.watermark(w))
+    }
+    fn barrier(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        both(self.first.barrier(c), self.second.barrier(c))
+    }
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        both(self.first.finish(), self.second.finish())
+    }
+}
+
+/// Runs a chain of stages before an output: one branch of a fan-out.
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// let sink = CollectSink::new();
+/// let got = sink.handle();
+/// let mut out = Then::new(map(|x: u32| x + 1), SinkOutput::new("s", sink, None));
+/// out.emit(1);
+/// out.finish().unwrap();
+/// assert_eq!(got.take(), [2]);
+/// ```
+#[derive(Debug)]
+pub struct Then<C, O> {
+    chain: C,
+    out: O,
+}
+
+impl<C, O> Then<C, O> {
+    /// `chain`'s outputs go to `out`.
+    pub fn new(chain: C, out: O) -> Self {
+        Self { chain, out }
+    }
+}
+
+impl<T, C, O> Emit<T> for Then<C, O>
+where
+    C: Stage<T>,
+    O: Emit<C::Out>,
+{
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        self.chain.process(item, &mut self.out);
+    }
+
+    fn fail(&mut self, error: StageError) {
+        self.out.fail(error);
+    }
+}
+
+impl<T, C, O> Output<T> for Then<C, O>
+where
+    C: Stage<T> + Send,
+    O: Output<C::Out>,
+{
+    fn open(&mut self) -> Result<(), PipelineError> {
+        self.out.open()
+    }
+    #[inline]
+    fn begin_batch(&mut self, origin: Instant) {
+        self.out.begin_batch(origin);
+    }
+    #[inline]
+    fn end_batch(&mut self) -> Result<(), PipelineError> {
+        self.chain.on_batch_end(&mut self.out);
+        self.out.end_batch()
+    }
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        self.out.flush()
+    }
+    fn watermark(&mut self, w: Watermark) -> Result<(), PipelineError> {
+        self.chain.on_watermark(w, &mut self.out);
+        self.out.watermark(w)
+    }
+    fn barrier(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        self.chain.on_barrier(c, &mut self.out);
+        self.out.barrier(c)
+    }
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        self.chain.on_end(&mut self.out);
+        self.out.finish()
+    }
+}
+
+/// Feeds one event through `chain` into `out` (the segment's inner loop).
+#[inline(always)]
+pub(crate) fn push<T, C: Stage<T>, O: Emit<C::Out>>(chain: &mut C, out: &mut O, item: T) {
+    Link::new(chain, out).emit(item);
+}

@@ -1,0 +1,192 @@
+//! Segment drivers: the loop that runs one fused chain on one thread.
+//!
+//! A [`SourceSegment`] polls a source; a [`QueueSegment`] receives batches from an
+//! [`EventQueue`](crate::queue::EventQueue). Both push every event through their chain into their
+//! output, call the batch hooks, flush partial batches when their input has nothing ready,
+//! forward control messages in order, and end the stream through the chain (so windows can
+//! flush) and the output.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{PipelineError, StageError};
+use crate::exec::output::{Output, push};
+use crate::exec::{Runtime, Segment};
+use crate::metrics::{DropReason, NodeMetrics};
+use crate::queue::{Message, QueueReceiver, RecvError};
+use crate::source::{Source, SourceContext, SourcePoll};
+use crate::stage::{Emit, Stage};
+
+/// Counts events a source emits on their way into the chain.
+struct Counted<'a, C, O> {
+    chain: &'a mut C,
+    out: &'a mut O,
+    n: u64,
+}
+
+impl<T, C: Stage<T>, O: Emit<C::Out>> Emit<T> for Counted<'_, C, O> {
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        self.n += 1;
+        push(self.chain, self.out, item);
+    }
+
+    fn fail(&mut self, error: StageError) {
+        self.out.fail(error);
+    }
+}
+
+/// A source, its fused chain and its output, run on one thread.
+pub struct SourceSegment<S, C, O> {
+    pub(crate) name: String,
+    pub(crate) source: S,
+    pub(crate) chain: C,
+    pub(crate) output: O,
+    pub(crate) metrics: Option<Arc<NodeMetrics>>,
+}
+
+impl<S, C, O> Segment for SourceSegment<S, C, O>
+where
+    S: Source,
+    C: Stage<S::Item> + Send,
+    O: Output<C::Out>,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn open(&mut self) -> Result<(), PipelineError> {
+        self.output.open()?;
+        self.source.open().map_err(|source| PipelineError::Source {
+            segment: self.name.clone(),
+            source,
+        })
+    }
+
+    fn run(&mut self, rt: &Runtime) -> Result<(), PipelineError> {
+        let batch = rt.config.batch_size();
+        let park = rt.config.idle().park;
+        let timing = rt.config.metrics();
+        let mut produced = 0u64;
+        let mut malformed = 0u64;
+        loop {
+            if rt.lifecycle.aborted() {
+                return Err(PipelineError::Aborted);
+            }
+            if rt.lifecycle.stop_requested() {
+                break;
+            }
+            if timing {
+                self.output.begin_batch(Instant::now());
+            }
+            let mut cx = SourceContext::new(batch, &rt.dead_letters);
+            let mut counted = Counted {
+                chain: &mut self.chain,
+                out: &mut self.output,
+                n: 0,
+            };
+            let polled = self.source.poll(&mut cx, &mut counted);
+            produced += counted.n;
+            if cx.dead_lettered > 0 {
+                malformed += cx.dead_lettered;
+                if let Some(m) = &self.metrics {
+                    m.add_dropped(DropReason::Malformed, cx.dead_lettered);
+                }
+            }
+            if let Some(m) = &self.metrics {
+                m.publish(produced, produced, malformed);
+            }
+            let failure = cx.failure.take();
+            let polled = polled.map_err(|source| PipelineError::Source {
+                segment: self.name.clone(),
+                source,
+            })?;
+            if let Some(source) = failure {
+                return Err(PipelineError::Source {
+                    segment: self.name.clone(),
+                    source,
+                });
+            }
+            self.chain.on_batch_end(&mut self.output);
+            self.output.end_batch()?;
+            match polled {
+                SourcePoll::Ready => {}
+                SourcePoll::Pending => {
+                    self.output.flush()?;
+                    self.source.wait(park);
+                }
+                SourcePoll::Done => break,
+            }
+        }
+        self.chain.on_end(&mut self.output);
+        self.output.finish()
+    }
+}
+
+/// A queue's consumer, its fused chain and its output, run on one thread.
+pub struct QueueSegment<T, C, O> {
+    pub(crate) name: String,
+    pub(crate) input: QueueReceiver<T>,
+    pub(crate) chain: C,
+    pub(crate) output: O,
+}
+
+impl<T, C, O> Segment for QueueSegment<T, C, O>
+where
+    T: Send,
+    C: Stage<T> + Send,
+    O: Output<C::Out>,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_source(&self) -> bool {
+        false
+    }
+
+    fn open(&mut self) -> Result<(), PipelineError> {
+        self.output.open()
+    }
+
+    fn run(&mut self, rt: &Runtime) -> Result<(), PipelineError> {
+        loop {
+            if rt.lifecycle.aborted() {
+                return Err(PipelineError::Aborted);
+            }
+            let msg = self.input.recv().map_err(|e| match e {
+                RecvError::Aborted => PipelineError::Aborted,
+            })?;
+            match msg {
+                Message::Batch(b) => {
+                    self.output.begin_batch(b.origin());
+                    let mut items = b.into_items();
+                    for item in items.drain(..) {
+                        push(&mut self.chain, &mut self.output, item);
+                    }
+                    self.input.recycle_buffer(items);
+                    self.chain.on_batch_end(&mut self.output);
+                    self.output.end_batch()?;
+                    if self.input.is_empty() {
+                        self.output.flush()?;
+                    }
+                }
+                Message::Watermark(w) => {
+                    self.chain.on_watermark(w, &mut self.output);
+                    self.output.watermark(w)?;
+                }
+                Message::Barrier(c) => {
+                    self.chain.on_barrier(c, &mut self.output);
+                    self.output.barrier(c)?;
+                }
+                Message::End => break,
+            }
+        }
+        self.chain.on_end(&mut self.output);
+        self.output.finish()
+    }
+}

@@ -1,0 +1,78 @@
+//! `StdoutSink`: one line per event on standard output.
+
+use std::fmt::{Debug, Display};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use crate::error::SinkError;
+use crate::sink::Sink;
+
+type Format<T> = fn(&T, &mut dyn Write) -> io::Result<()>;
+
+/// Prints events, buffered, flushed whenever the upstream goes idle and at end of stream.
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// let sink: StdoutSink<u32> = StdoutSink::display();
+/// # drop(sink);
+/// ```
+pub struct StdoutSink<T> {
+    out: BufWriter<io::Stdout>,
+    format: Format<T>,
+}
+
+impl<T> std::fmt::Debug for StdoutSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdoutSink").finish_non_exhaustive()
+    }
+}
+
+impl<T> StdoutSink<T> {
+    fn with(format: Format<T>) -> Self {
+        Self {
+            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            format,
+        }
+    }
+}
+
+impl<T: Display> StdoutSink<T> {
+    /// Prints with `Display`.
+    pub fn display() -> Self {
+        Self::with(|t, w| writeln!(w, "{t}"))
+    }
+}
+
+impl<T: Debug> StdoutSink<T> {
+    /// Prints with `Debug`.
+    pub fn debug() -> Self {
+        Self::with(|t, w| writeln!(w, "{t:?}"))
+    }
+}
+
+impl<T: serde::Serialize> StdoutSink<T> {
+    /// Prints one JSON object per line.
+    pub fn json() -> Self {
+        Self::with(|t, w| {
+            serde_json::to_writer(&mut *w, t).map_err(io::Error::other)?;
+            w.write_all(b"\n")
+        })
+    }
+}
+
+fn io_err(source: io::Error) -> SinkError {
+    SinkError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
+}
+
+impl<T> Sink<T> for StdoutSink<T> {
+    fn send(&mut self, item: T) -> Result<(), SinkError> {
+        (self.format)(&item, &mut self.out).map_err(io_err)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(io_err)
+    }
+}

@@ -1,0 +1,683 @@
+//! `EventQueue`: the bounded, lock-free hand-off between two threads of a pipeline.
+//!
+//! A queue carries **batches** of events (pooled `Vec`s, see [`EventPool`]) plus in-band
+//! **control messages**: watermarks, checkpoint barriers and end of stream. One batch costs a few
+//! atomic operations whatever its length, which is what makes a thread hop cheap.
+//!
+//! # Guarantees
+//! - **Order.** Per producer, the consumer sees batches and control messages in the order the
+//!   producer sent them (minus batches a drop policy discarded). Between producers there is no
+//!   order.
+//! - **Control is never dropped.** Control messages travel on a separate lane that always blocks
+//!   when full; each batch carries a sequence number and each control message the sequence
+//!   number it follows, so the consumer re-interleaves them exactly. Drop policies therefore apply
+//!   to batches only.
+//! - **Conservation.** Every event offered is either delivered or counted as dropped (evicted or
+//!   rejected) in the queue's [`QueueMetrics`]: after the queue is drained,
+//!   `delivered + dropped == pushed`.
+//! - **Fan-in.** A sender can be cloned; each clone is a producer. The consumer forwards the
+//!   *minimum* watermark over producers that have not ended, a barrier once every live producer
+//!   has sent it, and end of stream once every producer has ended and the queue is empty.
+//! - **Drop policies act on whole batches**, the unit of transfer. With `batch_size = 1` they are
+//!   per event.
+//!
+//! ```
+//! use eventflux_runtime::queue::{EventQueue, Message, QueueOptions};
+//! let (mut tx, mut rx) = EventQueue::<u32>::new(QueueOptions::default());
+//! let mut batch = tx.acquire_buffer();
+//! batch.extend([1, 2, 3]);
+//! tx.send_items(batch).unwrap();
+//! tx.end().unwrap();
+//! match rx.recv().unwrap() {
+//!     Message::Batch(b) => { assert_eq!(b.items(), &[1, 2, 3]); rx.recycle(b); }
+//!     other => panic!("{other:?}"),
+//! }
+//! assert!(matches!(rx.recv().unwrap(), Message::End));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::backpressure::{Backpressure, Lane, SendError, SendFailure, SendOutcome};
+use crate::idle::IdleStrategy;
+use crate::metrics::QueueMetrics;
+use crate::pool::EventPool;
+use crate::stage::{CheckpointId, Watermark};
+
+/// Capacity of the control lane (control messages are rare; a full lane blocks its producer).
+const CONTROL_CAPACITY: usize = 1024;
+
+/// A batch of events in flight.
+pub struct Batch<T> {
+    seq: u64,
+    origin: Instant,
+    enqueued: Instant,
+    items: Vec<T>,
+}
+
+impl<T> fmt::Debug for Batch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("seq", &self.seq)
+            .field("len", &self.items.len())
+            .finish()
+    }
+}
+
+impl<T> Batch<T> {
+    /// The events.
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no events.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// When the first event of this batch (or of the batch it was derived from) entered the
+    /// pipeline.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// The buffer, to drain and hand back with [`QueueReceiver::recycle`].
+    pub fn into_items(self) -> Vec<T> {
+        self.items
+    }
+}
+
+/// What a consumer receives.
+#[derive(Debug)]
+pub enum Message<T> {
+    /// Events.
+    Batch(Batch<T>),
+    /// Event time advanced (the minimum over producers).
+    Watermark(Watermark),
+    /// Every live producer passed this checkpoint barrier.
+    Barrier(CheckpointId),
+    /// Every producer ended and everything was delivered. Repeats on further calls.
+    End,
+}
+
+/// Why [`QueueReceiver::recv`] returned without a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The pipeline is aborting.
+    #[error("the pipeline is aborting")]
+    Aborted,
+}
+
+/// How a queue is built.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// A name for metrics.
+    pub name: String,
+    /// Batches the queue holds (≥ 1; ignored for `Unbounded`).
+    pub slots: usize,
+    /// Events per batch, and the capacity of pooled buffers.
+    pub batch_size: usize,
+    /// What a producer does when the queue is full.
+    pub backpressure: Backpressure,
+    /// How waiting threads idle.
+    pub idle: IdleStrategy,
+    /// Whether to time batches in the queue (one clock read per batch on each side).
+    pub timing: bool,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            name: "queue".into(),
+            slots: 64,
+            batch_size: 1024,
+            backpressure: Backpressure::Block,
+            idle: IdleStrategy::balanced(),
+            timing: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ControlKind {
+    Watermark(Watermark),
+    Barrier(CheckpointId),
+    End,
+}
+
+#[derive(Debug)]
+struct Control {
+    /// Delivered after every batch with `seq < after` from the same producer.
+    after: u64,
+    producer: usize,
+    kind: ControlKind,
+}
+
+struct Shared<T> {
+    data: Lane<Batch<T>>,
+    control: Lane<Control>,
+    next_seq: AtomicU64,
+    producers: AtomicUsize,
+    pool: EventPool<T>,
+    metrics: Arc<QueueMetrics>,
+    idle: IdleStrategy,
+    abort: Arc<AtomicBool>,
+    timing: bool,
+}
+
+/// Constructor namespace for queues.
+pub struct EventQueue<T>(std::marker::PhantomData<T>);
+
+impl<T> EventQueue<T> {
+    /// A standalone queue with its own metrics and abort flag.
+    pub fn new(options: QueueOptions) -> (QueueSender<T>, QueueReceiver<T>) {
+        let capacity = if options.backpressure == Backpressure::Unbounded {
+            0
+        } else {
+            (options.slots.max(1) * options.batch_size.max(1)) as u64
+        };
+        let metrics = Arc::new(QueueMetrics::new(options.name.clone(), capacity));
+        Self::with_parts(options, metrics, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// A queue reporting into `metrics` and giving up its waits when `abort` is set.
+    pub fn with_parts(
+        options: QueueOptions,
+        metrics: Arc<QueueMetrics>,
+        abort: Arc<AtomicBool>,
+    ) -> (QueueSender<T>, QueueReceiver<T>) {
+        let slots = options.slots.max(1);
+        let pool = EventPool::new(slots + 8, options.batch_size);
+        let shared = Arc::new(Shared {
+            data: Lane::new(slots, options.backpressure),
+            control: Lane::new(CONTROL_CAPACITY, Backpressure::Block),
+            next_seq: AtomicU64::new(0),
+            producers: AtomicUsize::new(1),
+            pool,
+            metrics,
+            idle: options.idle,
+            abort,
+            timing: options.timing,
+        });
+        let tx = QueueSender {
+            shared: Arc::clone(&shared),
+            producer: 0,
+            ended: false,
+        };
+        let rx = QueueReceiver {
+            shared,
+            held: None,
+            pending: None,
+            producers: Vec::new(),
+            ended: 0,
+            watermark: None,
+            barrier: None,
+            finished: false,
+        };
+        (tx, rx)
+    }
+}
+
+/// The producing end of an [`EventQueue`]. Clone it for fan-in: each clone is a producer.
+pub struct QueueSender<T> {
+    shared: Arc<Shared<T>>,
+    producer: usize,
+    ended: bool,
+}
+
+impl<T> fmt::Debug for QueueSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueSender")
+            .field("producer", &self.producer)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl<T> Clone for QueueSender<T> {
+    /// A new producer (registered before this one can end, so end of stream waits for it).
+    fn clone(&self) -> Self {
+        let producer = self.shared.producers.fetch_add(1, Ordering::SeqCst);
+        Self {
+            shared: Arc::clone(&self.shared),
+            producer,
+            ended: false,
+        }
+    }
+}
+
+impl<T> QueueSender<T> {
+    /// An empty buffer from the queue's pool, with room for a whole batch.
+    #[inline]
+    pub fn acquire_buffer(&self) -> Vec<T> {
+        self.shared.pool.acquire()
+    }
+
+    /// Returns a buffer to the queue's pool.
+    #[inline]
+    pub fn release_buffer(&self, buffer: Vec<T>) {
+        self.shared.pool.release(buffer);
+    }
+
+    /// The batch size the pool's buffers are made for.
+    pub fn batch_size(&self) -> usize {
+        self.shared.pool.batch_size()
+    }
+
+    /// The queue's backpressure strategy.
+    pub fn backpressure(&self) -> Backpressure {
+        self.shared.data.strategy()
+    }
+
+    /// The queue's metrics.
+    pub fn metrics(&self) -> &Arc<QueueMetrics> {
+        &self.shared.metrics
+    }
+
+    /// Sends `items` as one batch originating now. Dropped batches are counted and their buffers
+    /// recycled; see [`send_batch`](Self::send_batch) to get them back instead.
+    pub fn send_items(&mut self, items: Vec<T>) -> Result<(), SendError<Vec<T>>> {
+        self.send_items_from(items, Instant::now())
+    }
+
+    /// Sends `items` as one batch whose events entered the pipeline at `origin`.
+    /// Empty buffers are recycled without sending.
+    pub fn send_items_from(
+        &mut self,
+        items: Vec<T>,
+        origin: Instant,
+    ) -> Result<(), SendError<Vec<T>>> {
+        if items.is_empty() {
+            self.release_buffer(items);
+            return Ok(());
+        }
+        match self.send_batch(items, origin) {
+            Ok(outcome) => {
+                if let Some(dropped) = outcome.into_dropped() {
+                    self.release_buffer(dropped.into_items());
+                }
+                Ok(())
+            }
+            Err(e) => Err(SendError {
+                item: e.item.into_items(),
+                reason: e.reason,
+            }),
+        }
+    }
+
+    /// Sends one batch under the queue's strategy, handing back whatever was dropped (the
+    /// rejected batch for `DropNewest`, the evicted one for `DropOldest`). Drops are counted.
+    pub fn send_batch(
+        &mut self,
+        items: Vec<T>,
+        origin: Instant,
+    ) -> Result<SendOutcome<Batch<T>>, SendError<Batch<T>>> {
+        let s = &*self.shared;
+        let n = items.len() as u64;
+        let batch = Batch {
+            seq: s.next_seq.fetch_add(1, Ordering::SeqCst),
+            origin,
+            enqueued: if s.timing { Instant::now() } else { origin },
+            items,
+        };
+        s.metrics.pushed.fetch_add(n, Ordering::Relaxed);
+        match s.data.send(batch, &s.idle, &s.abort) {
+            Ok(SendOutcome::Sent) => {
+                s.metrics.on_enqueued(n);
+                Ok(SendOutcome::Sent)
+            }
+            Ok(SendOutcome::Evicted(old)) => {
+                let m = old.len() as u64;
+                s.metrics.on_enqueued(n);
+                s.metrics.on_dequeued(m);
+                s.metrics.evicted.fetch_add(m, Ordering::Relaxed);
+                Ok(SendOutcome::Evicted(old))
+            }
+            Ok(SendOutcome::Rejected(b)) => {
+                s.metrics.rejected.fetch_add(n, Ordering::Relaxed);
+                Ok(SendOutcome::Rejected(b))
+            }
+            Err(e) => {
+                // Not offered after all: keep `pushed` exact.
+                s.metrics.pushed.fetch_sub(n, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn control(&mut self, kind: ControlKind) -> Result<(), SendFailure> {
+        let s = &*self.shared;
+        let msg = Control {
+            after: s.next_seq.load(Ordering::SeqCst),
+            producer: self.producer,
+            kind,
+        };
+        match s.control.send(msg, &s.idle, &s.abort) {
+            Ok(_) => {
+                s.data.not_empty.notify();
+                Ok(())
+            }
+            Err(e) => Err(e.reason),
+        }
+    }
+
+    /// Sends a watermark after everything sent so far.
+    pub fn watermark(&mut self, watermark: Watermark) -> Result<(), SendFailure> {
+        self.control(ControlKind::Watermark(watermark))
+    }
+
+    /// Sends a checkpoint barrier after everything sent so far.
+    pub fn barrier(&mut self, checkpoint: CheckpointId) -> Result<(), SendFailure> {
+        self.control(ControlKind::Barrier(checkpoint))
+    }
+
+    /// Ends this producer's stream. Further calls do nothing. Dropping a sender ends it too.
+    pub fn end(&mut self) -> Result<(), SendFailure> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        self.control(ControlKind::End)
+    }
+}
+
+impl<T> Drop for QueueSender<T> {
+    fn drop(&mut self) {
+        // Best effort: fails only when the consumer is gone or the pipeline aborts, and then
+        // nobody is waiting for this end of stream.
+        let _ = self.end();
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ProducerState {
+    ended: bool,
+    watermark: Option<Watermark>,
+    barrier: Option<CheckpointId>,
+}
+
+/// The consuming end of an [`EventQueue`]. Dropping it closes the queue: blocked and later
+/// sends fail with [`SendFailure::Closed`].
+pub struct QueueReceiver<T> {
+    shared: Arc<Shared<T>>,
+    held: Option<Batch<T>>,
+    pending: Option<Control>,
+    producers: Vec<ProducerState>,
+    ended: usize,
+    watermark: Option<Watermark>,
+    barrier: Option<CheckpointId>,
+    finished: bool,
+}
+
+impl<T> fmt::Debug for QueueReceiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueReceiver")
+            .field("ended_producers", &self.ended)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+impl<T> QueueReceiver<T> {
+    /// Receives the next message, waiting (spin → yield → park) while there is none.
+    pub fn recv(&mut self) -> Result<Message<T>, RecvError> {
+        loop {
+            if let Some(m) = self.poll() {
+                return Ok(m);
+            }
+            let shared = Arc::clone(&self.shared);
+            shared
+                .data
+                .not_empty
+                .wait(&shared.idle, &shared.abort, || {
+                    (!shared.data.is_empty() || !shared.control.is_empty()).then_some(())
+                })
+                .map_err(|_| RecvError::Aborted)?;
+        }
+    }
+
+    /// Receives the next message if one is ready now.
+    pub fn try_recv(&mut self) -> Option<Message<T>> {
+        self.poll()
+    }
+
+    /// Whether nothing is ready to receive right now.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_none()
+            && self.pending.is_none()
+            && self.shared.data.is_empty()
+            && self.shared.control.is_empty()
+    }
+
+    /// Returns a drained batch's buffer to the pool (no allocation in steady state).
+    #[inline]
+    pub fn recycle(&self, batch: Batch<T>) {
+        self.shared.pool.release(batch.items);
+    }
+
+    /// Returns a buffer to the pool.
+    #[inline]
+    pub fn recycle_buffer(&self, buffer: Vec<T>) {
+        self.shared.pool.release(buffer);
+    }
+
+    /// The queue's metrics.
+    pub fn metrics(&self) -> &Arc<QueueMetrics> {
+        &self.shared.metrics
+    }
+
+    /// The pool's counters.
+    pub fn pool_stats(&self) -> crate::pool::PoolStats {
+        self.shared.pool.stats()
+    }
+
+    fn take_batch(&mut self) -> Option<Message<T>> {
+        let b = self.held.take()?;
+        let m = &self.shared.metrics;
+        let n = b.len() as u64;
+        m.delivered.fetch_add(n, Ordering::Relaxed);
+        m.on_dequeued(n);
+        if self.shared.timing {
+            m.wait.record_n(b.enqueued.elapsed().as_nanos() as u64, n);
+        }
+        Some(Message::Batch(b))
+    }
+
+    fn poll(&mut self) -> Option<Message<T>> {
+        if self.finished {
+            return Some(Message::End);
+        }
+        loop {
+            // Data first, then control: a control message that must precede the batch we hold
+            // was pushed before it, so it is visible once we hold the batch.
+            if self.held.is_none() {
+                self.held = self.shared.data.pop();
+            }
+            if self.pending.is_none() {
+                self.pending = self.shared.control.pop();
+            }
+            match (&self.pending, &self.held) {
+                (Some(c), Some(b)) if b.seq < c.after => return self.take_batch(),
+                (Some(_), _) => {
+                    if let Some(c) = self.pending.take()
+                        && let Some(m) = self.apply(c)
+                    {
+                        return Some(m);
+                    }
+                }
+                (None, Some(_)) => return self.take_batch(),
+                (None, None) => {
+                    let registered = self.shared.producers.load(Ordering::SeqCst);
+                    if self.ended >= registered {
+                        self.finished = true;
+                        return Some(Message::End);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, c: Control) -> Option<Message<T>> {
+        if self.producers.len() <= c.producer {
+            self.producers
+                .resize(c.producer + 1, ProducerState::default());
+        }
+        match c.kind {
+            ControlKind::Watermark(w) => {
+                let p = &mut self.producers[c.producer];
+                p.watermark = Some(p.watermark.map_or(w, |old| old.max(w)));
+                self.advance_watermark()
+            }
+            ControlKind::Barrier(id) => {
+                self.producers[c.producer].barrier = Some(id);
+                self.advance_barrier()
+            }
+            ControlKind::End => {
+                if !self.producers[c.producer].ended {
+                    self.producers[c.producer].ended = true;
+                    self.ended += 1;
+                }
+                self.advance_watermark().or_else(|| self.advance_barrier())
+            }
+        }
+    }
+
+    /// The minimum over live producers, if every live producer has sent one.
+    fn live_min<K: Ord + Copy>(&self, f: impl Fn(&ProducerState) -> Option<K>) -> Option<K> {
+        let registered = self.shared.producers.load(Ordering::SeqCst);
+        let mut min: Option<K> = None;
+        let mut any_live = false;
+        for i in 0..registered {
+            let p = self.producers.get(i).copied().unwrap_or_default();
+            if p.ended {
+                continue;
+            }
+            any_live = true;
+            let v = f(&p)?;
+            min = Some(min.map_or(v, |m: K| m.min(v)));
+        }
+        if any_live { min } else { None }
+    }
+
+    fn advance_watermark(&mut self) -> Option<Message<T>> {
+        let w = self.live_min(|p| p.watermark)?;
+        if self.watermark.is_none_or(|old| w > old) {
+            self.watermark = Some(w);
+            return Some(Message::Watermark(w));
+        }
+        None
+    }
+
+    fn advance_barrier(&mut self) -> Option<Message<T>> {
+        let b = self.live_min(|p| p.barrier)?;
+        if self.barrier.is_none_or(|old| b > old) {
+            self.barrier = Some(b);
+            return Some(Message::Barrier(b));
+        }
+        None
+    }
+}
+
+impl<T> Drop for QueueReceiver<T> {
+    fn drop(&mut self) {
+        self.shared.data.close();
+        self.shared.control.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(slots: usize, bp: Backpressure) -> QueueOptions {
+        QueueOptions {
+            slots,
+            batch_size: 4,
+            backpressure: bp,
+            ..QueueOptions::default()
+        }
+    }
+
+    fn drain(rx: &mut QueueReceiver<u32>) -> Vec<String> {
+        let mut log = Vec::new();
+        loop {
+            match rx.recv().unwrap() {
+                Message::Batch(b) => {
+                    log.push(format!("{:?}", b.items()));
+                    rx.recycle(b);
+                }
+                Message::Watermark(w) => log.push(format!("wm{}", w.0)),
+                Message::Barrier(c) => log.push(format!("cp{}", c.0)),
+                Message::End => {
+                    log.push("end".into());
+                    return log;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn control_is_interleaved_in_order_and_survives_drops() {
+        let (mut tx, mut rx) = EventQueue::<u32>::new(opts(2, Backpressure::DropOldest));
+        tx.send_items(vec![1]).unwrap();
+        tx.watermark(Watermark(5)).unwrap();
+        tx.send_items(vec![2]).unwrap();
+        tx.send_items(vec![3]).unwrap(); // evicts [1]
+        tx.barrier(CheckpointId(1)).unwrap();
+        tx.send_items(vec![4]).unwrap(); // evicts [2]
+        tx.end().unwrap();
+        assert_eq!(drain(&mut rx), ["wm5", "[3]", "cp1", "[4]", "end"]);
+        let m = rx.metrics();
+        assert_eq!((m.pushed(), m.delivered(), m.dropped()), (4, 2, 2));
+    }
+
+    #[test]
+    fn fan_in_forwards_min_watermark_and_waits_for_every_end() {
+        let (mut a, mut rx) = EventQueue::<u32>::new(opts(8, Backpressure::Block));
+        let mut b = a.clone();
+        a.watermark(Watermark(10)).unwrap();
+        assert!(rx.try_recv().is_none(), "b has no watermark yet");
+        b.watermark(Watermark(7)).unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Some(Message::Watermark(Watermark(7)))
+        ));
+        b.barrier(CheckpointId(1)).unwrap();
+        a.send_items(vec![1]).unwrap();
+        a.end().unwrap();
+        b.send_items(vec![2]).unwrap();
+        drop(b);
+        assert_eq!(drain(&mut rx), ["[1]", "cp1", "[2]", "end"]);
+    }
+
+    #[test]
+    fn drop_newest_counts_rejections() {
+        let (mut tx, mut rx) = EventQueue::<u32>::new(opts(1, Backpressure::DropNewest));
+        tx.send_items(vec![1, 2]).unwrap();
+        tx.send_items(vec![3]).unwrap();
+        tx.end().unwrap();
+        assert_eq!(drain(&mut rx), ["[1, 2]", "end"]);
+        let m = rx.metrics();
+        assert_eq!(
+            (m.pushed(), m.delivered(), m.dropped(), m.high_water()),
+            (3, 2, 1, 2)
+        );
+    }
+
+    #[test]
+    fn closed_receiver_fails_sends_and_hands_items_back() {
+        let (mut tx, rx) = EventQueue::<u32>::new(opts(1, Backpressure::Block));
+        drop(rx);
+        let err = tx.send_items(vec![9]).unwrap_err();
+        assert_eq!((err.item, err.reason), (vec![9], SendFailure::Closed));
+    }
+}

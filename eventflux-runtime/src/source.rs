@@ -1,0 +1,127 @@
+//! The [`Source`] trait: where events enter a pipeline.
+//!
+//! A source is *polled* by its segment's thread: each call pushes up to
+//! [`SourceContext::max_items`] events into the emitter and says whether more are ready
+//! ([`SourcePoll::Ready`]), none are ready right now ([`SourcePoll::Pending`]) or the input is
+//! exhausted ([`SourcePoll::Done`]). On `Pending`, the segment first sends its partial batches
+//! downstream (so a quiet source never delays events already read), then calls
+//! [`Source::wait`], which must return within the given bound so a stop request is noticed.
+//!
+//! Malformed input is not an error: the source hands it to [`SourceContext::dead_letter`], which
+//! routes it to the pipeline's dead-letter output and counts it, and carries on.
+
+use std::time::Duration;
+
+use crate::error::SourceError;
+use crate::io::{DeadLetter, DeadLetters};
+use crate::stage::Emit;
+
+/// What a poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourcePoll {
+    /// Events were emitted and more may be ready.
+    Ready,
+    /// Nothing is ready now; the segment will flush and call [`Source::wait`].
+    Pending,
+    /// The input is exhausted; the segment ends the stream.
+    Done,
+}
+
+/// Per-poll services for a source.
+pub struct SourceContext<'a> {
+    pub(crate) max_items: usize,
+    pub(crate) dead_letters: &'a DeadLetters,
+    pub(crate) dead_lettered: u64,
+    pub(crate) failure: Option<SourceError>,
+}
+
+impl<'a> SourceContext<'a> {
+    /// A context for polling a source outside a pipeline (tests, custom drivers).
+    ///
+    /// ```
+    /// use eventflux_runtime::prelude::*;
+    /// use eventflux_runtime::io::DeadLetters;
+    /// let letters = DeadLetters::collect();
+    /// let mut cx = SourceContext::new(2, &letters);
+    /// let mut src = IterSource::new(1..=3);
+    /// let mut out = Vec::new();
+    /// assert_eq!(src.poll(&mut cx, &mut out).unwrap(), SourcePoll::Ready);
+    /// assert_eq!(out, [1, 2]);
+    /// ```
+    pub fn new(max_items: usize, dead_letters: &'a DeadLetters) -> Self {
+        Self {
+            max_items: max_items.max(1),
+            dead_letters,
+            dead_lettered: 0,
+            failure: None,
+        }
+    }
+
+    /// The most events this poll should emit (the pipeline's batch size).
+    #[inline]
+    pub fn max_items(&self) -> usize {
+        self.max_items
+    }
+
+    /// Routes a malformed record to the dead-letter output and counts it. Nothing is lost: if the
+    /// dead-letter output itself fails, the pipeline stops with that error.
+    pub fn dead_letter(&mut self, letter: DeadLetter) {
+        self.dead_lettered += 1;
+        if let Err(e) = self.dead_letters.send(letter)
+            && self.failure.is_none()
+        {
+            self.failure = Some(SourceError::Other(format!(
+                "the dead-letter output failed: {e}"
+            )));
+        }
+    }
+
+    /// Records lost so far in this context.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered
+    }
+}
+
+/// Where events come from. See the [module docs](self).
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+///
+/// /// Counts from 0 to `end`.
+/// struct Counter { next: u64, end: u64 }
+/// impl Source for Counter {
+///     type Item = u64;
+///     fn poll<E: Emit<u64>>(&mut self, cx: &mut SourceContext<'_>, out: &mut E)
+///         -> Result<SourcePoll, SourceError> {
+///         for _ in 0..cx.max_items() {
+///             if self.next == self.end { return Ok(SourcePoll::Done); }
+///             out.emit(self.next);
+///             self.next += 1;
+///         }
+///         Ok(SourcePoll::Ready)
+///     }
+/// }
+/// # let _ = Counter { next: 0, end: 1 };
+/// ```
+pub trait Source: Send {
+    /// The events it produces.
+    type Item;
+
+    /// Called once on the source's thread before the first poll, after every sink is open.
+    fn open(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Emits up to `cx.max_items()` events.
+    fn poll<E: Emit<Self::Item>>(
+        &mut self,
+        cx: &mut SourceContext<'_>,
+        out: &mut E,
+    ) -> Result<SourcePoll, SourceError>;
+
+    /// Waits, at most `bound`, for more input after a `Pending` poll. The default parks the thread
+    /// for `bound`; sources that can be woken (a channel) return as soon as input arrives.
+    fn wait(&mut self, bound: Duration) {
+        std::thread::park_timeout(bound);
+    }
+}
