@@ -99,10 +99,21 @@ impl IdleStrategy {
 /// re-checks its condition, then parks; a waker changes the state, issues a SeqCst fence, and
 /// unparks only if someone announced. Either the waiter sees the new state or the waker sees
 /// the waiter, so no wake-up is lost; the park timeout is a second line of defence.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Signal {
     sleepers: AtomicUsize,
     parked: Mutex<Vec<Thread>>,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self {
+            sleepers: AtomicUsize::new(0),
+            // Room for the usual waiters up front: the first park in steady state must not
+            // allocate.
+            parked: Mutex::new(Vec::with_capacity(4)),
+        }
+    }
 }
 
 /// Why a wait ended without its condition becoming true.

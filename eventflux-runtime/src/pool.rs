@@ -131,9 +131,10 @@ impl<T: Reset> Pool<T> {
         }
     }
 
-    /// Fills the free list up to `n` objects (to take misses out of a measured run).
+    /// Adds `n` new objects to the free list, as far as it has room (to take misses out of a
+    /// steady state).
     pub fn prefill(&self, n: usize) {
-        for _ in 0..n.min(self.free.capacity()) {
+        for _ in 0..n {
             if self.free.push((self.make)()).is_err() {
                 break;
             }
@@ -210,7 +211,7 @@ impl<T> EventPool<T> {
         self.pool.release(batch);
     }
 
-    /// Fills the free list with `n` buffers.
+    /// Adds `n` new buffers to the free list, as far as it has room.
     pub fn prefill(&self, n: usize) {
         self.pool.prefill(n);
     }

@@ -49,6 +49,9 @@ use crate::stage::{CheckpointId, Watermark};
 /// Capacity of the control lane (control messages are rare; a full lane blocks its producer).
 const CONTROL_CAPACITY: usize = 1024;
 
+/// Buffers a producer can hold at once: the batch being sent and the next one being filled.
+const BUFFERS_PER_PRODUCER: usize = 2;
+
 /// A batch of events in flight.
 pub struct Batch<T> {
     seq: u64,
@@ -195,7 +198,13 @@ impl<T> EventQueue<T> {
         abort: Arc<AtomicBool>,
     ) -> (QueueSender<T>, QueueReceiver<T>) {
         let slots = options.slots.max(1);
-        let pool = EventPool::new(slots + 8, options.batch_size);
+        let pool = EventPool::new(slots + 64, options.batch_size);
+        // Enough buffers for a full queue, the one being drained, and per producer the one being
+        // sent plus the one being filled: a bounded queue never allocates after construction,
+        // however the load varies.
+        if options.backpressure != Backpressure::Unbounded {
+            pool.prefill(slots + 1 + BUFFERS_PER_PRODUCER);
+        }
         let shared = Arc::new(Shared {
             data: Lane::new(slots, options.backpressure),
             control: Lane::new(CONTROL_CAPACITY, Backpressure::Block),
@@ -246,6 +255,9 @@ impl<T> Clone for QueueSender<T> {
     /// A new producer (registered before this one can end, so end of stream waits for it).
     fn clone(&self) -> Self {
         let producer = self.shared.producers.fetch_add(1, Ordering::SeqCst);
+        if self.shared.data.strategy() != Backpressure::Unbounded {
+            self.shared.pool.prefill(BUFFERS_PER_PRODUCER);
+        }
         Self {
             shared: Arc::clone(&self.shared),
             producer,

@@ -20,7 +20,7 @@ pub use histogram::{Histogram, HistogramSnapshot};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -154,7 +154,8 @@ pub struct QueueMetrics {
     pub(crate) delivered: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) rejected: AtomicU64,
-    pub(crate) depth: AtomicU64,
+    /// Signed: the consumer may account a batch before its producer does.
+    pub(crate) depth: AtomicI64,
     pub(crate) high_water: AtomicU64,
     pub(crate) wait: Histogram,
 }
@@ -169,7 +170,7 @@ impl QueueMetrics {
             delivered: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
-            depth: AtomicU64::new(0),
+            depth: AtomicI64::new(0),
             high_water: AtomicU64::new(0),
             wait: Histogram::new(),
         }
@@ -189,7 +190,7 @@ impl QueueMetrics {
     }
     /// Events currently queued.
     pub fn depth(&self) -> u64 {
-        self.depth.load(Relaxed)
+        self.depth.load(Relaxed).max(0) as u64
     }
     /// The largest depth seen, in events.
     pub fn high_water(&self) -> u64 {
@@ -198,7 +199,8 @@ impl QueueMetrics {
 
     #[inline]
     pub(crate) fn on_enqueued(&self, events: u64) {
-        let depth = self.depth.fetch_add(events, Relaxed) + events;
+        let events = events as i64;
+        let depth = (self.depth.fetch_add(events, Relaxed) + events).max(0) as u64;
         if depth > self.high_water.load(Relaxed) {
             self.high_water.fetch_max(depth, Relaxed);
         }
@@ -206,7 +208,7 @@ impl QueueMetrics {
 
     #[inline]
     pub(crate) fn on_dequeued(&self, events: u64) {
-        self.depth.fetch_sub(events, Relaxed);
+        self.depth.fetch_sub(events as i64, Relaxed);
     }
 
     fn snapshot(&self) -> QueueSnapshot {
