@@ -125,12 +125,14 @@ impl<K> SinkOutput<K> {
         })
     }
 
+    /// Counts the batch's deliveries (counted per batch, not per event) and publishes them.
     fn publish(&mut self) {
+        let batch = std::mem::take(&mut self.in_batch);
+        self.delivered += batch;
         if let Some(m) = &self.metrics {
-            if self.in_batch > 0 {
+            if batch > 0 {
                 let nanos = self.origin.elapsed().as_nanos() as u64;
-                m.record_latency(nanos, self.in_batch);
-                self.in_batch = 0;
+                m.record_latency(nanos, batch);
             }
             m.publish(self.delivered, self.delivered, self.errors);
         }
@@ -141,10 +143,7 @@ impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
     #[inline]
     fn emit(&mut self, item: T) {
         match self.sink.send(item) {
-            Ok(()) => {
-                self.delivered += 1;
-                self.in_batch += 1;
-            }
+            Ok(()) => self.in_batch += 1,
             Err(e) => {
                 self.errors += 1;
                 if self.error.is_none() {
