@@ -30,7 +30,7 @@ fn queues(c: &mut Criterion) {
         Backpressure::Unbounded,
     ] {
         for batch in [1usize, 1024] {
-            let (mut tx, mut rx) = EventQueue::<u64>::new(QueueOptions {
+            let (mut tx, mut rx) = EventQueue::<u64>::channel(QueueOptions {
                 slots: 64,
                 batch_size: batch,
                 backpressure: strategy,
@@ -75,14 +75,15 @@ fn chain(c: &mut Criterion) {
     g.bench_function("fused", |b| {
         b.iter(|| {
             let mut sums = [0.0f64; SYMBOLS];
-            let mut chain = filter(|t: &Trade| t.volume > 100)
-                .then(map(|t: Trade| (t.symbol, t.price * f64::from(t.volume))))
-                .then(inspect(|&(s, v): &(u32, f64)| sums[s as usize] += v));
-            let mut sink = Discard;
-            for t in &data {
-                chain.process(*t, &mut sink);
+            {
+                let mut chain = filter(|t: &Trade| t.volume > 100)
+                    .then(map(|t: Trade| (t.symbol, t.price * f64::from(t.volume))))
+                    .then(inspect(|&(s, v): &(u32, f64)| sums[s as usize] += v));
+                let mut sink = Discard;
+                for t in &data {
+                    chain.process(*t, &mut sink);
+                }
             }
-            drop(chain);
             black_box(sums)
         });
     });
@@ -118,7 +119,12 @@ fn pipeline(c: &mut Criterion) {
                         Ok(())
                     }),
                 );
-                p.add_source("feed", IterSource::new(input), Identity, QueueOutput::new(tx));
+                p.add_source(
+                    "feed",
+                    IterSource::new(input),
+                    Identity,
+                    QueueOutput::new(tx),
+                );
                 let work = filter(|t: &Trade| t.volume > 100)
                     .then(map(|t: Trade| (t.symbol, t.price * f64::from(t.volume))));
                 p.add_queue_segment("work", rx, work, out);

@@ -50,9 +50,9 @@ impl Sums {
     }
 
     fn checksum(&self) -> u64 {
-        self.sums
-            .iter()
-            .fold(self.count, |h, s| h.wrapping_mul(0x100_0000_01B3) ^ s.to_bits())
+        self.sums.iter().fold(self.count, |h, s| {
+            h.wrapping_mul(0x100_0000_01B3) ^ s.to_bits()
+        })
     }
 }
 
@@ -126,8 +126,9 @@ fn take(result: &Mutex<Option<Sums>>) -> Sums {
 }
 
 fn w0_chain() -> impl Stage<Trade, Out = Notional> + Send {
-    filter(|t: &Trade| t.volume > 100)
-        .then(map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts)))
+    filter(|t: &Trade| t.volume > 100).then(map(|t: Trade| {
+        (t.symbol, t.price * f64::from(t.volume), t.ts)
+    }))
 }
 
 fn bench_config() -> PipelineConfig {
@@ -165,7 +166,10 @@ fn w0_fused(data: &Arc<Vec<Trade>>, metered: bool) -> Sums {
     if metered {
         let chain = p
             .stage("big", filter(|t: &Trade| t.volume > 100))
-            .then(p.stage("value", map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts))));
+            .then(p.stage(
+                "value",
+                map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts)),
+            ));
         p.add_source("trades", source, chain, out);
     } else {
         p.add_source("trades", source, w0_chain(), out);
@@ -224,7 +228,11 @@ mod dyn_vec {
     impl Processor for Project {
         fn process(&mut self, row: Row) -> Vec<Row> {
             match row {
-                Row::Trade(t) => vec![Row::Notional((t.symbol, t.price * f64::from(t.volume), t.ts))],
+                Row::Trade(t) => vec![Row::Notional((
+                    t.symbol,
+                    t.price * f64::from(t.volume),
+                    t.ts,
+                ))],
                 other => vec![other],
             }
         }
@@ -335,11 +343,21 @@ fn main() {
     let args = parse_args();
     let workload = "W0";
     let data = Arc::new(trades::generate(args.events));
-    let all = ["handwritten", "fused", "fused_metered", "two_thread", "dyn_vec"];
+    let all = [
+        "handwritten",
+        "fused",
+        "fused_metered",
+        "two_thread",
+        "dyn_vec",
+    ];
     let variants: Vec<&str> = all
         .iter()
         .copied()
-        .filter(|v| args.variants.as_ref().is_none_or(|w| w.iter().any(|x| x == v)))
+        .filter(|v| {
+            args.variants
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|x| x == v))
+        })
         .collect();
     if variants.is_empty() {
         fail(&format!("no such variant; choose from {}", all.join(",")));
@@ -370,7 +388,10 @@ fn main() {
             let m = &mut results[i];
             let sum = sums.checksum();
             if m.checksum.is_some_and(|c| c != sum) {
-                fail(&format!("{} gave different checksums across rounds", variants[i]));
+                fail(&format!(
+                    "{} gave different checksums across rounds",
+                    variants[i]
+                ));
             }
             m.checksum = Some(sum);
             m.secs.push(secs);

@@ -60,7 +60,7 @@ const BUDGET: Duration = Duration::from_millis(200);
 
 #[test]
 fn blocked_producer_parks() {
-    let (mut tx, mut rx) = EventQueue::<u64>::new(QueueOptions {
+    let (mut tx, mut rx) = EventQueue::<u64>::channel(QueueOptions {
         slots: 1,
         batch_size: 1,
         backpressure: Backpressure::Block,
@@ -105,7 +105,7 @@ fn blocked_producer_parks() {
 
 #[test]
 fn waiting_consumer_parks() {
-    let (mut tx, mut rx) = EventQueue::<u64>::new(QueueOptions::default());
+    let (mut tx, mut rx) = EventQueue::<u64>::channel(QueueOptions::default());
     let consumer = thread::spawn(move || {
         let cpu0 = thread_cpu();
         let msg = rx.recv().expect("no abort");

@@ -58,7 +58,7 @@ fn per_producer(got: &[Item]) -> HashMap<usize, Vec<u32>> {
 }
 
 fn run_concurrent(backpressure: Backpressure, batch_size: usize) -> (Vec<Item>, u64, u64, u64) {
-    let (tx, mut rx) = EventQueue::<Item>::new(options(backpressure, 2, batch_size));
+    let (tx, mut rx) = EventQueue::<Item>::channel(options(backpressure, 2, batch_size));
     let consumer = thread::spawn(move || {
         let got = drain(&mut rx, true);
         let m = rx.metrics();
@@ -149,7 +149,7 @@ fn drop_newest_conserves_under_contention() {
 
 /// Producers race into a 2-slot queue whose consumer has not started; then it drains.
 fn survivors(backpressure: Backpressure) -> (Vec<Item>, u64) {
-    let (tx, mut rx) = EventQueue::<Item>::new(options(backpressure, 2, 1));
+    let (tx, mut rx) = EventQueue::<Item>::channel(options(backpressure, 2, 1));
     let start = Arc::new(Barrier::new(PRODUCERS));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {

@@ -4,7 +4,7 @@
 //! pure spinning collapsed throughput by up to 100× under load. So every wait in eventflux goes
 //! through [`IdleStrategy`]: `spin` rounds of `spin_loop` (cheap, catches a peer that is about to
 //! deliver), `yield` rounds of `yield_now`, then `park_timeout(park)` until woken. Wakers unpark
-//! parked threads through a [`Signal`], so a parked thread uses no CPU and still wakes promptly;
+//! parked threads through a signal (waiter count plus unpark), so a parked thread uses no CPU and still wakes promptly;
 //! the park timeout only bounds how long a lost wake-up or an abort could go unnoticed.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

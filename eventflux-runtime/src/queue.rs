@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use eventflux_runtime::queue::{EventQueue, Message, QueueOptions};
-//! let (mut tx, mut rx) = EventQueue::<u32>::new(QueueOptions::default());
+//! let (mut tx, mut rx) = EventQueue::<u32>::channel(QueueOptions::default());
 //! let mut batch = tx.acquire_buffer();
 //! batch.extend([1, 2, 3]);
 //! tx.send_items(batch).unwrap();
@@ -181,7 +181,7 @@ pub struct EventQueue<T>(std::marker::PhantomData<T>);
 
 impl<T> EventQueue<T> {
     /// A standalone queue with its own metrics and abort flag.
-    pub fn new(options: QueueOptions) -> (QueueSender<T>, QueueReceiver<T>) {
+    pub fn channel(options: QueueOptions) -> (QueueSender<T>, QueueReceiver<T>) {
         let capacity = if options.backpressure == Backpressure::Unbounded {
             0
         } else {
@@ -639,7 +639,7 @@ mod tests {
 
     #[test]
     fn control_is_interleaved_in_order_and_survives_drops() {
-        let (mut tx, mut rx) = EventQueue::<u32>::new(opts(2, Backpressure::DropOldest));
+        let (mut tx, mut rx) = EventQueue::<u32>::channel(opts(2, Backpressure::DropOldest));
         tx.send_items(vec![1]).unwrap();
         tx.watermark(Watermark(5)).unwrap();
         tx.send_items(vec![2]).unwrap();
@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn fan_in_forwards_min_watermark_and_waits_for_every_end() {
-        let (mut a, mut rx) = EventQueue::<u32>::new(opts(8, Backpressure::Block));
+        let (mut a, mut rx) = EventQueue::<u32>::channel(opts(8, Backpressure::Block));
         let mut b = a.clone();
         a.watermark(Watermark(10)).unwrap();
         assert!(rx.try_recv().is_none(), "b has no watermark yet");
@@ -673,7 +673,7 @@ mod tests {
 
     #[test]
     fn drop_newest_counts_rejections() {
-        let (mut tx, mut rx) = EventQueue::<u32>::new(opts(1, Backpressure::DropNewest));
+        let (mut tx, mut rx) = EventQueue::<u32>::channel(opts(1, Backpressure::DropNewest));
         tx.send_items(vec![1, 2]).unwrap();
         tx.send_items(vec![3]).unwrap();
         tx.end().unwrap();
@@ -687,7 +687,7 @@ mod tests {
 
     #[test]
     fn closed_receiver_fails_sends_and_hands_items_back() {
-        let (mut tx, rx) = EventQueue::<u32>::new(opts(1, Backpressure::Block));
+        let (mut tx, rx) = EventQueue::<u32>::channel(opts(1, Backpressure::Block));
         drop(rx);
         let err = tx.send_items(vec![9]).unwrap_err();
         assert_eq!((err.item, err.reason), (vec![9], SendFailure::Closed));

@@ -39,7 +39,8 @@ fn bucket_range(i: usize) -> (u64, u64) {
     (mantissa << shift, 1u64 << shift)
 }
 
-/// A recording histogram. See the [module docs](self).
+/// A recording histogram: 32 linear sub-buckets per power of two, so a percentile is within
+/// 1/32 of the true value (values below 32 are exact); one writer, any number of readers.
 ///
 /// ```
 /// use eventflux_runtime::metrics::Histogram;

@@ -363,6 +363,13 @@ impl fmt::Display for MetricsSnapshot {
         )?;
         for n in &self.nodes {
             let dropped: u64 = n.dropped.iter().map(|(_, c)| c).sum();
+            let lat = |ns: u64| {
+                if n.latency.count == 0 {
+                    "-".to_string()
+                } else {
+                    fmt_ns(ns)
+                }
+            };
             let kind = match n.kind {
                 NodeKind::Source => "source",
                 NodeKind::Stage => "stage",
@@ -378,9 +385,9 @@ impl fmt::Display for MetricsSnapshot {
                 dropped,
                 n.errors,
                 fmt_rate(n.average_per_sec),
-                fmt_ns(n.latency.p50_ns),
-                fmt_ns(n.latency.p99_ns),
-                fmt_ns(n.latency.p999_ns),
+                lat(n.latency.p50_ns),
+                lat(n.latency.p99_ns),
+                lat(n.latency.p999_ns),
             )?;
         }
         if !self.queues.is_empty() {

@@ -44,7 +44,7 @@ mod tests {
 
     #[test]
     fn keeps_order_and_only_accepted() {
-        let mut f = filter(|x: &u32| x % 3 == 0);
+        let mut f = filter(|x: &u32| x.is_multiple_of(3));
         let mut out = Vec::new();
         for x in 0..10 {
             f.process(x, &mut out);
