@@ -146,7 +146,10 @@ fn stop_returns_promptly_while_sources_stall() {
 
 /// A source stuck inside `poll` (ignoring stop): `stop()` still returns within its bound, with
 /// an error naming the stuck segment.
-struct StuckInPoll(mpsc::Receiver<()>);
+struct StuckInPoll {
+    entered: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+}
 
 impl Source for StuckInPoll {
     type Item = u64;
@@ -155,7 +158,8 @@ impl Source for StuckInPoll {
         _: &mut SourceContext<'_>,
         _: &mut E,
     ) -> Result<SourcePoll, SourceError> {
-        let _ = self.0.recv();
+        let _ = self.entered.send(());
+        let _ = self.release.recv();
         Ok(SourcePoll::Done)
     }
 }
@@ -167,13 +171,19 @@ fn stop_is_bounded_even_when_a_source_ignores_it() {
             .stop_timeout(Duration::from_millis(200))
             .build()
             .expect("valid");
-        let (release, stuck) = mpsc::sync_channel::<()>(1);
+        let (release, stuck) = mpsc::channel::<()>();
+        let (entered_tx, entered) = mpsc::channel::<()>();
         let mut p = PipelineBuilder::new(config);
         let (tx, rx) = p.queue::<u64>("q");
         let out = p.sink("out", CollectSink::new());
-        p.add_source("stuck", StuckInPoll(stuck), Identity, QueueOutput::new(tx));
+        let source = StuckInPoll {
+            entered: entered_tx,
+            release: stuck,
+        };
+        p.add_source("stuck", source, Identity, QueueOutput::new(tx));
         p.add_queue_segment("sink", rx, Identity, out);
         let running = p.build().expect("valid").spawn().expect("starts");
+        entered.recv().expect("the source is polled");
         let t0 = Instant::now();
         let err = running
             .stop()

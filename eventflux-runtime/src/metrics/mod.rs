@@ -190,7 +190,7 @@ impl QueueMetrics {
     }
     /// Events currently queued.
     pub fn depth(&self) -> u64 {
-        self.depth.load(Relaxed).max(0) as u64
+        self.clamp(self.depth.load(Relaxed))
     }
     /// The largest depth seen, in events.
     pub fn high_water(&self) -> u64 {
@@ -200,9 +200,22 @@ impl QueueMetrics {
     #[inline]
     pub(crate) fn on_enqueued(&self, events: u64) {
         let events = events as i64;
-        let depth = (self.depth.fetch_add(events, Relaxed) + events).max(0) as u64;
+        let depth = self.clamp(self.depth.fetch_add(events, Relaxed) + events);
         if depth > self.high_water.load(Relaxed) {
             self.high_water.fetch_max(depth, Relaxed);
+        }
+    }
+
+    /// Producers and the consumer account their halves of a hand-off separately, so the raw
+    /// counter can briefly run a batch ahead or behind; what is reported never leaves the
+    /// physically possible range `0..=capacity`.
+    #[inline]
+    fn clamp(&self, raw: i64) -> u64 {
+        let d = raw.max(0) as u64;
+        if self.capacity_events > 0 {
+            d.min(self.capacity_events)
+        } else {
+            d
         }
     }
 
