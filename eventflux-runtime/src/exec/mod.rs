@@ -351,12 +351,7 @@ impl Pipeline {
             rt.lifecycle.starting(&name);
             rt.lifecycle.register_thread(thread::current());
             let _ = guarded(&rt, &name, || {
-                rt.dead_letters
-                    .open()
-                    .map_err(|source| PipelineError::Sink {
-                        sink: "dead letters".into(),
-                        source,
-                    })?;
+                open_dead_letters(&rt)?;
                 segment.open()?;
                 segment.run(&rt)
             });
@@ -371,12 +366,7 @@ impl Pipeline {
     pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
         let started = Instant::now();
         let rt = self.runtime;
-        rt.dead_letters
-            .open()
-            .map_err(|source| PipelineError::Sink {
-                sink: "dead letters".into(),
-                source,
-            })?;
+        open_dead_letters(&rt)?;
         let (sources, others): (Vec<_>, Vec<_>) =
             self.segments.into_iter().partition(|s| s.is_source());
         let mut threads = Vec::new();
@@ -431,6 +421,17 @@ impl Pipeline {
     }
 }
 
+fn dead_letter_error(source: crate::error::SinkError) -> PipelineError {
+    PipelineError::Sink {
+        sink: "dead letters".into(),
+        source,
+    }
+}
+
+fn open_dead_letters(rt: &Runtime) -> Result<(), PipelineError> {
+    rt.dead_letters.open().map_err(dead_letter_error)
+}
+
 fn finish_report(
     rt: &Runtime,
     registry: &MetricsRegistry,
@@ -440,10 +441,7 @@ fn finish_report(
     if let Some(e) = rt.lifecycle.take_error() {
         return Err(e);
     }
-    close.map_err(|source| PipelineError::Sink {
-        sink: "dead letters".into(),
-        source,
-    })?;
+    close.map_err(dead_letter_error)?;
     Ok(RunReport::new(
         started.elapsed(),
         registry.snapshot(),

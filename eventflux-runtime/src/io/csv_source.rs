@@ -1,6 +1,5 @@
 //! `CsvSource`: rows of a CSV file with a header row, deserialised with serde by column name.
 
-use std::fs::File;
 use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -52,12 +51,8 @@ impl<T> std::fmt::Debug for CsvSource<T> {
 impl<T> CsvSource<T> {
     /// Opens `path` for reading.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SourceError> {
-        let path = path.as_ref();
-        let file = File::open(path).map_err(|source| SourceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Self::from_reader(path.display().to_string(), file))
+        let (file, name) = super::open_input(path.as_ref())?;
+        Ok(Self::from_reader(name, file))
     }
 
     /// Reads from any reader; `name` identifies it in dead letters and errors.

@@ -52,12 +52,8 @@ impl<T> std::fmt::Debug for JsonLinesSource<T> {
 impl<T> JsonLinesSource<T> {
     /// Opens `path` for reading.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SourceError> {
-        let path = path.as_ref();
-        let file = File::open(path).map_err(|source| SourceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Self::from_reader(path.display().to_string(), file))
+        let (file, name) = super::open_input(path.as_ref())?;
+        Ok(Self::from_reader(name, file))
     }
 
     /// Reads from any reader; `name` identifies it in dead letters and errors.

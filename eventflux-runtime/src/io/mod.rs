@@ -34,3 +34,16 @@ pub use dead_letter::{DeadLetter, DeadLetters};
 pub use iter::IterSource;
 pub use jsonl::{JsonLinesSink, JsonLinesSource};
 pub use stdout::StdoutSink;
+
+use std::path::Path;
+
+use crate::error::SourceError;
+
+/// Opens a file for a source, naming it in the error; returns the file and its display name.
+fn open_input(path: &Path) -> Result<(std::fs::File, String), SourceError> {
+    let file = std::fs::File::open(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((file, path.display().to_string()))
+}
