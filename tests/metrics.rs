@@ -125,3 +125,43 @@ fn throughput_is_over_the_last_interval() {
     );
     assert!(second.nodes[0].average_per_sec > 0.0);
 }
+
+#[test]
+fn fan_out_branches_count_their_own_deliveries() {
+    let all = CollectSink::new();
+    let big = CollectSink::new();
+    let (all_h, big_h) = (all.handle(), big.handle());
+    let mut p = PipelineBuilder::new(
+        PipelineConfig::builder()
+            .batch_size(8)
+            .queue_capacity(32)
+            .build()
+            .expect("valid"),
+    );
+    let (tx, rx) = p.queue::<u32>("q");
+    let outputs = FanOut::new(
+        p.sink("all", all),
+        Then::new(
+            p.stage("big", filter(|x: &u32| *x >= 90)),
+            p.sink("big_sink", big),
+        ),
+    );
+    p.add_source(
+        "numbers",
+        IterSource::new(0..100u32),
+        Identity,
+        QueueOutput::new(tx),
+    );
+    p.add_queue_segment("split", rx, map(|x: u32| x), outputs);
+    let report = p.build().expect("valid").run().expect("runs");
+    assert_eq!(all_h.take(), (0..100).collect::<Vec<_>>());
+    assert_eq!(big_h.take(), (90..100).collect::<Vec<_>>());
+    let m = &report.metrics;
+    assert_eq!(m.node("all").map(|n| n.events_in), Some(100));
+    assert_eq!(
+        m.node("big").map(|n| (n.events_in, n.events_out)),
+        Some((100, 10))
+    );
+    assert_eq!(m.node("big_sink").map(|n| n.events_in), Some(10));
+    assert_eq!(report.events_out, 110);
+}

@@ -21,7 +21,14 @@ use crate::stage::{CheckpointId, Emit, Link, Stage, Watermark};
 /// events, `end_batch`; `flush` when its input has nothing ready; `watermark`/`barrier` in band;
 /// `finish` at end of stream. Errors (a failed sink, a stage's `fail`, an aborted queue) are
 /// returned from the next of these calls.
+///
+/// Outputs do not count events one by one: the segment counts what it emits into its output in
+/// a register and reports the total through [`delivered`](Output::delivered) before each of the
+/// calls above. That keeps per-event metering out of memory on the hot path.
 pub trait Output<T>: Emit<T> + Send {
+    /// `n` events were emitted into this output since the previous report.
+    fn delivered(&mut self, n: u64);
+
     /// Opens sinks. Called before any source starts.
     fn open(&mut self) -> Result<(), PipelineError> {
         Ok(())
@@ -67,6 +74,7 @@ fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
 /// let mut out = SinkOutput::new("out", sink, Some(reg.node("out", NodeKind::Sink)));
 /// out.begin_batch(std::time::Instant::now());
 /// out.emit(1);
+/// out.delivered(1);
 /// out.end_batch().unwrap();
 /// out.finish().unwrap();
 /// assert_eq!(got.take(), [1]);
@@ -78,6 +86,7 @@ pub struct SinkOutput<K> {
     delivered: u64,
     in_batch: u64,
     errors: u64,
+    failed_in_batch: u64,
     origin: Instant,
     error: Option<SinkError>,
     failed: Option<StageError>,
@@ -102,6 +111,7 @@ impl<K> SinkOutput<K> {
             delivered: 0,
             in_batch: 0,
             errors: 0,
+            failed_in_batch: 0,
             origin: Instant::now(),
             error: None,
             failed: None,
@@ -143,9 +153,10 @@ impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
     #[inline]
     fn emit(&mut self, item: T) {
         match self.sink.send(item) {
-            Ok(()) => self.in_batch += 1,
+            Ok(()) => {}
             Err(e) => {
                 self.errors += 1;
+                self.failed_in_batch += 1;
                 if self.error.is_none() {
                     self.error = Some(e);
                 }
@@ -161,6 +172,11 @@ impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
 }
 
 impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
+    #[inline]
+    fn delivered(&mut self, n: u64) {
+        self.in_batch += n.saturating_sub(std::mem::take(&mut self.failed_in_batch));
+    }
+
     fn open(&mut self) -> Result<(), PipelineError> {
         let r = self.sink.open();
         self.check(r)
@@ -287,6 +303,10 @@ impl<T> Emit<T> for QueueOutput<T> {
 }
 
 impl<T: Send> Output<T> for QueueOutput<T> {
+    /// Queues count what they carry themselves.
+    #[inline]
+    fn delivered(&mut self, _: u64) {}
+
     #[inline]
     fn begin_batch(&mut self, origin: Instant) {
         self.origin = origin;
@@ -380,6 +400,12 @@ where
     A: Output<T>,
     B: Output<T>,
 {
+    /// Every event goes to both branches.
+    #[inline]
+    fn delivered(&mut self, n: u64) {
+        self.first.delivered(n);
+        self.second.delivered(n);
+    }
     fn open(&mut self) -> Result<(), PipelineError> {
         both(self.first.open(), self.second.open())
     }
@@ -421,12 +447,17 @@ where
 pub struct Then<C, O> {
     chain: C,
     out: O,
+    emitted: u64,
 }
 
 impl<C, O> Then<C, O> {
     /// `chain`'s outputs go to `out`.
     pub fn new(chain: C, out: O) -> Self {
-        Self { chain, out }
+        Self {
+            chain,
+            out,
+            emitted: 0,
+        }
     }
 }
 
@@ -437,11 +468,27 @@ where
 {
     #[inline(always)]
     fn emit(&mut self, item: T) {
-        self.chain.process(item, &mut self.out);
+        let mut tally = Tally::new(&mut self.out);
+        self.chain.process(item, &mut tally);
+        self.emitted += tally.count();
     }
 
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
+    }
+}
+
+impl<C, O> Then<C, O> {
+    /// Runs a hook of the chain, counting what it emits, and reports the count downstream.
+    fn hook<T>(&mut self, f: impl FnOnce(&mut C, &mut Tally<'_, O>))
+    where
+        O: Output<T>,
+    {
+        let mut tally = Tally::new(&mut self.out);
+        f(&mut self.chain, &mut tally);
+        let n = self.emitted + tally.count();
+        self.emitted = 0;
+        self.out.delivered(n);
     }
 }
 
@@ -450,6 +497,9 @@ where
     C: Stage<T> + Send,
     O: Output<C::Out>,
 {
+    /// The chain counts its own outputs; the input count does not apply downstream.
+    #[inline]
+    fn delivered(&mut self, _: u64) {}
     fn open(&mut self) -> Result<(), PipelineError> {
         self.out.open()
     }
@@ -459,23 +509,54 @@ where
     }
     #[inline]
     fn end_batch(&mut self) -> Result<(), PipelineError> {
-        self.chain.on_batch_end(&mut self.out);
+        self.hook(|c, out| c.on_batch_end(out));
         self.out.end_batch()
     }
     fn flush(&mut self) -> Result<(), PipelineError> {
         self.out.flush()
     }
     fn watermark(&mut self, w: Watermark) -> Result<(), PipelineError> {
-        self.chain.on_watermark(w, &mut self.out);
+        self.hook(|c, out| c.on_watermark(w, out));
         self.out.watermark(w)
     }
-    fn barrier(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
-        self.chain.on_barrier(c, &mut self.out);
-        self.out.barrier(c)
+    fn barrier(&mut self, cp: CheckpointId) -> Result<(), PipelineError> {
+        self.hook(|c, out| c.on_barrier(cp, out));
+        self.out.barrier(cp)
     }
     fn finish(&mut self) -> Result<(), PipelineError> {
-        self.chain.on_end(&mut self.out);
+        self.hook(|c, out| c.on_end(out));
         self.out.finish()
+    }
+}
+
+/// Counts the events passed to an emitter. Built on the stack around a batch so the count
+/// stays in a register.
+pub(crate) struct Tally<'a, O> {
+    out: &'a mut O,
+    n: u64,
+}
+
+impl<'a, O> Tally<'a, O> {
+    #[inline(always)]
+    pub(crate) fn new(out: &'a mut O) -> Self {
+        Self { out, n: 0 }
+    }
+
+    #[inline(always)]
+    pub(crate) fn count(&self) -> u64 {
+        self.n
+    }
+}
+
+impl<T, O: Emit<T>> Emit<T> for Tally<'_, O> {
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        self.n += 1;
+        self.out.emit(item);
+    }
+
+    fn fail(&mut self, error: StageError) {
+        self.out.fail(error);
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{PipelineError, StageError};
-use crate::exec::output::{Output, push};
+use crate::exec::output::{Output, Tally, push};
 use crate::exec::{Runtime, Segment};
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::queue::{Message, QueueReceiver, RecvError};
@@ -34,6 +34,16 @@ impl<T, C: Stage<T>, O: Emit<C::Out>> Emit<T> for Counted<'_, C, O> {
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
     }
+}
+
+/// Runs `f` with a counting view of `out`, then reports the count to `out`.
+#[inline(always)]
+fn tallied<O: Output<T>, T, R>(out: &mut O, f: impl FnOnce(&mut Tally<'_, O>) -> R) -> R {
+    let mut tally = Tally::new(out);
+    let r = f(&mut tally);
+    let n = tally.count();
+    out.delivered(n);
+    r
 }
 
 /// A source, its fused chain and its output, run on one thread.
@@ -84,13 +94,14 @@ where
                 self.output.begin_batch(Instant::now());
             }
             let mut cx = SourceContext::new(batch, &rt.dead_letters);
-            let mut counted = Counted {
-                chain: &mut self.chain,
-                out: &mut self.output,
-                n: 0,
-            };
-            let polled = self.source.poll(&mut cx, &mut counted);
-            produced += counted.n;
+            let (chain, source) = (&mut self.chain, &mut self.source);
+            let (polled, n) = tallied(&mut self.output, |out| {
+                let mut counted = Counted { chain, out, n: 0 };
+                let polled = source.poll(&mut cx, &mut counted);
+                counted.chain.on_batch_end(counted.out);
+                (polled, counted.n)
+            });
+            produced += n;
             if cx.dead_lettered > 0 {
                 malformed += cx.dead_lettered;
                 if let Some(m) = &self.metrics {
@@ -111,7 +122,6 @@ where
                     source,
                 });
             }
-            self.chain.on_batch_end(&mut self.output);
             self.output.end_batch()?;
             match polled {
                 SourcePoll::Ready => {}
@@ -122,7 +132,8 @@ where
                 SourcePoll::Done => break,
             }
         }
-        self.chain.on_end(&mut self.output);
+        let chain = &mut self.chain;
+        tallied(&mut self.output, |out| chain.on_end(out));
         self.output.finish()
     }
 }
@@ -165,28 +176,34 @@ where
                 Message::Batch(b) => {
                     self.output.begin_batch(b.origin());
                     let mut items = b.into_items();
-                    for item in items.drain(..) {
-                        push(&mut self.chain, &mut self.output, item);
-                    }
+                    let chain = &mut self.chain;
+                    tallied(&mut self.output, |out| {
+                        for item in items.drain(..) {
+                            push(chain, out, item);
+                        }
+                        chain.on_batch_end(out);
+                    });
                     self.input.recycle_buffer(items);
-                    self.chain.on_batch_end(&mut self.output);
                     self.output.end_batch()?;
                     if self.input.is_empty() {
                         self.output.flush()?;
                     }
                 }
                 Message::Watermark(w) => {
-                    self.chain.on_watermark(w, &mut self.output);
+                    let chain = &mut self.chain;
+                    tallied(&mut self.output, |out| chain.on_watermark(w, out));
                     self.output.watermark(w)?;
                 }
                 Message::Barrier(c) => {
-                    self.chain.on_barrier(c, &mut self.output);
+                    let chain = &mut self.chain;
+                    tallied(&mut self.output, |out| chain.on_barrier(c, out));
                     self.output.barrier(c)?;
                 }
                 Message::End => break,
             }
         }
-        self.chain.on_end(&mut self.output);
+        let chain = &mut self.chain;
+        tallied(&mut self.output, |out| chain.on_end(out));
         self.output.finish()
     }
 }
