@@ -8,8 +8,9 @@
 //!
 //! Workload `W0`: trades → keep `volume > 100` → project to `(symbol, price × volume, ts)` →
 //! sum per symbol (a dense array: 64 symbols) → checksum of the sums. Inputs are generated
-//! before timing; each variant runs `--rounds` times with the variant order rotated per round,
-//! and the median is reported. Allocations are counted by a global allocator, so
+//! before timing; each variant runs `--rounds` times with the variant order shuffled per round,
+//! and the median is reported. `ratio_to_handwritten` is the median over rounds of the speed
+//! relative to `handwritten` in the same round, which cancels the shared machine's drift. Allocations are counted by a global allocator, so
 //! `allocs_per_event` is exact (the counting costs the allocating `dyn_vec` variant a little).
 
 #[path = "common/trades.rs"]
@@ -273,6 +274,8 @@ mod dyn_vec {
 
 struct Args {
     json: bool,
+    verbose: bool,
+    settle_ms: u64,
     events: usize,
     rounds: usize,
     variants: Option<Vec<String>>,
@@ -286,8 +289,10 @@ fn fail(msg: &str) -> ! {
 fn parse_args() -> Args {
     let mut args = Args {
         json: false,
+        verbose: false,
+        settle_ms: 0,
         events: 20_000_000,
-        rounds: 5,
+        rounds: 7,
         variants: None,
     };
     let mut it = std::env::args().skip(1);
@@ -298,11 +303,17 @@ fn parse_args() -> Args {
         };
         match a.as_str() {
             "--json" => args.json = true,
+            "--verbose" => args.verbose = true,
             "--events" => {
                 args.events = value("--events")
                     .replace('_', "")
                     .parse()
                     .unwrap_or_else(|_| fail("--events takes a whole number"));
+            }
+            "--settle-ms" => {
+                args.settle_ms = value("--settle-ms")
+                    .parse()
+                    .unwrap_or_else(|_| fail("--settle-ms takes a whole number"));
             }
             "--rounds" => {
                 args.rounds = value("--rounds")
@@ -315,7 +326,9 @@ fn parse_args() -> Args {
                 args.variants = Some(value("--variant").split(',').map(str::to_string).collect());
             }
             "-h" | "--help" => {
-                println!("usage: bench [--json] [--events N] [--rounds N] [--variant a,b,...]");
+                println!(
+                    "usage: bench [--json] [--verbose] [--settle-ms MS] [--events N] [--rounds N] [--variant a,b,...]"
+                );
                 std::process::exit(0);
             }
             other => fail(&format!("unknown argument `{other}` (try --help)")),
@@ -331,6 +344,23 @@ struct Measured {
     secs: Vec<f64>,
     allocs: Vec<usize>,
     checksum: Option<u64>,
+}
+
+/// The order of variants in `round`: round 0 as listed, later rounds a deterministic shuffle,
+/// so no variant always runs right after the same neighbour (the allocating baseline slows
+/// whatever runs next on this machine).
+fn round_order(round: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ round as u64;
+    if round > 0 {
+        for i in (1..n).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
+    order
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -371,8 +401,9 @@ fn main() {
         })
         .collect();
     for round in 0..args.rounds {
-        for k in 0..variants.len() {
-            let i = (k + round) % variants.len();
+        for i in round_order(round, variants.len()) {
+            // Optional pause between runs, for machines where one run's after-effects linger.
+            std::thread::sleep(std::time::Duration::from_millis(args.settle_ms));
             let before = GLOBAL.stats().allocations;
             let t0 = Instant::now();
             let sums = match variants[i] {
@@ -385,6 +416,13 @@ fn main() {
             };
             let secs = t0.elapsed().as_secs_f64();
             let allocs = GLOBAL.stats().allocations - before;
+            if args.verbose {
+                eprintln!(
+                    "round {round} {:<14} {:>8.1} M events/s",
+                    variants[i],
+                    args.events as f64 / secs / 1e6
+                );
+            }
             let m = &mut results[i];
             let sum = sums.checksum();
             if m.checksum.is_some_and(|c| c != sum) {
@@ -398,10 +436,9 @@ fn main() {
             m.allocs.push(allocs);
         }
     }
-    let base = variants
-        .iter()
-        .position(|v| *v == "handwritten")
-        .map(|i| args.events as f64 / median(&results[i].secs));
+    // The machine is shared and its speed drifts by up to 2× over seconds, so a variant's ratio
+    // is the median over rounds of its speed relative to `handwritten` *in the same round*.
+    let base = variants.iter().position(|v| *v == "handwritten");
     let mut checksums = Vec::new();
     if !args.json {
         println!(
@@ -416,7 +453,15 @@ fn main() {
         let allocs_per_event = allocs[allocs.len() / 2] as f64 / args.events as f64;
         let checksum = m.checksum.unwrap_or_default();
         checksums.push(checksum);
-        let ratio = base.map(|b| eps / b);
+        let ratio = base.map(|b| {
+            let per_round: Vec<f64> = results[b]
+                .secs
+                .iter()
+                .zip(&m.secs)
+                .map(|(hw, v)| hw / v)
+                .collect();
+            median(&per_round)
+        });
         if args.json {
             println!(
                 "{}",
