@@ -72,8 +72,8 @@ pub trait Segment: Send {
     fn is_source(&self) -> bool;
     /// Opens its sinks (and source).
     fn open(&mut self) -> Result<(), PipelineError>;
-    /// Runs to end of stream, stop or abort.
-    fn run(&mut self, rt: &Runtime) -> Result<(), PipelineError>;
+    /// Runs to end of stream, stop or abort, consuming the segment.
+    fn run(self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError>;
 }
 
 /// Per-queue settings overriding the pipeline's (a `=>` edge's `[capacity = …]`).
@@ -347,6 +347,7 @@ impl Pipeline {
             let started = Instant::now();
             let rt = Arc::clone(&self.runtime);
             let mut segment = self.segments.remove(0);
+            let rt = &*rt;
             let name = segment.name().to_string();
             rt.lifecycle.starting(&name);
             rt.lifecycle.register_thread(thread::current());
@@ -355,7 +356,6 @@ impl Pipeline {
                 segment.open()?;
                 segment.run(&rt)
             });
-            drop(segment);
             rt.lifecycle.finished(&name);
             return finish_report(&rt, &self.registry, started);
         }
@@ -392,9 +392,11 @@ impl Pipeline {
                     let opened = guarded(&rt, &name, || segment.open()).is_ok();
                     let _ = ready.send(opened);
                     if opened {
-                        let _ = guarded(&rt, &name, || segment.run(&rt));
+                        let rt_ref = &*rt;
+                        let _ = guarded(rt_ref, &name, move || segment.run(rt_ref));
+                    } else {
+                        drop(segment);
                     }
-                    drop(segment);
                     rt.lifecycle.finished(&name);
                 });
                 match spawned {

@@ -77,7 +77,16 @@ where
         })
     }
 
-    fn run(&mut self, rt: &Runtime) -> Result<(), PipelineError> {
+    fn run(self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError> {
+        // The segment's parts become locals of this frame: the optimiser can then keep a
+        // stage's counters and small state in registers across the whole batch loop.
+        let SourceSegment {
+            name,
+            mut source,
+            mut chain,
+            mut output,
+            metrics,
+        } = *self;
         let batch = rt.config.batch_size();
         let park = rt.config.idle().park;
         let timing = rt.config.metrics();
@@ -91,12 +100,15 @@ where
                 break;
             }
             if timing {
-                self.output.begin_batch(Instant::now());
+                output.begin_batch(Instant::now());
             }
             let mut cx = SourceContext::new(batch, &rt.dead_letters);
-            let (chain, source) = (&mut self.chain, &mut self.source);
-            let (polled, n) = tallied(&mut self.output, |out| {
-                let mut counted = Counted { chain, out, n: 0 };
+            let (polled, n) = tallied(&mut output, |out| {
+                let mut counted = Counted {
+                    chain: &mut chain,
+                    out,
+                    n: 0,
+                };
                 let polled = source.poll(&mut cx, &mut counted);
                 counted.chain.on_batch_end(counted.out);
                 (polled, counted.n)
@@ -104,37 +116,36 @@ where
             produced += n;
             if cx.dead_lettered > 0 {
                 malformed += cx.dead_lettered;
-                if let Some(m) = &self.metrics {
+                if let Some(m) = &metrics {
                     m.add_dropped(DropReason::Malformed, cx.dead_lettered);
                 }
             }
-            if let Some(m) = &self.metrics {
+            if let Some(m) = &metrics {
                 m.publish(produced, produced, malformed);
             }
             let failure = cx.failure.take();
             let polled = polled.map_err(|source| PipelineError::Source {
-                segment: self.name.clone(),
+                segment: name.clone(),
                 source,
             })?;
             if let Some(source) = failure {
                 return Err(PipelineError::Source {
-                    segment: self.name.clone(),
+                    segment: name.clone(),
                     source,
                 });
             }
-            self.output.end_batch()?;
+            output.end_batch()?;
             match polled {
                 SourcePoll::Ready => {}
                 SourcePoll::Pending => {
-                    self.output.flush()?;
-                    self.source.wait(park);
+                    output.flush()?;
+                    source.wait(park);
                 }
                 SourcePoll::Done => break,
             }
         }
-        let chain = &mut self.chain;
-        tallied(&mut self.output, |out| chain.on_end(out));
-        self.output.finish()
+        tallied(&mut output, |out| chain.on_end(out));
+        output.finish()
     }
 }
 
@@ -164,46 +175,44 @@ where
         self.output.open()
     }
 
-    fn run(&mut self, rt: &Runtime) -> Result<(), PipelineError> {
+    fn run(mut self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError> {
+        let this = &mut *self;
+        let (input, chain, output) = (&mut this.input, &mut this.chain, &mut this.output);
         loop {
             if rt.lifecycle.aborted() {
                 return Err(PipelineError::Aborted);
             }
-            let msg = self.input.recv().map_err(|e| match e {
+            let msg = input.recv().map_err(|e| match e {
                 RecvError::Aborted => PipelineError::Aborted,
             })?;
             match msg {
                 Message::Batch(b) => {
-                    self.output.begin_batch(b.origin());
+                    output.begin_batch(b.origin());
                     let mut items = b.into_items();
-                    let chain = &mut self.chain;
-                    tallied(&mut self.output, |out| {
+                    tallied(output, |out| {
                         for item in items.drain(..) {
                             push(chain, out, item);
                         }
                         chain.on_batch_end(out);
                     });
-                    self.input.recycle_buffer(items);
-                    self.output.end_batch()?;
-                    if self.input.is_empty() {
-                        self.output.flush()?;
+                    input.recycle_buffer(items);
+                    output.end_batch()?;
+                    if input.is_empty() {
+                        output.flush()?;
                     }
                 }
                 Message::Watermark(w) => {
-                    let chain = &mut self.chain;
-                    tallied(&mut self.output, |out| chain.on_watermark(w, out));
-                    self.output.watermark(w)?;
+                    tallied(output, |out| chain.on_watermark(w, out));
+                    output.watermark(w)?;
                 }
                 Message::Barrier(c) => {
-                    let chain = &mut self.chain;
-                    tallied(&mut self.output, |out| chain.on_barrier(c, out));
-                    self.output.barrier(c)?;
+                    tallied(output, |out| chain.on_barrier(c, out));
+                    output.barrier(c)?;
                 }
                 Message::End => break,
             }
         }
-        let chain = &mut self.chain;
-        tallied(&mut self.output, |out| chain.on_end(out));
-        self.output.finish()
+        tallied(output, |out| chain.on_end(out));
+        output.finish()
     }
 }
