@@ -351,13 +351,13 @@ impl Pipeline {
             let name = segment.name().to_string();
             rt.lifecycle.starting(&name);
             rt.lifecycle.register_thread(thread::current());
-            let _ = guarded(&rt, &name, || {
-                open_dead_letters(&rt)?;
+            let _ = guarded(rt, &name, || {
+                open_dead_letters(rt)?;
                 segment.open()?;
-                segment.run(&rt)
+                segment.run(rt)
             });
             rt.lifecycle.finished(&name);
-            return finish_report(&rt, &self.registry, started);
+            return finish_report(rt, &self.registry, started);
         }
         self.spawn()?.join()
     }
