@@ -29,10 +29,15 @@
 //! # Ok::<(), PipelineError>(())
 //! ```
 
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod __private;
+pub mod app;
 pub mod backpressure;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod graph;
 pub mod idle;
 pub mod io;
 pub mod metrics;
@@ -42,6 +47,7 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 
+pub use app::App;
 pub use backpressure::{Backpressure, SendError, SendFailure, SendOutcome};
 pub use config::{PipelineConfig, PipelineConfigBuilder};
 pub use error::{ConfigError, PipelineError, SinkError, SourceError, StageError};
@@ -56,6 +62,7 @@ pub use stage::{
 
 /// Everything a pipeline author needs, in one import.
 pub mod prelude {
+    pub use crate::app::App;
     pub use crate::backpressure::{Backpressure, SendOutcome};
     pub use crate::config::PipelineConfig;
     pub use crate::error::{ConfigError, PipelineError, SinkError, SourceError, StageError};

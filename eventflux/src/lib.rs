@@ -37,13 +37,18 @@
 //! # Ok::<(), PipelineError>(())
 //! ```
 
+pub use eventflux_macros::pipeline;
 pub use eventflux_runtime as runtime;
+#[doc(hidden)]
+pub use eventflux_runtime::__private;
 pub use eventflux_runtime::{
-    backpressure, config, error, exec, idle, io, metrics, pool, queue, sink, source, stage,
+    app, backpressure, config, error, exec, graph, idle, io, metrics, pool, queue, sink, source,
+    stage,
 };
 
 /// Everything a pipeline author needs, in one import.
 pub mod prelude {
+    pub use crate::pipeline;
     pub use eventflux_runtime::prelude::*;
     pub use serde::{Deserialize, Serialize};
 }

@@ -44,7 +44,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub(crate) use lifecycle::Lifecycle;
-pub use output::{FanOut, FanOutItem, Output, QueueOutput, SinkOutput, Then};
+pub use output::{FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
 pub use segment::{QueueSegment, SourceSegment};
 
 use crate::backpressure::Backpressure;

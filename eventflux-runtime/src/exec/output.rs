@@ -565,3 +565,138 @@ impl<T, O: Emit<T>> Emit<T> for Tally<'_, O> {
 pub(crate) fn push<T, C: Stage<T>, O: Emit<C::Out>>(chain: &mut C, out: &mut O, item: T) {
     Link::new(chain, out).emit(item);
 }
+
+/// Routes each event to one of several queues by the hash of its key (a keyed parallel `=>`
+/// edge): events with equal keys always take the same queue, so per-key order is preserved.
+/// Control messages (watermarks, barriers, end of stream) go to every queue.
+pub struct KeyedOutput<T, F> {
+    outs: Vec<QueueOutput<T>>,
+    key: F,
+}
+
+impl<T, F> std::fmt::Debug for KeyedOutput<T, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedOutput")
+            .field("workers", &self.outs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, F> KeyedOutput<T, F> {
+    /// One output per worker queue; `key` extracts the routing key.
+    ///
+    /// ```
+    /// use eventflux_runtime::prelude::*;
+    /// use eventflux_runtime::exec::KeyedOutput;
+    /// use eventflux_runtime::queue::{EventQueue, Message, QueueOptions};
+    /// let (t0, mut r0) = EventQueue::<(u8, u32)>::channel(QueueOptions::default());
+    /// let (t1, mut r1) = EventQueue::<(u8, u32)>::channel(QueueOptions::default());
+    /// let mut out = KeyedOutput::new(vec![QueueOutput::new(t0), QueueOutput::new(t1)], |e: &(u8, u32)| e.0);
+    /// for i in 0..100u32 { out.emit(((i % 7) as u8, i)); }
+    /// out.finish().unwrap();
+    /// let mut keys_seen = [None; 7];
+    /// for (w, rx) in [&mut r0, &mut r1].into_iter().enumerate() {
+    ///     while let Ok(Message::Batch(b)) = rx.recv() {
+    ///         for &(k, _) in b.items() {
+    ///             assert!(keys_seen[k as usize].replace(w).is_none_or(|v| v == w));
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn new(outs: Vec<QueueOutput<T>>, key: F) -> Self {
+        Self { outs, key }
+    }
+}
+
+/// FxHash-style mixing (no SipHash on the hot path).
+#[derive(Default)]
+struct RouteHasher(u64);
+
+impl std::hash::Hasher for RouteHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Final avalanche so that sequential keys spread over the high bits used below.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
+    }
+}
+
+#[inline]
+fn route<K: std::hash::Hash>(key: &K, n: usize) -> usize {
+    let mut h = RouteHasher::default();
+    key.hash(&mut h);
+    ((u128::from(std::hash::Hasher::finish(&h)) * n as u128) >> 64) as usize
+}
+
+impl<T, K, F> Emit<T> for KeyedOutput<T, F>
+where
+    F: FnMut(&T) -> K,
+    K: std::hash::Hash,
+{
+    #[inline]
+    fn emit(&mut self, item: T) {
+        let i = route(&(self.key)(&item), self.outs.len());
+        if let Some(out) = self.outs.get_mut(i) {
+            out.emit(item);
+        }
+    }
+
+    fn fail(&mut self, error: StageError) {
+        if let Some(out) = self.outs.first_mut() {
+            out.fail(error);
+        }
+    }
+}
+
+impl<T, K, F> Output<T> for KeyedOutput<T, F>
+where
+    T: Send,
+    F: FnMut(&T) -> K + Send,
+    K: std::hash::Hash,
+{
+    #[inline]
+    fn delivered(&mut self, _: u64) {}
+    #[inline]
+    fn begin_batch(&mut self, origin: Instant) {
+        for o in &mut self.outs {
+            o.begin_batch(origin);
+        }
+    }
+    fn end_batch(&mut self) -> Result<(), PipelineError> {
+        self.outs.iter_mut().try_for_each(|o| o.end_batch())
+    }
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        self.outs.iter_mut().try_for_each(|o| o.flush())
+    }
+    fn watermark(&mut self, w: Watermark) -> Result<(), PipelineError> {
+        self.outs.iter_mut().try_for_each(|o| o.watermark(w))
+    }
+    fn barrier(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        self.outs.iter_mut().try_for_each(|o| o.barrier(c))
+    }
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        self.outs.iter_mut().try_for_each(|o| o.finish())
+    }
+}

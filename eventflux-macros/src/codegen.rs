@@ -1,0 +1,484 @@
+//! Code generation: a validated graph becomes runtime segments built with static types.
+//!
+//! Every `->` run of stages becomes one `Chain` (inlined calls); each `=>` becomes an
+//! `EventQueue`; each segment (a source or a queue's consumer plus everything fused after it)
+//! runs on its own thread. Types flow through zero-sized markers (`Marker<T>` = "events of type
+//! `T` leave here"), so every type check is made by a small helper call spanned at the user's
+//! arrow or node — that is where rustc reports a mismatch.
+//!
+//! Generated names start with `__ef` and use mixed-site hygiene, so they can neither clash with
+//! nor be referred to by user code.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
+
+use crate::parse::NodeKind;
+use crate::validate::{Graph, QueueSpec};
+
+struct Gen<'g> {
+    g: &'g Graph,
+    counter: usize,
+    stage_metrics: bool,
+    /// Segment index of each node (for the graph description).
+    segment_of: Vec<usize>,
+    segments: Vec<(String, u64)>,
+}
+
+fn local(name: &Ident) -> Ident {
+    Ident::new(&format!("__ef_node_{name}"), Span::mixed_site())
+}
+
+fn tx(name: &Ident) -> Ident {
+    Ident::new(&format!("__ef_tx_{name}"), Span::mixed_site())
+}
+
+fn rx(name: &Ident) -> Ident {
+    Ident::new(&format!("__ef_rx_{name}"), Span::mixed_site())
+}
+
+fn builder() -> Ident {
+    Ident::new("__ef_b", Span::mixed_site())
+}
+
+impl<'g> Gen<'g> {
+    fn fresh(&mut self, what: &str) -> Ident {
+        self.counter += 1;
+        Ident::new(&format!("__ef_{what}{}", self.counter), Span::mixed_site())
+    }
+
+    fn is_queue_fed(&self, n: usize) -> bool {
+        self.g.incoming(n).any(|(_, e)| e.queue.is_some())
+    }
+
+    fn spec_into(&self, n: usize) -> Option<&'g QueueSpec> {
+        self.g.incoming(n).find_map(|(_, e)| e.queue.as_ref())
+    }
+
+    fn keyed(&self, n: usize) -> Option<u64> {
+        self.spec_into(n).and_then(|s| s.workers)
+    }
+
+    /// Nodes fused after `root` (reached through `->` only), root included.
+    fn fused_members(&self, root: usize) -> Vec<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            if seen.insert(n) {
+                stack.extend(
+                    self.g
+                        .outgoing(n)
+                        .filter(|(_, e)| e.queue.is_none())
+                        .map(|(_, e)| e.to),
+                );
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    fn stage_expr(&self, n: usize) -> TokenStream {
+        let node = &self.g.nodes[n];
+        let l = local(&node.name);
+        let b = builder();
+        let name = node.name.to_string();
+        if self.stage_metrics {
+            quote! { #b.stage(#name, #l) }
+        } else {
+            quote! { #l }
+        }
+    }
+
+    /// Asserts a stage's declared output type, if any.
+    fn assert_type(&self, n: usize, marker: &Ident, out: &mut Vec<TokenStream>) {
+        let node = &self.g.nodes[n];
+        if let (NodeKind::Stage, Some(ty)) = (node.kind, &node.ty) {
+            out.push(quote_spanned! {syn::spanned::Spanned::span(ty)=>
+                let _: ::eventflux::__private::Marker<#ty> = #marker;
+            });
+        }
+    }
+
+    /// A run of fused stages starting at `start` (fed through `arrow` with events of `marker`).
+    /// Returns the typed chain, the last node and the marker of its output.
+    fn linear(
+        &mut self,
+        start: usize,
+        marker: &Ident,
+        arrow: Span,
+        out: &mut Vec<TokenStream>,
+    ) -> (Ident, usize, Ident) {
+        let t = self.fresh("chain");
+        let m = self.fresh("marker");
+        let stage = self.stage_expr(start);
+        out.push(quote_spanned! {arrow=>
+            let #t = ::eventflux::__private::stage_from(&#marker, #stage);
+        });
+        out.push(quote! { let #m = ::eventflux::__private::marker_of(&#t); });
+        self.assert_type(start, &m, out);
+        let (mut chain, mut last, mut m) = (t, start, m);
+        loop {
+            let mut outs = self.g.outgoing(last);
+            let (Some((_, e)), None) = (outs.next(), outs.next()) else {
+                break;
+            };
+            if e.queue.is_some() || self.g.nodes[e.to].kind != NodeKind::Stage {
+                break;
+            }
+            let next = e.to;
+            let t2 = self.fresh("chain");
+            let m2 = self.fresh("marker");
+            let joined = self.fresh("chain");
+            let stage = self.stage_expr(next);
+            out.push(quote_spanned! {e.span=>
+                let #t2 = ::eventflux::__private::stage_from(&#m, #stage);
+            });
+            out.push(quote! {
+                let #m2 = ::eventflux::__private::marker_of(&#t2);
+                let #joined = ::eventflux::__private::chain(#chain, #t2);
+            });
+            self.assert_type(next, &m2, out);
+            chain = joined;
+            last = next;
+            m = m2;
+        }
+        (chain, last, m)
+    }
+
+    /// The output that receives what `node` emits (events of `marker`).
+    fn outputs(&mut self, node: usize, marker: &Ident, out: &mut Vec<TokenStream>) -> TokenStream {
+        let edges: Vec<(usize, Span, Option<QueueSpec>)> = self
+            .g
+            .outgoing(node)
+            .map(|(_, e)| (e.to, e.span, e.queue.clone()))
+            .collect();
+        let b = builder();
+        let mut branches = Vec::new();
+        for (to, span, queue) in edges {
+            let target = &self.g.nodes[to];
+            let branch = match queue {
+                Some(spec) if spec.workers.is_some() => {
+                    let txs = tx(&target.name);
+                    let key = spec
+                        .key
+                        .clone()
+                        .map_or_else(|| quote!(|_: &_| 0u8), |k| quote!(#k));
+                    quote_spanned! {span=>
+                        ::eventflux::__private::keyed_from(&#marker, #key, &#txs)
+                    }
+                }
+                Some(_) => {
+                    let t = tx(&target.name);
+                    quote_spanned! {span=>
+                        ::eventflux::__private::queue_from(&#marker, &#t)
+                    }
+                }
+                None if target.kind == NodeKind::Sink => {
+                    let l = local(&target.name);
+                    let name = target.name.to_string();
+                    quote_spanned! {span=>
+                        ::eventflux::__private::sink_from(&#marker, #b.sink(#name, #l))
+                    }
+                }
+                None => {
+                    let (chain, last, m) = self.linear(to, marker, span, out);
+                    let rest = self.outputs(last, &m, out);
+                    quote! { ::eventflux::__private::then_branch(#chain, #rest) }
+                }
+            };
+            branches.push(branch);
+        }
+        let fan_span = self.g.nodes[node].name.span();
+        let mut iter = branches.into_iter();
+        let first = iter
+            .next()
+            .unwrap_or_else(|| quote!(::eventflux::__private::Discard));
+        iter.fold(first, |acc, next| {
+            quote_spanned! {fan_span=> ::eventflux::__private::fan_out(&#marker, #acc, #next) }
+        })
+    }
+
+    /// Code that adds the segment rooted at `root` to the builder.
+    fn segment(&mut self, root: usize, seg_index: usize, workers: Option<u64>) -> TokenStream {
+        for n in self.fused_members(root) {
+            self.segment_of[n] = seg_index;
+        }
+        let node = &self.g.nodes[root];
+        let name = node.name.to_string();
+        let b = builder();
+        let mut out = Vec::new();
+        let m0 = self.fresh("marker");
+        let add = if node.kind == NodeKind::Source {
+            let src = local(&node.name);
+            out.push(quote! { let #m0 = ::eventflux::__private::source_marker(&#src); });
+            let mut outs = self.g.outgoing(root);
+            let single = match (outs.next(), outs.next()) {
+                (Some((_, e)), None)
+                    if e.queue.is_none() && self.g.nodes[e.to].kind == NodeKind::Stage =>
+                {
+                    Some((e.to, e.span))
+                }
+                _ => None,
+            };
+            let (chain, output) = match single {
+                Some((start, span)) => {
+                    let (chain, last, m) = self.linear(start, &m0, span, &mut out);
+                    (chain, self.outputs(last, &m, &mut out))
+                }
+                None => {
+                    let chain = self.fresh("chain");
+                    out.push(quote! { let #chain = ::eventflux::__private::identity(&#m0); });
+                    (chain.clone(), self.outputs(root, &m0, &mut out))
+                }
+            };
+            quote_spanned! {node.name.span()=>
+                #b.add_source(#name, #src, ::eventflux::__private::into_stage(#chain), #output);
+            }
+        } else {
+            let input = match workers {
+                Some(_) => Ident::new("__ef_worker_rx", Span::mixed_site()),
+                None => rx(&node.name),
+            };
+            out.push(quote! { let #m0 = ::eventflux::__private::queue_marker(&#input); });
+            let arrow = self
+                .g
+                .incoming(root)
+                .next()
+                .map_or(node.name.span(), |(_, e)| e.span);
+            let (chain, output) = if node.kind == NodeKind::Sink {
+                let chain = self.fresh("chain");
+                let l = local(&node.name);
+                out.push(quote! { let #chain = ::eventflux::__private::identity(&#m0); });
+                let sink = quote_spanned! {arrow=>
+                    ::eventflux::__private::sink_from(&#m0, #b.sink(#name, #l))
+                };
+                (chain, sink)
+            } else {
+                let (chain, last, m) = self.linear(root, &m0, arrow, &mut out);
+                (chain, self.outputs(last, &m, &mut out))
+            };
+            let seg_name = match workers {
+                Some(_) => quote! { &::std::format!("{}#{}", #name, __ef_worker) },
+                None => quote! { #name },
+            };
+            quote_spanned! {node.name.span()=>
+                #b.add_queue_segment(#seg_name, #input, ::eventflux::__private::into_stage(#chain), #output);
+            }
+        };
+        match workers {
+            None => quote! { #(#out)* #add },
+            Some(_) => {
+                // Worker copies: the fused nodes are evaluated once per worker, here.
+                let rxs = rx(&node.name);
+                let evals: Vec<TokenStream> = self
+                    .fused_members(root)
+                    .into_iter()
+                    .map(|n| self.eval(n))
+                    .collect();
+                quote! {
+                    for (__ef_worker, __ef_worker_rx) in #rxs.into_iter().enumerate() {
+                        #(#evals)*
+                        #(#out)*
+                        #add
+                    }
+                }
+            }
+        }
+    }
+
+    /// `let __ef_node_x = <user expression>;` with the user's spans.
+    fn eval(&self, n: usize) -> TokenStream {
+        let node = &self.g.nodes[n];
+        let l = local(&node.name);
+        let expr = &node.expr;
+        let check = match (node.kind, &node.ty) {
+            (NodeKind::Source, Some(ty)) => quote_spanned! {syn::spanned::Spanned::span(ty)=>
+                ::eventflux::__private::assert_source_item::<#ty, _>(&#l);
+            },
+            (NodeKind::Sink, Some(ty)) => quote_spanned! {syn::spanned::Spanned::span(ty)=>
+                ::eventflux::__private::assert_sink_item::<#ty, _>(&#l);
+            },
+            _ => quote!(),
+        };
+        quote! {
+            #[allow(unused_mut)]
+            let mut #l = #expr;
+            #check
+        }
+    }
+}
+
+fn opt_u64(v: Option<u64>) -> TokenStream {
+    match v {
+        Some(x) => {
+            let x = x as usize;
+            quote!(::core::option::Option::Some(#x))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn backpressure(i: &Option<Ident>) -> TokenStream {
+    match i {
+        Some(i) => {
+            let i = Ident::new(&i.to_string(), i.span());
+            quote!(::core::option::Option::Some(::eventflux::__private::Backpressure::#i))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// Generates the expression a valid `pipeline!` expands to.
+pub fn generate(g: &Graph) -> TokenStream {
+    let c = &g.config;
+    let mut cg = Gen {
+        g,
+        counter: 0,
+        stage_metrics: c.stage_metrics.unwrap_or(c.metrics.unwrap_or(true)),
+        segment_of: vec![0; g.nodes.len()],
+        segments: Vec::new(),
+    };
+
+    // Configuration.
+    let mut cfg = vec![quote!(::eventflux::__private::PipelineConfig::builder())];
+    if let Some(v) = c.queue_capacity {
+        let v = v as usize;
+        cfg.push(quote!(.queue_capacity(#v)));
+    }
+    if let Some(v) = c.batch_size {
+        let v = v as usize;
+        cfg.push(quote!(.batch_size(#v)));
+    }
+    if let Some(i) = &c.backpressure {
+        let i = Ident::new(&i.to_string(), i.span());
+        cfg.push(quote!(.backpressure(::eventflux::__private::Backpressure::#i)));
+    }
+    if let Some(v) = c.metrics {
+        cfg.push(quote!(.metrics(#v)));
+    }
+    if let Some(v) = c.stop_timeout_ms {
+        cfg.push(quote!(.stop_timeout(::core::time::Duration::from_millis(#v))));
+    }
+
+    // Which nodes belong to keyed worker segments (evaluated per worker).
+    let mut worker_nodes = BTreeSet::new();
+    let roots: Vec<usize> = (0..g.nodes.len())
+        .filter(|&n| g.nodes[n].kind == NodeKind::Source || cg.is_queue_fed(n))
+        .collect();
+    for &r in &roots {
+        if cg.keyed(r).is_some() {
+            worker_nodes.extend(cg.fused_members(r));
+        }
+    }
+    let evals: Vec<TokenStream> = (0..g.nodes.len())
+        .filter(|n| !worker_nodes.contains(n))
+        .map(|n| cg.eval(n))
+        .collect();
+
+    // Queues.
+    let b = builder();
+    let mut queues = Vec::new();
+    let mut drops = Vec::new();
+    for &r in &roots {
+        let Some(spec) = cg.spec_into(r) else {
+            continue;
+        };
+        let node = &g.nodes[r];
+        let name = node.name.to_string();
+        let (t, x) = (tx(&node.name), rx(&node.name));
+        let settings = {
+            let cap = opt_u64(spec.capacity);
+            let batch = opt_u64(spec.batch_size);
+            let bp = backpressure(&spec.backpressure);
+            quote! {
+                ::eventflux::__private::QueueSettings { capacity: #cap, batch_size: #batch, backpressure: #bp }
+            }
+        };
+        match spec.workers {
+            None => queues.push(quote! {
+                let (#t, #x) = match #b.queue_with(#name, #settings) {
+                    ::core::result::Result::Ok(q) => q,
+                    ::core::result::Result::Err(e) => break '__ef_build ::core::result::Result::Err(e.into()),
+                };
+            }),
+            Some(w) => {
+                let w = w as usize;
+                queues.push(quote! {
+                    let mut #t = ::std::vec::Vec::with_capacity(#w);
+                    let mut #x = ::std::vec::Vec::with_capacity(#w);
+                    for __ef_w in 0..#w {
+                        match #b.queue_with(&::std::format!("{}#{}", #name, __ef_w), #settings) {
+                            ::core::result::Result::Ok((t, r)) => { #t.push(t); #x.push(r); }
+                            ::core::result::Result::Err(e) => break '__ef_build ::core::result::Result::Err(e.into()),
+                        }
+                    }
+                });
+            }
+        }
+        drops.push(quote! { ::core::mem::drop(#t); });
+    }
+
+    // Segments.
+    let mut segments = Vec::new();
+    for &r in &roots {
+        let idx = cg.segments.len();
+        let workers = cg.keyed(r);
+        cg.segments
+            .push((g.nodes[r].name.to_string(), workers.unwrap_or(1)));
+        segments.push(cg.segment(r, idx, workers));
+    }
+
+    // The graph description.
+    let node_descs = g.nodes.iter().enumerate().map(|(i, n)| {
+        let name = n.name.to_string();
+        let kind = format_ident!(
+            "{}",
+            match n.kind {
+                NodeKind::Source => "Source",
+                NodeKind::Stage => "Stage",
+                NodeKind::Sink => "Sink",
+            }
+        );
+        let seg = cg.segment_of[i];
+        quote!((#name, ::eventflux::__private::NodeKind::#kind, #seg))
+    });
+    let edge_descs = g.edges.iter().map(|e| {
+        let from = g.nodes[e.from].name.to_string();
+        let to = g.nodes[e.to].name.to_string();
+        match &e.queue {
+            None => quote!((#from, #to, ::core::option::Option::None)),
+            Some(spec) => {
+                let label = spec.label();
+                quote!((#from, #to, ::core::option::Option::Some(#label)))
+            }
+        }
+    });
+    let seg_descs = cg.segments.iter().map(|(name, w)| {
+        let w = *w as usize;
+        quote!((#name, #w))
+    });
+
+    quote! {{
+        #(#evals)*
+        let __ef_config = #(#cfg)*.build();
+        let __ef_graph = ::eventflux::__private::graph(
+            &[#(#node_descs),*],
+            &[#(#edge_descs),*],
+            &[#(#seg_descs),*],
+        );
+        let __ef_result: ::core::result::Result<::eventflux::__private::Pipeline, ::eventflux::__private::PipelineError> = '__ef_build: {
+            let __ef_config = match &__ef_config {
+                ::core::result::Result::Ok(c) => ::core::clone::Clone::clone(c),
+                ::core::result::Result::Err(e) => break '__ef_build ::core::result::Result::Err(::core::clone::Clone::clone(e).into()),
+            };
+            #[allow(unused_mut)]
+            let mut #b = ::eventflux::__private::PipelineBuilder::new(__ef_config);
+            #(#queues)*
+            #(#segments)*
+            #(#drops)*
+            #b.build()
+        };
+        ::eventflux::__private::App::new(__ef_result, __ef_config.ok(), __ef_graph)
+    }}
+}

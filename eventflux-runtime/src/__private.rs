@@ -1,0 +1,170 @@
+//! Support for the code `pipeline!` generates. Not a public API: names and signatures may change
+//! in any release.
+//!
+//! Types flow through zero-sized [`Marker`]s: `Marker<T>` stands for "events of type `T` come out
+//! here". Each helper takes the marker of its upstream and states the one bound that edge needs,
+//! so rustc reports a mismatch at the span the macro gave the call: the user's arrow or node.
+
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+pub use crate::app::App;
+pub use crate::backpressure::Backpressure;
+pub use crate::config::PipelineConfig;
+pub use crate::error::PipelineError;
+pub use crate::exec::{Pipeline, PipelineBuilder, QueueSettings};
+pub use crate::metrics::NodeKind;
+
+use crate::error::StageError;
+use crate::exec::{FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
+use crate::graph::PipelineGraph;
+use crate::queue::{QueueReceiver, QueueSender};
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::stage::{Chain, Emit, Identity, Stage};
+
+/// "Events of type `T` come out here."
+pub struct Marker<T>(PhantomData<fn() -> T>);
+
+impl<T> Clone for Marker<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Marker<T> {}
+
+fn marker<T>() -> Marker<T> {
+    Marker(PhantomData)
+}
+
+/// A stage (or chain) together with the type it accepts.
+pub struct Typed<In, C> {
+    stage: C,
+    input: PhantomData<fn(In)>,
+}
+
+/// Events that may cross a `=>` thread boundary.
+#[diagnostic::on_unimplemented(
+    message = "events of type `{Self}` cannot cross the thread boundary `=>`",
+    label = "`{Self}` is not `Send + 'static`",
+    note = "events moving between threads must be `Send` and own their data: use `Arc` instead of `Rc`, owned values instead of references, or make this edge `->` to stay on one thread"
+)]
+pub trait CrossThread: Send + 'static {}
+impl<T: Send + 'static> CrossThread for T {}
+
+pub fn source_marker<S: Source>(_: &S) -> Marker<S::Item> {
+    marker()
+}
+
+pub fn queue_marker<T>(_: &QueueReceiver<T>) -> Marker<T> {
+    marker()
+}
+
+pub fn stage_from<T, S: Stage<T>>(_: &Marker<T>, stage: S) -> Typed<T, S> {
+    Typed {
+        stage,
+        input: PhantomData,
+    }
+}
+
+pub fn marker_of<In, C: Stage<In>>(_: &Typed<In, C>) -> Marker<C::Out> {
+    marker()
+}
+
+pub fn chain<In, A, B>(a: Typed<In, A>, b: Typed<A::Out, B>) -> Typed<In, Chain<A, B>>
+where
+    A: Stage<In>,
+    B: Stage<A::Out>,
+{
+    Typed {
+        stage: Chain::new(a.stage, b.stage),
+        input: PhantomData,
+    }
+}
+
+pub fn identity<T>(_: &Marker<T>) -> Typed<T, Identity> {
+    Typed {
+        stage: Identity,
+        input: PhantomData,
+    }
+}
+
+pub fn into_stage<In, C>(t: Typed<In, C>) -> C {
+    t.stage
+}
+
+pub fn sink_from<T, K: Sink<T>>(_: &Marker<T>, out: SinkOutput<K>) -> SinkOutput<K> {
+    out
+}
+
+pub fn queue_from<T: CrossThread>(_: &Marker<T>, tx: &QueueSender<T>) -> QueueOutput<T> {
+    QueueOutput::new(tx.clone())
+}
+
+pub fn keyed_from<T, K, F>(_: &Marker<T>, key: F, txs: &[QueueSender<T>]) -> KeyedOutput<T, F>
+where
+    T: CrossThread,
+    F: FnMut(&T) -> K + Send,
+    K: Hash,
+{
+    KeyedOutput::new(
+        txs.iter().map(|t| QueueOutput::new(t.clone())).collect(),
+        key,
+    )
+}
+
+pub fn then_branch<In, C, O>(c: Typed<In, C>, out: O) -> Then<C, O>
+where
+    C: Stage<In> + Send,
+    O: Output<C::Out>,
+{
+    Then::new(c.stage, out)
+}
+
+pub fn fan_out<T: FanOutItem<T>, A: Output<T>, B: Output<T>>(
+    _: &Marker<T>,
+    a: A,
+    b: B,
+) -> FanOut<A, B> {
+    FanOut::new(a, b)
+}
+
+pub fn assert_source_item<T, S: Source<Item = T>>(_: &S) {}
+
+pub fn assert_sink_item<T, K: Sink<T>>(_: &K) {}
+
+pub fn graph(
+    nodes: &[(&str, NodeKind, usize)],
+    edges: &[(&str, &str, Option<&str>)],
+    segments: &[(&str, usize)],
+) -> PipelineGraph {
+    PipelineGraph::from_parts(nodes, edges, segments)
+}
+
+/// An output for a node with no outputs (never generated for a valid graph).
+pub struct Discard;
+
+impl<T> Emit<T> for Discard {
+    fn emit(&mut self, _: T) {}
+    fn fail(&mut self, _: StageError) {}
+}
+
+impl<T> Output<T> for Discard {
+    fn delivered(&mut self, _: u64) {}
+    fn begin_batch(&mut self, _: std::time::Instant) {}
+    fn end_batch(&mut self) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    fn watermark(&mut self, _: crate::stage::Watermark) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    fn barrier(&mut self, _: crate::stage::CheckpointId) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        Ok(())
+    }
+}

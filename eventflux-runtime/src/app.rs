@@ -1,0 +1,79 @@
+//! [`App`]: the value a `pipeline!` block evaluates to.
+
+use crate::config::PipelineConfig;
+use crate::error::PipelineError;
+use crate::exec::{Pipeline, PipelineHandle, RunReport};
+use crate::graph::PipelineGraph;
+
+/// A pipeline declared with `pipeline!`, ready to run.
+///
+/// ```
+/// use eventflux_runtime::app::App;
+/// use eventflux_runtime::prelude::*;
+/// let sink = CollectSink::new();
+/// let got = sink.handle();
+/// let mut p = PipelineBuilder::new(PipelineConfig::default());
+/// let out = p.sink("out", sink);
+/// p.add_source("src", IterSource::new(0..3u8), Identity, out);
+/// let config = p.config().clone();
+/// let graph = eventflux_runtime::graph::PipelineGraph::from_parts(&[], &[], &[]);
+/// let app = App::new(p.build(), Some(config), graph);
+/// app.run()?;
+/// assert_eq!(got.take(), [0, 1, 2]);
+/// # Ok::<(), PipelineError>(())
+/// ```
+#[derive(Debug)]
+pub struct App {
+    pipeline: Result<Pipeline, PipelineError>,
+    config: Option<PipelineConfig>,
+    graph: PipelineGraph,
+}
+
+impl App {
+    /// Wraps a built pipeline (or the error that prevented building it).
+    pub fn new(
+        pipeline: Result<Pipeline, PipelineError>,
+        config: Option<PipelineConfig>,
+        graph: PipelineGraph,
+    ) -> Self {
+        Self {
+            pipeline,
+            config,
+            graph,
+        }
+    }
+
+    /// What `pipeline!` evaluates to when it reported compile errors: never run, because the
+    /// program does not compile; it only keeps follow-on type errors quiet.
+    #[doc(hidden)]
+    pub fn stub() -> Self {
+        Self {
+            pipeline: Err(PipelineError::Invalid(
+                "the pipeline did not compile".into(),
+            )),
+            config: None,
+            graph: PipelineGraph::from_parts(&[], &[], &[]),
+        }
+    }
+
+    /// Runs to completion on the current thread (one segment) or one thread per segment.
+    pub fn run(self) -> Result<RunReport, PipelineError> {
+        self.pipeline?.run()
+    }
+
+    /// Starts the pipeline and returns a handle: `metrics()`, `stop()`, `join()`.
+    pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
+        self.pipeline?.spawn()
+    }
+
+    /// The configuration (`None` only if it failed to build, which `pipeline!` rules out at
+    /// compile time).
+    pub fn config(&self) -> Option<&PipelineConfig> {
+        self.config.as_ref()
+    }
+
+    /// The graph that was built: nodes, edges, segments.
+    pub fn graph(&self) -> &PipelineGraph {
+        &self.graph
+    }
+}
