@@ -259,7 +259,10 @@ impl<'g> Gen<'g> {
                 (chain, self.outputs(last, &m, &mut out))
             };
             let seg_name = match workers {
-                Some(_) => quote! { &::std::format!("{}#{}", #name, __ef_worker) },
+                Some(_) => {
+                    let w = Ident::new("__ef_worker", Span::mixed_site());
+                    quote! { &::std::format!("{}#{}", #name, #w) }
+                }
                 None => quote! { #name },
             };
             quote_spanned! {node.name.span()=>
@@ -276,8 +279,10 @@ impl<'g> Gen<'g> {
                     .into_iter()
                     .map(|n| self.eval(n))
                     .collect();
+                let w = Ident::new("__ef_worker", Span::mixed_site());
+                let wrx = Ident::new("__ef_worker_rx", Span::mixed_site());
                 quote! {
-                    for (__ef_worker, __ef_worker_rx) in #rxs.into_iter().enumerate() {
+                    for (#w, #wrx) in #rxs.into_iter().enumerate() {
                         #(#evals)*
                         #(#out)*
                         #add
@@ -396,7 +401,7 @@ pub fn generate(g: &Graph) -> TokenStream {
             }
         };
         match spec.workers {
-            None => queues.push(quote! {
+            None => queues.push(quote_spanned! {Span::mixed_site()=>
                 let (#t, #x) = match #b.queue_with(#name, #settings) {
                     ::core::result::Result::Ok(q) => q,
                     ::core::result::Result::Err(e) => break '__ef_build ::core::result::Result::Err(e.into()),
@@ -404,7 +409,7 @@ pub fn generate(g: &Graph) -> TokenStream {
             }),
             Some(w) => {
                 let w = w as usize;
-                queues.push(quote! {
+                queues.push(quote_spanned! {Span::mixed_site()=>
                     let mut #t = ::std::vec::Vec::with_capacity(#w);
                     let mut #x = ::std::vec::Vec::with_capacity(#w);
                     for __ef_w in 0..#w {
@@ -459,7 +464,7 @@ pub fn generate(g: &Graph) -> TokenStream {
         quote!((#name, #w))
     });
 
-    quote! {{
+    quote_spanned! {Span::mixed_site()=> {
         #(#evals)*
         let __ef_config = #(#cfg)*.build();
         let __ef_graph = ::eventflux::__private::graph(
