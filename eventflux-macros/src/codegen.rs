@@ -43,6 +43,18 @@ fn builder() -> Ident {
     Ident::new("__ef_b", Span::mixed_site())
 }
 
+/// Mixed-site hygiene reported at the user's `span`. Every token of a generated call gets the
+/// same context, so rustc can attribute the whole call (and its errors) to that span.
+fn ms(span: Span) -> Span {
+    Span::mixed_site().located_at(span)
+}
+
+/// The same hygienic name, reported at `span`: used inside calls spanned at the user's tokens so
+/// rustc's error points there rather than at the whole macro invocation.
+fn at(ident: &Ident, span: Span) -> Ident {
+    Ident::new(&ident.to_string(), Span::mixed_site().located_at(span))
+}
+
 impl<'g> Gen<'g> {
     fn fresh(&mut self, what: &str) -> Ident {
         self.counter += 1;
@@ -78,13 +90,13 @@ impl<'g> Gen<'g> {
         seen.into_iter().collect()
     }
 
-    fn stage_expr(&self, n: usize) -> TokenStream {
+    fn stage_expr(&self, n: usize, span: Span) -> TokenStream {
         let node = &self.g.nodes[n];
-        let l = local(&node.name);
-        let b = builder();
+        let l = at(&local(&node.name), span);
+        let b = at(&builder(), span);
         let name = node.name.to_string();
         if self.stage_metrics {
-            quote! { #b.stage(#name, #l) }
+            quote_spanned! {ms(span)=> #b.stage(#name, #l) }
         } else {
             quote! { #l }
         }
@@ -94,7 +106,7 @@ impl<'g> Gen<'g> {
     fn assert_type(&self, n: usize, marker: &Ident, out: &mut Vec<TokenStream>) {
         let node = &self.g.nodes[n];
         if let (NodeKind::Stage, Some(ty)) = (node.kind, &node.ty) {
-            out.push(quote_spanned! {syn::spanned::Spanned::span(ty)=>
+            out.push(quote_spanned! {ms(syn::spanned::Spanned::span(ty))=>
                 let _: ::eventflux::__private::Marker<#ty> = #marker;
             });
         }
@@ -106,16 +118,19 @@ impl<'g> Gen<'g> {
         &mut self,
         start: usize,
         marker: &Ident,
-        arrow: Span,
+        (arrow, target): (Span, Span),
         out: &mut Vec<TokenStream>,
     ) -> (Ident, usize, Ident) {
         let t = self.fresh("chain");
         let m = self.fresh("marker");
-        let stage = self.stage_expr(start);
-        out.push(quote_spanned! {arrow=>
-            let #t = ::eventflux::__private::stage_from(&#marker, #stage);
+        let stage = self.stage_expr(start, target);
+        let mk = at(marker, target);
+        out.push(quote_spanned! {ms(arrow)=>
+            let #t = ::eventflux::__private::edge_into_stage(&#mk, #stage);
         });
-        out.push(quote! { let #m = ::eventflux::__private::marker_of(&#t); });
+        // Spanned like the edge check above: the same obligation, reported once.
+        let tt = at(&t, target);
+        out.push(quote_spanned! {ms(target)=> let #m = ::eventflux::__private::marker_of(&#tt); });
         self.assert_type(start, &m, out);
         let (mut chain, mut last, mut m) = (t, start, m);
         loop {
@@ -130,12 +145,16 @@ impl<'g> Gen<'g> {
             let t2 = self.fresh("chain");
             let m2 = self.fresh("marker");
             let joined = self.fresh("chain");
-            let stage = self.stage_expr(next);
-            out.push(quote_spanned! {e.span=>
-                let #t2 = ::eventflux::__private::stage_from(&#m, #stage);
+            let stage = self.stage_expr(next, e.target_span);
+            let mk = at(&m, e.target_span);
+            out.push(quote_spanned! {ms(e.span)=>
+                let #t2 = ::eventflux::__private::edge_into_stage(&#mk, #stage);
+            });
+            let tt = at(&t2, e.target_span);
+            out.push(quote_spanned! {ms(e.target_span)=>
+                let #m2 = ::eventflux::__private::marker_of(&#tt);
             });
             out.push(quote! {
-                let #m2 = ::eventflux::__private::marker_of(&#t2);
                 let #joined = ::eventflux::__private::chain(#chain, #t2);
             });
             self.assert_type(next, &m2, out);
@@ -148,15 +167,16 @@ impl<'g> Gen<'g> {
 
     /// The output that receives what `node` emits (events of `marker`).
     fn outputs(&mut self, node: usize, marker: &Ident, out: &mut Vec<TokenStream>) -> TokenStream {
-        let edges: Vec<(usize, Span, Option<QueueSpec>)> = self
+        let edges: Vec<(usize, Span, Span, Option<QueueSpec>)> = self
             .g
             .outgoing(node)
-            .map(|(_, e)| (e.to, e.span, e.queue.clone()))
+            .map(|(_, e)| (e.to, e.span, e.target_span, e.queue.clone()))
             .collect();
         let b = builder();
         let mut branches = Vec::new();
-        for (to, span, queue) in edges {
+        for (to, span, target_span, queue) in edges {
             let target = &self.g.nodes[to];
+            let mk = at(marker, span);
             let branch = match queue {
                 Some(spec) if spec.workers.is_some() => {
                     let txs = tx(&target.name);
@@ -164,27 +184,29 @@ impl<'g> Gen<'g> {
                         .key
                         .clone()
                         .map_or_else(|| quote!(|_: &_| 0u8), |k| quote!(#k));
-                    quote_spanned! {span=>
-                        ::eventflux::__private::keyed_from(&#marker, #key, &#txs)
+                    quote_spanned! {ms(span)=>
+                        ::eventflux::__private::keyed_edge_across_threads(&#marker, #key, &#txs)
                     }
                 }
                 Some(_) => {
-                    let t = tx(&target.name);
-                    quote_spanned! {span=>
-                        ::eventflux::__private::queue_from(&#marker, &#t)
+                    let t = at(&tx(&target.name), span);
+                    quote_spanned! {ms(span)=>
+                        ::eventflux::__private::edge_across_threads(&#mk, &#t)
                     }
                 }
                 None if target.kind == NodeKind::Sink => {
-                    let l = local(&target.name);
+                    let l = at(&local(&target.name), target_span);
+                    let b = at(&b, target_span);
                     let name = target.name.to_string();
-                    quote_spanned! {span=>
-                        ::eventflux::__private::sink_from(&#marker, #b.sink(#name, #l))
+                    quote_spanned! {ms(span)=>
+                        ::eventflux::__private::edge_into_sink(&#mk, #b.sink(#name, #l))
                     }
                 }
                 None => {
-                    let (chain, last, m) = self.linear(to, marker, span, out);
+                    let (chain, last, m) = self.linear(to, marker, (span, target_span), out);
                     let rest = self.outputs(last, &m, out);
-                    quote! { ::eventflux::__private::then_branch(#chain, #rest) }
+                    let chain = at(&chain, span);
+                    quote_spanned! {ms(span)=> ::eventflux::__private::then_branch(#chain, #rest) }
                 }
             };
             branches.push(branch);
@@ -194,8 +216,9 @@ impl<'g> Gen<'g> {
         let first = iter
             .next()
             .unwrap_or_else(|| quote!(::eventflux::__private::Discard));
+        let mk = at(marker, fan_span);
         iter.fold(first, |acc, next| {
-            quote_spanned! {fan_span=> ::eventflux::__private::fan_out(&#marker, #acc, #next) }
+            quote_spanned! {ms(fan_span)=> ::eventflux::__private::fan_out_to_several_nodes(&#mk, #acc, #next) }
         })
     }
 
@@ -217,7 +240,7 @@ impl<'g> Gen<'g> {
                 (Some((_, e)), None)
                     if e.queue.is_none() && self.g.nodes[e.to].kind == NodeKind::Stage =>
                 {
-                    Some((e.to, e.span))
+                    Some((e.to, (e.span, e.target_span)))
                 }
                 _ => None,
             };
@@ -232,7 +255,9 @@ impl<'g> Gen<'g> {
                     (chain.clone(), self.outputs(root, &m0, &mut out))
                 }
             };
-            quote_spanned! {node.name.span()=>
+            let span = node.name.span();
+            let (b, src, chain) = (at(&b, span), at(&src, span), at(&chain, span));
+            quote_spanned! {ms(span)=>
                 #b.add_source(#name, #src, ::eventflux::__private::into_stage(#chain), #output);
             }
         } else {
@@ -241,21 +266,22 @@ impl<'g> Gen<'g> {
                 None => rx(&node.name),
             };
             out.push(quote! { let #m0 = ::eventflux::__private::queue_marker(&#input); });
-            let arrow = self
+            let (arrow, target) = self
                 .g
                 .incoming(root)
                 .next()
-                .map_or(node.name.span(), |(_, e)| e.span);
+                .map_or((node.name.span(), node.name.span()), |(_, e)| (e.span, e.target_span));
             let (chain, output) = if node.kind == NodeKind::Sink {
                 let chain = self.fresh("chain");
-                let l = local(&node.name);
+                let l = at(&local(&node.name), target);
+                let (bb, mk) = (at(&b, target), at(&m0, target));
                 out.push(quote! { let #chain = ::eventflux::__private::identity(&#m0); });
-                let sink = quote_spanned! {arrow=>
-                    ::eventflux::__private::sink_from(&#m0, #b.sink(#name, #l))
+                let sink = quote_spanned! {ms(arrow)=>
+                    ::eventflux::__private::edge_into_sink(&#mk, #bb.sink(#name, #l))
                 };
                 (chain, sink)
             } else {
-                let (chain, last, m) = self.linear(root, &m0, arrow, &mut out);
+                let (chain, last, m) = self.linear(root, &m0, (arrow, target), &mut out);
                 (chain, self.outputs(last, &m, &mut out))
             };
             let seg_name = match workers {
@@ -265,7 +291,8 @@ impl<'g> Gen<'g> {
                 }
                 None => quote! { #name },
             };
-            quote_spanned! {node.name.span()=>
+            let (b, input, chain) = (at(&b, arrow), at(&input, arrow), at(&chain, arrow));
+            quote_spanned! {ms(arrow)=>
                 #b.add_queue_segment(#seg_name, #input, ::eventflux::__private::into_stage(#chain), #output);
             }
         };
@@ -298,10 +325,10 @@ impl<'g> Gen<'g> {
         let l = local(&node.name);
         let expr = &node.expr;
         let check = match (node.kind, &node.ty) {
-            (NodeKind::Source, Some(ty)) => quote_spanned! {syn::spanned::Spanned::span(ty)=>
+            (NodeKind::Source, Some(ty)) => quote_spanned! {ms(syn::spanned::Spanned::span(ty))=>
                 ::eventflux::__private::assert_source_item::<#ty, _>(&#l);
             },
-            (NodeKind::Sink, Some(ty)) => quote_spanned! {syn::spanned::Spanned::span(ty)=>
+            (NodeKind::Sink, Some(ty)) => quote_spanned! {ms(syn::spanned::Spanned::span(ty))=>
                 ::eventflux::__private::assert_sink_item::<#ty, _>(&#l);
             },
             _ => quote!(),

@@ -339,7 +339,8 @@ fn edge_settings(
     }
     let capacity = q.capacity.unwrap_or(config.effective_capacity());
     let batch = q.batch_size.unwrap_or(config.effective_batch());
-    if batch > capacity {
+    // With neither set on the edge, the `config` check already covers the pipeline's values.
+    if (q.capacity.is_some() || q.batch_size.is_some()) && batch > capacity {
         errors.push(Diagnostic::new(
             arrow,
             format!(
@@ -411,13 +412,19 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
         None
     };
 
-    // Edges.
+    // Edges. Nodes on a path with a broken hop are "tainted": their usage is not reported, as
+    // it would only repeat the error at the hop.
     let mut edges: Vec<Edge> = Vec::new();
+    let mut tainted: BTreeSet<usize> = BTreeSet::new();
     for path in &def.paths {
+        let errors_before = errors.len();
+        let mut on_path = Vec::new();
         let mut from = resolve(&path.first, &mut errors);
         let mut from_ident = &path.first;
         for hop in &path.hops {
             let to = resolve(&hop.target, &mut errors);
+            on_path.extend(from);
+            on_path.extend(to);
             let queue = match &hop.arrow {
                 Arrow::Fused => None,
                 Arrow::Queue(settings) => {
@@ -473,6 +480,9 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
             from = to;
             from_ident = &hop.target;
         }
+        if errors.len() > errors_before {
+            tainted.extend(on_path);
+        }
     }
 
     let graph = Graph {
@@ -480,7 +490,7 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
         nodes,
         edges,
     };
-    structure(&graph, &mut errors);
+    structure(&graph, &tainted, &mut errors);
     if errors.is_empty() {
         Ok(graph)
     } else {
@@ -489,7 +499,7 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
 }
 
 /// Fan-in rules, usage, reachability and cycles.
-fn structure(g: &Graph, errors: &mut Vec<Diagnostic>) {
+fn structure(g: &Graph, tainted: &BTreeSet<usize>, errors: &mut Vec<Diagnostic>) {
     for (i, n) in g.nodes.iter().enumerate() {
         let inputs: Vec<&Edge> = g.incoming(i).map(|(_, e)| e).collect();
         let outputs = g.outgoing(i).count();
@@ -539,6 +549,9 @@ fn structure(g: &Graph, errors: &mut Vec<Diagnostic>) {
                 ));
             }
         }
+        if tainted.contains(&i) {
+            continue;
+        }
         match n.kind {
             NodeKind::Source if outputs == 0 => errors.push(Diagnostic::new(
                 n.name.span(),
@@ -581,7 +594,7 @@ fn structure(g: &Graph, errors: &mut Vec<Diagnostic>) {
         stack.extend(g.outgoing(i).map(|(_, e)| e.to));
     }
     for (i, n) in g.nodes.iter().enumerate() {
-        if !reached[i] && !on_cycle[i] && g.incoming(i).next().is_some() {
+        if !reached[i] && !on_cycle[i] && !tainted.contains(&i) && g.incoming(i).next().is_some() {
             errors.push(Diagnostic::new(
                 n.name.span(),
                 format!("`{}` is not reachable from any source; every path into it starts at a node that is never fed", n.name),

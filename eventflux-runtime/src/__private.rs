@@ -60,7 +60,7 @@ pub fn queue_marker<T>(_: &QueueReceiver<T>) -> Marker<T> {
     marker()
 }
 
-pub fn stage_from<T, S: Stage<T>>(_: &Marker<T>, stage: S) -> Typed<T, S> {
+pub fn edge_into_stage<T, S: Stage<T>>(_: &Marker<T>, stage: S) -> Typed<T, S> {
     Typed {
         stage,
         input: PhantomData,
@@ -71,11 +71,9 @@ pub fn marker_of<In, C: Stage<In>>(_: &Typed<In, C>) -> Marker<C::Out> {
     marker()
 }
 
-pub fn chain<In, A, B>(a: Typed<In, A>, b: Typed<A::Out, B>) -> Typed<In, Chain<A, B>>
-where
-    A: Stage<In>,
-    B: Stage<A::Out>,
-{
+/// Joins two typed stages. The edge between them was already checked by `stage_from`, so this
+/// states no bound (a second one would only repeat the same error).
+pub fn chain<In, Mid, A, B>(a: Typed<In, A>, b: Typed<Mid, B>) -> Typed<In, Chain<A, B>> {
     Typed {
         stage: Chain::new(a.stage, b.stage),
         input: PhantomData,
@@ -93,15 +91,15 @@ pub fn into_stage<In, C>(t: Typed<In, C>) -> C {
     t.stage
 }
 
-pub fn sink_from<T, K: Sink<T>>(_: &Marker<T>, out: SinkOutput<K>) -> SinkOutput<K> {
+pub fn edge_into_sink<T, K: Sink<T>>(_: &Marker<T>, out: SinkOutput<K>) -> SinkOutput<K> {
     out
 }
 
-pub fn queue_from<T: CrossThread>(_: &Marker<T>, tx: &QueueSender<T>) -> QueueOutput<T> {
+pub fn edge_across_threads<T: CrossThread>(_: &Marker<T>, tx: &QueueSender<T>) -> QueueOutput<T> {
     QueueOutput::new(tx.clone())
 }
 
-pub fn keyed_from<T, K, F>(_: &Marker<T>, key: F, txs: &[QueueSender<T>]) -> KeyedOutput<T, F>
+pub fn keyed_edge_across_threads<T, K, F>(_: &Marker<T>, key: F, txs: &[QueueSender<T>]) -> KeyedOutput<T, F>
 where
     T: CrossThread,
     F: FnMut(&T) -> K + Send,
@@ -121,7 +119,7 @@ where
     Then::new(c.stage, out)
 }
 
-pub fn fan_out<T: FanOutItem<T>, A: Output<T>, B: Output<T>>(
+pub fn fan_out_to_several_nodes<T: FanOutItem<T>, A: Output<T>, B: Output<T>>(
     _: &Marker<T>,
     a: A,
     b: B,

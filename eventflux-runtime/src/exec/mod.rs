@@ -133,7 +133,7 @@ impl PipelineBuilder {
     }
 
     /// A queue with the pipeline's capacity, batch size and backpressure.
-    pub fn queue<T: Send>(&self, name: &str) -> (QueueSender<T>, QueueReceiver<T>) {
+    pub fn queue<T>(&self, name: &str) -> (QueueSender<T>, QueueReceiver<T>) {
         self.make_queue(
             name,
             self.config.queue_capacity(),
@@ -143,7 +143,7 @@ impl PipelineBuilder {
     }
 
     /// A queue with some settings overridden; the error names the bad setting.
-    pub fn queue_with<T: Send>(
+    pub fn queue_with<T>(
         &self,
         name: &str,
         settings: QueueSettings,
@@ -162,7 +162,7 @@ impl PipelineBuilder {
         ))
     }
 
-    fn make_queue<T: Send>(
+    fn make_queue<T>(
         &self,
         name: &str,
         capacity: usize,

@@ -1,0 +1,5 @@
+use eventflux::prelude::*;
+
+fn main() {
+    let _app = pipeline! {};
+}
