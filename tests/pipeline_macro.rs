@@ -37,8 +37,14 @@ fn fused_chain() {
     assert_eq!(got.take(), [10, 30, 50, 70, 90]);
     assert_eq!(report.events_out, 5);
     let m = &report.metrics;
-    assert_eq!(m.node("odd").map(|n| (n.events_in, n.events_out)), Some((10, 5)));
-    assert_eq!(m.node("tenfold").map(|n| (n.events_in, n.events_out)), Some((5, 5)));
+    assert_eq!(
+        m.node("odd").map(|n| (n.events_in, n.events_out)),
+        Some((10, 5))
+    );
+    assert_eq!(
+        m.node("tenfold").map(|n| (n.events_in, n.events_out)),
+        Some((5, 5))
+    );
     assert_eq!(m.node("numbers").map(|n| n.events_out), Some(10));
 }
 
@@ -64,9 +70,15 @@ fn thread_boundary_with_settings() {
         .map(|t| (t.symbol, t.ts))
         .collect();
     assert_eq!(got.take(), expected);
-    let q = report.metrics.queue("value").expect("queue named after its consumer");
+    let q = report
+        .metrics
+        .queue("value")
+        .expect("queue named after its consumer");
     assert_eq!(q.capacity_events, 16);
-    assert_eq!((q.pushed, q.delivered), (expected.len() as u64, expected.len() as u64));
+    assert_eq!(
+        (q.pushed, q.delivered),
+        (expected.len() as u64, expected.len() as u64)
+    );
 }
 
 #[test]
@@ -89,7 +101,10 @@ fn fan_out_fused_and_across_threads() {
     let report = app.run().expect("runs");
     assert_eq!(all_h.take(), (0..100).map(|x| x * 2).collect::<Vec<_>>());
     assert_eq!(big_h.take(), (90..100).map(|x| x * 2).collect::<Vec<_>>());
-    assert_eq!(tail_h.take(), (0..100).map(|x| x * 2 + 1).collect::<Vec<_>>());
+    assert_eq!(
+        tail_h.take(),
+        (0..100).map(|x| x * 2 + 1).collect::<Vec<_>>()
+    );
     assert_eq!(report.events_out, 210);
 }
 
@@ -110,7 +125,11 @@ fn fan_in_from_two_sources() {
     let got = got.take();
     let low: Vec<u32> = got.iter().copied().filter(|x| *x < 1000).collect();
     let high: Vec<u32> = got.iter().copied().filter(|x| *x >= 1000).collect();
-    assert_eq!(low, (0..500).collect::<Vec<_>>(), "each source's order is kept");
+    assert_eq!(
+        low,
+        (0..500).collect::<Vec<_>>(),
+        "each source's order is kept"
+    );
     assert_eq!(high, (1000..1300).collect::<Vec<_>>());
 }
 
@@ -143,7 +162,10 @@ fn keyed_workers_preserve_per_key_order() {
         feed =>[workers = 3, key = |t: &Trade| t.symbol] tag => out;
     };
     let graph = app.graph().clone();
-    assert_eq!(graph.segments.iter().map(|s| s.workers).collect::<Vec<_>>(), [1, 3, 1]);
+    assert_eq!(
+        graph.segments.iter().map(|s| s.workers).collect::<Vec<_>>(),
+        [1, 3, 1]
+    );
     let report = app.run().expect("runs");
     let got = got.take();
     assert_eq!(got.len(), 10_000);
@@ -153,13 +175,20 @@ fn keyed_workers_preserve_per_key_order() {
         per_key.entry(symbol).or_default().push(ts);
         let thread = thread.expect("worker threads are named");
         assert!(thread.starts_with("tag#"), "{thread}");
-        assert_eq!(worker_of.entry(symbol).or_insert_with(|| thread.clone()), &thread, "a key stays on one worker");
+        assert_eq!(
+            worker_of.entry(symbol).or_insert_with(|| thread.clone()),
+            &thread,
+            "a key stays on one worker"
+        );
     }
     for (symbol, ts) in per_key {
         let expected: Vec<u64> = (0..10_000).filter(|t| t % 5 == u64::from(symbol)).collect();
         assert_eq!(ts, expected, "per-key order of symbol {symbol}");
     }
-    let tag = report.metrics.node("tag").expect("workers merge under the node name");
+    let tag = report
+        .metrics
+        .node("tag")
+        .expect("workers merge under the node name");
     assert_eq!(tag.events_in, 10_000);
 }
 
@@ -223,7 +252,9 @@ fn graph_shows_segments_and_queue_settings() {
     );
     let dot = app.graph().to_dot();
     assert!(dot.contains("subgraph cluster_1"));
-    assert!(dot.contains("\"a\" -> \"b\" [style=bold, label=\"capacity = 2048, backpressure = DropOldest\"];"));
+    assert!(dot.contains(
+        "\"a\" -> \"b\" [style=bold, label=\"capacity = 2048, backpressure = DropOldest\"];"
+    ));
     app.run().expect("runs");
 }
 

@@ -270,7 +270,9 @@ impl<'g> Gen<'g> {
                 .g
                 .incoming(root)
                 .next()
-                .map_or((node.name.span(), node.name.span()), |(_, e)| (e.span, e.target_span));
+                .map_or((node.name.span(), node.name.span()), |(_, e)| {
+                    (e.span, e.target_span)
+                });
             let (chain, output) = if node.kind == NodeKind::Sink {
                 let chain = self.fresh("chain");
                 let l = at(&local(&node.name), target);

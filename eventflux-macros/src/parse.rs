@@ -291,7 +291,10 @@ mod tests {
     #[test]
     fn syntax_errors_say_what_was_expected() {
         let err = parse(quote! { source s = 1 }).expect_err("missing semicolon");
-        assert_eq!(err.to_string(), "expected `;` after the expression of `s`");
+        assert_eq!(
+            err.to_string(),
+            "unexpected end of input, expected `;` after the expression of `s`"
+        );
         let err = parse(quote! { a ->[capacity = 1] b; }).expect_err("settings on ->");
         assert!(
             err.to_string()

@@ -99,7 +99,11 @@ pub fn edge_across_threads<T: CrossThread>(_: &Marker<T>, tx: &QueueSender<T>) -
     QueueOutput::new(tx.clone())
 }
 
-pub fn keyed_edge_across_threads<T, K, F>(_: &Marker<T>, key: F, txs: &[QueueSender<T>]) -> KeyedOutput<T, F>
+pub fn keyed_edge_across_threads<T, K, F>(
+    _: &Marker<T>,
+    key: F,
+    txs: &[QueueSender<T>],
+) -> KeyedOutput<T, F>
 where
     T: CrossThread,
     F: FnMut(&T) -> K + Send,
