@@ -6,6 +6,12 @@
 //! cargo run --release --example bench -- --events 5000000 --rounds 7 --variant fused,handwritten
 //! ```
 //!
+//! Variants: `handwritten` (the plain loop), `fused` (the runtime's chain on one thread),
+//! `fused_metered` (the same with per-stage counters), `macro_fused` (the same pipeline declared
+//! with `pipeline!`), `two_thread` and `macro_two_thread` (source thread ⇒ batched queue ⇒
+//! processing thread, by hand and by macro), `dyn_vec` (the naive design: boxed processors and a
+//! `Vec` per event per stage — a reported baseline, not a target).
+//!
 //! Workload `W0`: trades → keep `volume > 100` → project to `(symbol, price × volume, ts)` →
 //! sum per symbol (a dense array: 64 symbols) → checksum of the sums. Inputs are generated
 //! before timing; each variant runs `--rounds` times with the variant order shuffled per round,
@@ -195,6 +201,48 @@ fn w0_two_thread(data: &Arc<Vec<Trade>>) -> Sums {
     take(&result)
 }
 
+/// `fused`, declared with `pipeline!` (stage metrics off, like its hand-assembled twin).
+fn w0_macro_fused(data: &Arc<Vec<Trade>>) -> Sums {
+    let (sink, result) = sum_sink();
+    let source = SliceSource {
+        data: Arc::clone(data),
+        pos: 0,
+    };
+    let app = pipeline! {
+        config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }
+        source trades = source;
+        stage big = filter(|t: &Trade| t.volume > 100);
+        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+        sink sum = sink;
+        trades -> big -> value -> sum;
+    };
+    if let Err(e) = app.run() {
+        fail(&format!("pipeline failed: {e}"));
+    }
+    take(&result)
+}
+
+/// `two_thread`, declared with `pipeline!`.
+fn w0_macro_two_thread(data: &Arc<Vec<Trade>>) -> Sums {
+    let (sink, result) = sum_sink();
+    let source = SliceSource {
+        data: Arc::clone(data),
+        pos: 0,
+    };
+    let app = pipeline! {
+        config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }
+        source feed = source;
+        stage big = filter(|t: &Trade| t.volume > 100);
+        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+        sink sum = sink;
+        feed => big -> value -> sum;
+    };
+    if let Err(e) = app.run() {
+        fail(&format!("pipeline failed: {e}"));
+    }
+    take(&result)
+}
+
 fn run(p: PipelineBuilder) {
     let result = p.build().and_then(|p| p.run());
     if let Err(e) = result {
@@ -377,7 +425,9 @@ fn main() {
         "handwritten",
         "fused",
         "fused_metered",
+        "macro_fused",
         "two_thread",
+        "macro_two_thread",
         "dyn_vec",
     ];
     let variants: Vec<&str> = all
@@ -411,6 +461,8 @@ fn main() {
                 "fused" => w0_fused(&data, false),
                 "fused_metered" => w0_fused(&data, true),
                 "two_thread" => w0_two_thread(&data),
+                "macro_fused" => w0_macro_fused(&data),
+                "macro_two_thread" => w0_macro_two_thread(&data),
                 "dyn_vec" => dyn_vec::run(&data),
                 other => fail(&format!("unknown variant {other}")),
             };
@@ -439,11 +491,33 @@ fn main() {
     // The machine is shared and its speed drifts by up to 2× over seconds, so a variant's ratio
     // is the median over rounds of its speed relative to `handwritten` *in the same round*.
     let base = variants.iter().position(|v| *v == "handwritten");
+    let same_round_ratio = |of: usize, to: usize| {
+        let per_round: Vec<f64> = results[to]
+            .secs
+            .iter()
+            .zip(&results[of].secs)
+            .map(|(b, v)| b / v)
+            .collect();
+        median(&per_round)
+    };
+    // The hand-assembled twin of a `pipeline!` variant.
+    let twin_of = |v: &str| match v {
+        "macro_fused" => Some("fused"),
+        "macro_two_thread" => Some("two_thread"),
+        _ => None,
+    };
     let mut checksums = Vec::new();
     if !args.json {
         println!(
-            "{workload}: {} events, {} rounds (median)\n{:<14} {:>12} {:>10} {:>14} {:>20}",
-            args.events, args.rounds, "variant", "M events/s", "ratio", "allocs/event", "checksum"
+            "{workload}: {} events, {} rounds (median)\n{:<17} {:>11} {:>8} {:>8} {:>13} {:>17}",
+            args.events,
+            args.rounds,
+            "variant",
+            "M events/s",
+            "vs hand",
+            "vs twin",
+            "allocs/event",
+            "checksum"
         );
     }
     for (v, m) in variants.iter().zip(&results) {
@@ -453,15 +527,11 @@ fn main() {
         let allocs_per_event = allocs[allocs.len() / 2] as f64 / args.events as f64;
         let checksum = m.checksum.unwrap_or_default();
         checksums.push(checksum);
-        let ratio = base.map(|b| {
-            let per_round: Vec<f64> = results[b]
-                .secs
-                .iter()
-                .zip(&m.secs)
-                .map(|(hw, v)| hw / v)
-                .collect();
-            median(&per_round)
-        });
+        let i = variants.iter().position(|x| x == v).unwrap_or_default();
+        let ratio = base.map(|b| same_round_ratio(i, b));
+        let twin = twin_of(v)
+            .and_then(|t| variants.iter().position(|x| *x == t))
+            .map(|t| same_round_ratio(i, t));
         if args.json {
             println!(
                 "{}",
@@ -474,14 +544,16 @@ fn main() {
                     "checksum": format!("{checksum:016x}"),
                     "rounds": args.rounds,
                     "ratio_to_handwritten": ratio,
+                    "ratio_to_twin": twin,
                 })
             );
         } else {
             println!(
-                "{:<14} {:>12.1} {:>10} {:>14.6} {:>20}",
+                "{:<17} {:>11.1} {:>8} {:>8} {:>13.6} {:>17}",
                 v,
                 eps / 1e6,
                 ratio.map_or("-".into(), |r| format!("{r:.3}")),
+                twin.map_or("-".into(), |r| format!("{r:.3}")),
                 allocs_per_event,
                 format!("{checksum:016x}")
             );

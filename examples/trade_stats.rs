@@ -6,8 +6,8 @@
 //!                                                          └─→ alerts: rows over 2 × the mean
 //! ```
 //!
-//! The source thread generates and filters trades and hands batches through a bounded queue to
-//! the stats thread, which keeps per-symbol tumbling windows in a dense array (a user-written
+//! Declared with `pipeline!`. The source thread generates and filters trades and hands batches
+//! through a bounded queue to the stats thread, which keeps per-symbol tumbling windows in a dense array (a user-written
 //! stateful stage) and fans its rows out to two sinks. At the end it prints the busiest symbols
 //! of the last window, the alerts, and the pipeline's metrics: events/s, queue depths, latency.
 //!
@@ -133,57 +133,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|_| format!("not a number of trades: {a}"))?,
         None => 10_000_000,
     };
-    let config = PipelineConfig::builder()
-        .queue_capacity(64 * 1024)
-        .batch_size(1024)
-        .backpressure(Backpressure::Block)
-        .build()?;
-    let rows = CollectSink::new();
-    let alerts = CollectSink::new();
-    let (rows_out, alerts_out) = (rows.handle(), alerts.handle());
-
-    let mut p = PipelineBuilder::new(config);
-    let (tx, rx) = p.queue::<Notional>("notional");
-    let ingest = p
-        .stage("big", filter(|t: &Trade| t.volume > 100))
-        .then(p.stage(
-            "value",
-            map(|t: Trade| Notional {
-                ts: t.ts,
-                symbol: t.symbol,
-                price: t.price,
-                volume: t.volume,
-                value: t.price * f64::from(t.volume),
-            }),
-        ));
-    p.add_source(
-        "trades",
-        IterSource::new(TradeGen::new(7).take(n)),
-        ingest,
-        QueueOutput::new(tx),
-    );
     // A window row is an alert when its notional is 25 % over the expected per-window mean:
     // a window of 10 000 ticks holds ~6 667 trades (ticks rise by 1.5 on average), 90 % are
     // kept, spread over 64 symbols, each worth ~150 (price) × 550 (volume) on average.
     let threshold = 1.25 * (10_000.0 / 1.5) * 0.9 / SYMBOLS as f64 * 150.0 * 550.0;
-    let outputs = FanOut::new(
-        p.sink("rows", rows),
-        Then::new(
-            p.stage(
-                "alerts",
-                filter(move |r: &WindowRow| r.notional > threshold),
-            ),
-            p.sink("alert_log", alerts),
-        ),
-    );
-    p.add_queue_segment(
-        "stats",
-        rx,
-        p.stage("windows", SymbolWindows::new(10_000)),
-        outputs,
-    );
+    let rows = CollectSink::new();
+    let alerts = CollectSink::new();
+    let (rows_out, alerts_out) = (rows.handle(), alerts.handle());
 
-    let report = p.build()?.run()?;
+    let app = pipeline! {
+        config { queue_capacity: 65536, batch_size: 1024, backpressure: Block }
+
+        source trades: Trade = IterSource::new(TradeGen::new(7).take(n));
+        stage  big     = filter(|t: &Trade| t.volume > 100);
+        stage  value   = map(|t: Trade| Notional {
+                             ts: t.ts,
+                             symbol: t.symbol,
+                             price: t.price,
+                             volume: t.volume,
+                             value: t.price * f64::from(t.volume),
+                         });
+        stage  windows = SymbolWindows::new(10_000);
+        stage  hot     = filter(move |r: &WindowRow| r.notional > threshold);
+        sink   rows    = rows;
+        sink   alert_log = alerts;
+
+        trades -> big -> value => windows -> rows;   // `=>`: a queue and a second thread
+        windows -> hot -> alert_log;                  // fan-out of window rows
+    };
+    println!("{}", app.graph().to_mermaid());
+    let report = app.run()?;
 
     let rows = rows_out.take();
     let alerts = alerts_out.take();
