@@ -248,12 +248,12 @@ fn graph_shows_segments_and_queue_settings() {
         mermaid,
         "flowchart LR\n  subgraph seg0[\"thread 0: s\"]\n    s[/\"s\"/]\n    a[\"a\"]\n  end\n  \
          subgraph seg1[\"thread 1: b\"]\n    b[\"b\"]\n    k[\\\"k\"\\]\n  end\n  s --> a\n  \
-         a ==>|\"capacity = 2048, backpressure = DropOldest\"| b\n  b --> k\n"
+         a ==>|\"capacity = 2048, batch_size = 1024, backpressure = DropOldest\"| b\n  b --> k\n"
     );
     let dot = app.graph().to_dot();
     assert!(dot.contains("subgraph cluster_1"));
     assert!(dot.contains(
-        "\"a\" -> \"b\" [style=bold, label=\"capacity = 2048, backpressure = DropOldest\"];"
+        "\"a\" -> \"b\" [style=bold, label=\"capacity = 2048, batch_size = 1024, backpressure = DropOldest\"];"
     ));
     app.run().expect("runs");
 }

@@ -483,7 +483,7 @@ pub fn generate(g: &Graph) -> TokenStream {
         match &e.queue {
             None => quote!((#from, #to, ::core::option::Option::None)),
             Some(spec) => {
-                let label = spec.label();
+                let label = spec.effective_label(&g.config);
                 quote!((#from, #to, ::core::option::Option::Some(#label)))
             }
         }

@@ -69,7 +69,25 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
-    /// The settings as written, for comparing the edges of a fan-in and for labels.
+    /// The settings in force on this queue (edge settings over the `config` block over the
+    /// runtime's defaults), for the graph's labels.
+    pub fn effective_label(&self, config: &Config) -> String {
+        let mut label = format!(
+            "capacity = {}, batch_size = {}, backpressure = {}",
+            self.capacity.unwrap_or(config.effective_capacity()),
+            self.batch_size.unwrap_or(config.effective_batch()),
+            self.backpressure
+                .as_ref()
+                .or(config.backpressure.as_ref())
+                .map_or_else(|| "Block".to_string(), Ident::to_string)
+        );
+        if let Some(w) = self.workers {
+            label.push_str(&format!(", workers = {w}, keyed"));
+        }
+        label
+    }
+
+    /// The settings as written, for comparing the edges of a fan-in.
     pub fn label(&self) -> String {
         let mut parts = Vec::new();
         if let Some(c) = self.capacity {
@@ -394,12 +412,18 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
         });
     }
     let names: Vec<String> = nodes.iter().map(|n| n.name.to_string()).collect();
+    // Nodes offered as "did you mean": their missing connections are the typo's fault.
+    let suggested: std::cell::RefCell<BTreeSet<usize>> = std::cell::RefCell::new(BTreeSet::new());
     let resolve = |ident: &Ident, errors: &mut Vec<Diagnostic>| -> Option<usize> {
         let name = ident.to_string();
         if let Some(&i) = index.get(&name) {
             return Some(i);
         }
-        let hint = did_you_mean(&name, names.iter().map(String::as_str))
+        let guess = did_you_mean(&name, names.iter().map(String::as_str));
+        if let Some(&i) = guess.and_then(|g| index.get(g)) {
+            suggested.borrow_mut().insert(i);
+        }
+        let hint = guess
             .map(|s| format!("did you mean `{s}`? "))
             .unwrap_or_default();
         errors.push(Diagnostic::new(
@@ -485,6 +509,7 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
         }
     }
 
+    tainted.extend(suggested.into_inner());
     let graph = Graph {
         config,
         nodes,
