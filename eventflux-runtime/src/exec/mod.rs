@@ -443,6 +443,9 @@ fn finish_report(
     if let Some(e) = rt.lifecycle.take_error() {
         return Err(e);
     }
+    if rt.lifecycle.aborted() {
+        return Err(PipelineError::Aborted);
+    }
     close.map_err(dead_letter_error)?;
     Ok(RunReport::new(
         started.elapsed(),

@@ -265,12 +265,10 @@ impl<T> QueueOutput<T> {
         let full = std::mem::replace(&mut self.buf, self.tx.acquire_buffer());
         if let Err(e) = self.tx.send_items_from(full, self.buf_origin) {
             self.tx.release_buffer(e.item);
-            self.error = Some(match e.reason {
-                crate::backpressure::SendFailure::Closed => PipelineError::Invalid(
-                    "a queue's consumer stopped before the end of the stream".into(),
-                ),
-                _ => PipelineError::Aborted,
-            });
+            // A consumer only closes its queue early when it fails, and its own thread reports
+            // why; from here this is a consequence, like an abort.
+            let _ = e.reason;
+            self.error = Some(PipelineError::Aborted);
         }
     }
 
