@@ -201,41 +201,32 @@ fn w0_two_thread(data: &Arc<Vec<Trade>>) -> Sums {
     take(&result)
 }
 
-/// `fused`, declared with `pipeline!` (stage metrics off, like its hand-assembled twin).
-fn w0_macro_fused(data: &Arc<Vec<Trade>>) -> Sums {
+/// W0 declared with `pipeline!` (stage metrics off, like the hand-assembled twins):
+/// `fused` when `two_thread` is false, else the source runs on its own thread.
+fn w0_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> Sums {
     let (sink, result) = sum_sink();
     let source = SliceSource {
         data: Arc::clone(data),
         pos: 0,
     };
-    let app = pipeline! {
-        config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }
-        source trades = source;
-        stage big = filter(|t: &Trade| t.volume > 100);
-        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-        sink sum = sink;
-        trades -> big -> value -> sum;
-    };
-    if let Err(e) = app.run() {
-        fail(&format!("pipeline failed: {e}"));
-    }
-    take(&result)
-}
-
-/// `two_thread`, declared with `pipeline!`.
-fn w0_macro_two_thread(data: &Arc<Vec<Trade>>) -> Sums {
-    let (sink, result) = sum_sink();
-    let source = SliceSource {
-        data: Arc::clone(data),
-        pos: 0,
-    };
-    let app = pipeline! {
-        config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }
-        source feed = source;
-        stage big = filter(|t: &Trade| t.volume > 100);
-        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-        sink sum = sink;
-        feed => big -> value -> sum;
+    let app = if two_thread {
+        pipeline! {
+            config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }
+            source feed = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            sink sum = sink;
+            feed => big -> value -> sum;
+        }
+    } else {
+        pipeline! {
+            config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }
+            source trades = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            sink sum = sink;
+            trades -> big -> value -> sum;
+        }
     };
     if let Err(e) = app.run() {
         fail(&format!("pipeline failed: {e}"));
@@ -461,8 +452,8 @@ fn main() {
                 "fused" => w0_fused(&data, false),
                 "fused_metered" => w0_fused(&data, true),
                 "two_thread" => w0_two_thread(&data),
-                "macro_fused" => w0_macro_fused(&data),
-                "macro_two_thread" => w0_macro_two_thread(&data),
+                "macro_fused" => w0_macro(&data, false),
+                "macro_two_thread" => w0_macro(&data, true),
                 "dyn_vec" => dyn_vec::run(&data),
                 other => fail(&format!("unknown variant {other}")),
             };
