@@ -32,6 +32,7 @@
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod __private;
+pub mod aggregate;
 pub mod app;
 pub mod backpressure;
 pub mod config;
@@ -46,6 +47,7 @@ pub mod queue;
 pub mod sink;
 pub mod source;
 pub mod stage;
+pub mod window;
 
 pub use app::App;
 pub use backpressure::{Backpressure, SendError, SendFailure, SendOutcome};

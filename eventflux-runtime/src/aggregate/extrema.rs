@@ -1,0 +1,146 @@
+//! `min(f)` and `max(f)` with exact retraction: a monotonic deque per group.
+//!
+//! The deque holds `(sequence, value)` pairs whose values are increasing (for `min`) from front
+//! to back: a new value first removes every value behind it that can never be the minimum
+//! again. Retraction (always of the oldest event) pops the front if it is that event. Each
+//! value is pushed and popped at most once: O(1) amortised.
+
+use std::collections::VecDeque;
+
+use crate::aggregate::Aggregate;
+
+/// State of `min`/`max`.
+#[derive(Debug, Clone)]
+pub struct Extremum<V> {
+    deque: VecDeque<(u64, V)>,
+    added: u64,
+    retracted: u64,
+}
+
+impl<V> Default for Extremum<V> {
+    fn default() -> Self {
+        Self {
+            deque: VecDeque::new(),
+            added: 0,
+            retracted: 0,
+        }
+    }
+}
+
+impl<V: PartialOrd + Clone> Extremum<V> {
+    /// `dominates(new, old)`: `old` can never be the answer again once `new` is in.
+    #[inline]
+    fn add(&mut self, v: V, dominates: impl Fn(&V, &V) -> bool) {
+        while let Some((_, back)) = self.deque.back() {
+            if dominates(&v, back) {
+                self.deque.pop_back();
+            } else {
+                break;
+            }
+        }
+        self.deque.push_back((self.added, v));
+        self.added += 1;
+    }
+
+    #[inline]
+    fn retract(&mut self) {
+        if self
+            .deque
+            .front()
+            .is_some_and(|(seq, _)| *seq == self.retracted)
+        {
+            self.deque.pop_front();
+        }
+        self.retracted += 1;
+    }
+
+    fn merge(&mut self, from: &Self, dominates: impl Fn(&V, &V) -> bool + Copy) {
+        for (_, v) in &from.deque {
+            self.add(v.clone(), dominates);
+        }
+        // Events of `from` that were dominated inside it still count for sequence numbers.
+        self.added += from.added - from.retracted - from.deque.len() as u64;
+    }
+}
+
+/// The smallest `f(event)`. See [`min`].
+#[derive(Debug, Clone, Copy)]
+pub struct Min<F>(F);
+
+/// The largest `f(event)`. See [`max`].
+#[derive(Debug, Clone, Copy)]
+pub struct Max<F>(F);
+
+/// The smallest value of `f(event)` in the window (`None` when empty); exact under retraction.
+///
+/// ```
+/// use eventflux_runtime::aggregate::*;
+/// let spec = min(|x: &i32| *x);
+/// let mut s = spec.init();
+/// for x in [5, 1, 3] { spec.add(&mut s, &x); }
+/// spec.retract(&mut s, &5);
+/// assert_eq!(spec.result(&s), Some(1));
+/// spec.retract(&mut s, &1);
+/// assert_eq!(spec.result(&s), Some(3));
+/// ```
+pub fn min<F>(f: F) -> Min<F> {
+    Min(f)
+}
+
+/// The largest value of `f(event)` in the window (`None` when empty); exact under retraction.
+///
+/// ```
+/// use eventflux_runtime::aggregate::*;
+/// let spec = max(|x: &i32| *x);
+/// let mut s = spec.init();
+/// for x in [5, 1, 3] { spec.add(&mut s, &x); }
+/// spec.retract(&mut s, &5);
+/// assert_eq!(spec.result(&s), Some(3));
+/// ```
+pub fn max<F>(f: F) -> Max<F> {
+    Max(f)
+}
+
+fn below<V: PartialOrd>(new: &V, old: &V) -> bool {
+    // Ties: the newer value replaces the older one, which leaves the window first.
+    new <= old
+}
+
+fn above<V: PartialOrd>(new: &V, old: &V) -> bool {
+    new >= old
+}
+
+macro_rules! extremum {
+    ($ty:ident, $dominates:ident) => {
+        impl<T, V: PartialOrd + Clone, F: Fn(&T) -> V> Aggregate<T> for $ty<F> {
+            type State = Extremum<V>;
+            type Output = Option<V>;
+            fn init(&self) -> Extremum<V> {
+                Extremum::default()
+            }
+            #[inline]
+            fn add(&self, s: &mut Extremum<V>, item: &T) {
+                s.add((self.0)(item), $dominates);
+            }
+            #[inline]
+            fn retract(&self, s: &mut Extremum<V>, _: &T) {
+                s.retract();
+            }
+            fn merge(&self, into: &mut Extremum<V>, from: &Extremum<V>) {
+                into.merge(from, $dominates);
+            }
+            #[inline]
+            fn result(&self, s: &Extremum<V>) -> Option<V> {
+                s.deque.front().map(|(_, v)| v.clone())
+            }
+            fn reset(&self, s: &mut Extremum<V>) {
+                s.deque.clear();
+                s.added = 0;
+                s.retracted = 0;
+            }
+        }
+    };
+}
+
+extremum!(Min, below);
+extremum!(Max, above);

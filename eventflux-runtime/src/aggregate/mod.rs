@@ -1,0 +1,129 @@
+//! Aggregates: incremental functions over the events of a window (per group).
+//!
+//! An [`Aggregate`] is a *specification* (which field, which function) that creates per-group
+//! *state* and updates it: [`add`](Aggregate::add) an event, [`retract`](Aggregate::retract) one
+//! that left a sliding window, [`merge`](Aggregate::merge) two states (session windows),
+//! [`result`](Aggregate::result), [`reset`](Aggregate::reset). Windows retract events in the
+//! order they were added (first in, first out), which is what lets `min`/`max` retract in O(1)
+//! amortised with a monotonic deque.
+//!
+//! Several aggregates at once are a tuple: `(count(), sum(|t: &Trade| t.volume), max(...))`
+//! yields a tuple of results.
+//!
+//! | aggregate | result | notes |
+//! |---|---|---|
+//! | [`count()`] | `u64` | |
+//! | [`sum(f)`](sum()) | `i128` for integers, `f64` for floats | integers widened to `i128` and checked (never through `f64`); floats with Neumaier compensated summation |
+//! | [`avg(f)`](avg()) | `Option<f64>` | `None` for an empty window |
+//! | [`min(f)`](min()) / [`max(f)`](max()) | `Option<V>` | monotonic deque: exact under retraction |
+//! | [`variance(f)`](variance()) / [`stddev(f)`](stddev()) | `Option<f64>` | population variance (Welford, with removal) |
+//! | [`distinct_count(f)`](distinct_count()) | `u64` | counted multiset (`BTreeMap`) |
+//! | [`first(f)`](first()) / [`last(f)`](last()) | `Option<V>` | oldest / newest value in the window |
+//!
+//! ```
+//! use eventflux_runtime::aggregate::*;
+//! let spec = (count(), sum(|x: &i64| *x), max(|x: &i64| *x));
+//! let mut s = spec.init();
+//! for x in [3i64, 9, 4] { spec.add(&mut s, &x); }
+//! spec.retract(&mut s, &3);
+//! assert_eq!(spec.result(&s), (2, 13, Some(9)));
+//! ```
+
+mod count;
+mod distinct;
+mod extrema;
+mod first_last;
+mod sum;
+mod variance;
+
+pub use count::{Count, count};
+pub use distinct::{DistinctCount, distinct_count};
+pub use extrema::{Max, Min, max, min};
+pub use first_last::{First, Last, first, last};
+pub use sum::{Avg, Sum, SumValue, avg, sum};
+pub use variance::{StdDev, Variance, stddev, variance};
+
+/// An incremental aggregate over events of type `T`. See the [module docs](self).
+///
+/// A user-defined aggregate — the sum of squares of a window:
+///
+/// ```
+/// use eventflux_runtime::aggregate::Aggregate;
+///
+/// struct SumOfSquares;
+/// impl Aggregate<i64> for SumOfSquares {
+///     type State = i128;
+///     type Output = i128;
+///     fn init(&self) -> i128 { 0 }
+///     fn add(&self, s: &mut i128, x: &i64) { *s += i128::from(*x) * i128::from(*x); }
+///     fn retract(&self, s: &mut i128, x: &i64) { *s -= i128::from(*x) * i128::from(*x); }
+///     fn merge(&self, into: &mut i128, from: &i128) { *into += *from; }
+///     fn result(&self, s: &i128) -> i128 { *s }
+/// }
+/// let mut s = SumOfSquares.init();
+/// for x in [2, -3, 4] { SumOfSquares.add(&mut s, &x); }
+/// SumOfSquares.retract(&mut s, &2);
+/// assert_eq!(SumOfSquares.result(&s), 25);
+/// ```
+pub trait Aggregate<T> {
+    /// Per-group state.
+    type State;
+    /// The result.
+    type Output;
+    /// A fresh state (an empty window).
+    fn init(&self) -> Self::State;
+    /// Adds one event.
+    fn add(&self, state: &mut Self::State, item: &T);
+    /// Removes the oldest event still in `state` (windows retract in insertion order).
+    fn retract(&self, state: &mut Self::State, item: &T);
+    /// Folds `from` (a later run of events) into `into` (used when session windows merge).
+    fn merge(&self, into: &mut Self::State, from: &Self::State);
+    /// The current result.
+    fn result(&self, state: &Self::State) -> Self::Output;
+    /// Empties `state` for reuse.
+    fn reset(&self, state: &mut Self::State) {
+        *state = self.init();
+    }
+}
+
+macro_rules! tuple_aggregate {
+    ($($name:ident $idx:tt),+) => {
+        impl<T, $($name: Aggregate<T>),+> Aggregate<T> for ($($name,)+) {
+            type State = ($($name::State,)+);
+            type Output = ($($name::Output,)+);
+            #[inline]
+            fn init(&self) -> Self::State {
+                ($(self.$idx.init(),)+)
+            }
+            #[inline]
+            fn add(&self, state: &mut Self::State, item: &T) {
+                $(self.$idx.add(&mut state.$idx, item);)+
+            }
+            #[inline]
+            fn retract(&self, state: &mut Self::State, item: &T) {
+                $(self.$idx.retract(&mut state.$idx, item);)+
+            }
+            fn merge(&self, into: &mut Self::State, from: &Self::State) {
+                $(self.$idx.merge(&mut into.$idx, &from.$idx);)+
+            }
+            #[inline]
+            fn result(&self, state: &Self::State) -> Self::Output {
+                ($(self.$idx.result(&state.$idx),)+)
+            }
+            fn reset(&self, state: &mut Self::State) {
+                $(self.$idx.reset(&mut state.$idx);)+
+            }
+        }
+    };
+}
+
+tuple_aggregate!(A 0);
+tuple_aggregate!(A 0, B 1);
+tuple_aggregate!(A 0, B 1, C 2);
+tuple_aggregate!(A 0, B 1, C 2, D 3);
+tuple_aggregate!(A 0, B 1, C 2, D 3, E 4);
+tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);

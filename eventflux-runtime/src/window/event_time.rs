@@ -1,0 +1,365 @@
+//! Event-time windows: `tumbling(size, ts)` and `sliding(size, slide, ts)`.
+//!
+//! Windows are `[k·slide, k·slide + size)` in event time (`slide == size` for tumbling); an
+//! event belongs to every window containing its timestamp. The watermark `W` follows Flink's
+//! convention — no event with timestamp ≤ `W` is expected any more — and is the larger of the
+//! in-band watermark and `max_ts − out_of_orderness − 1`. A window fires when
+//! `W ≥ end − 1 + allowed_lateness`: one [`Row`] per group, in order of first appearance, with the
+//! window's [`Bounds`]; windows firing together are emitted in order of start. An event none of
+//! whose windows is still open is late: it goes to the late output and is counted. At end of
+//! stream all open windows fire.
+//!
+//! Event-time windows are used with `.aggregate(..)`.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::aggregate::Aggregate;
+use crate::io::ChannelHandle;
+use crate::stage::{Emit, Stage, Watermark};
+use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Having, KeepAll, Pane, Row, Table};
+
+/// An event-time window (tumbling or sliding). See [`tumbling`] and [`sliding`].
+pub struct Tumbling<T, TS, G = Global> {
+    size: u64,
+    slide: u64,
+    ts: TS,
+    grouping: G,
+    out_of_orderness: u64,
+    allowed_lateness: u64,
+    late: Option<ChannelHandle<T>>,
+    late_count: Arc<AtomicU64>,
+}
+
+/// Tumbling event-time windows of `size` (≥ 1) by the timestamp `ts(event)`.
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// use eventflux_runtime::aggregate::*;
+/// use eventflux_runtime::window::{tumbling, Bounds};
+/// let mut w = tumbling(10, |e: &(u64, char)| e.0).group_by(|e: &(u64, char)| e.1).aggregate(count());
+/// let mut out = Vec::new();
+/// for e in [(1, 'a'), (4, 'b'), (3, 'a')] { w.process(e, &mut out); }
+/// assert!(out.is_empty(), "watermark 3 (max 4, minus 1): [0, 10) is still open");
+/// w.process((12, 'a'), &mut out); // watermark 11 ≥ 9: [0, 10) fires
+/// assert_eq!(out.len(), 2);
+/// w.process((30, 'b'), &mut out); // watermark 29: [10, 20) fires
+/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window.unwrap().start)).collect();
+/// assert_eq!(rows, [('a', 2, 0), ('b', 1, 0), ('a', 1, 10)]);
+/// ```
+pub fn tumbling<T, TS: Fn(&T) -> u64>(size: u64, ts: TS) -> Tumbling<T, TS, Global> {
+    sliding(size, size, ts)
+}
+
+/// Sliding (hopping) event-time windows of `size`, starting every `slide` (1 ≤ slide ≤ size).
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// use eventflux_runtime::aggregate::*;
+/// use eventflux_runtime::window::sliding;
+/// let mut w = sliding(10, 5, |t: &u64| *t).aggregate(count());
+/// let mut out = Vec::new();
+/// for t in [1, 6, 11] { w.process(t, &mut out); }
+/// w.on_end(&mut out);
+/// let rows: Vec<_> = out.iter().map(|r| (r.window.unwrap().start, r.values)).collect();
+/// assert_eq!(rows, [(0, 2), (5, 2), (10, 1)]);
+/// ```
+pub fn sliding<T, TS: Fn(&T) -> u64>(size: u64, slide: u64, ts: TS) -> Tumbling<T, TS, Global> {
+    let size = size.max(1);
+    Tumbling {
+        size,
+        slide: slide.clamp(1, size),
+        ts,
+        grouping: Global,
+        out_of_orderness: 0,
+        allowed_lateness: 0,
+        late: None,
+        late_count: Arc::new(AtomicU64::new(0)),
+    }
+}
+
+impl<T, TS, G> Tumbling<T, TS, G> {
+    fn regroup<G2>(self, grouping: G2) -> Tumbling<T, TS, G2> {
+        Tumbling {
+            size: self.size,
+            slide: self.slide,
+            ts: self.ts,
+            grouping,
+            out_of_orderness: self.out_of_orderness,
+            allowed_lateness: self.allowed_lateness,
+            late: self.late,
+            late_count: self.late_count,
+        }
+    }
+
+    /// Groups by a hashed key.
+    pub fn group_by<K, F: Fn(&T) -> K>(self, key: F) -> Tumbling<T, TS, ByKey<F>> {
+        self.regroup(ByKey(key))
+    }
+
+    /// Groups by a small integer used as an array index (fastest).
+    pub fn group_by_index<F: Fn(&T) -> usize>(self, index: F) -> Tumbling<T, TS, ByIndex<F>> {
+        self.regroup(ByIndex(index))
+    }
+
+    /// Timestamps may arrive this much out of order without being late (bounded
+    /// out-of-orderness watermark).
+    pub fn out_of_orderness(mut self, by: u64) -> Self {
+        self.out_of_orderness = by;
+        self
+    }
+
+    /// Keeps windows open this much longer after the watermark passes their end.
+    pub fn allowed_lateness(mut self, by: u64) -> Self {
+        self.allowed_lateness = by;
+        self
+    }
+
+    /// Sends late events to `late` (see [`late_output`](crate::window::late_output)).
+    pub fn late_to(mut self, late: ChannelHandle<T>) -> Self {
+        self.late = Some(late);
+        self
+    }
+
+    /// A counter of late events, readable while the pipeline runs.
+    pub fn late_count(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.late_count)
+    }
+
+    /// Aggregates each window per group.
+    pub fn aggregate<A>(self, spec: A) -> TumblingAgg<T, TS, G, A, KeepAll>
+    where
+        G: Grouping<T>,
+        A: Aggregate<T>,
+    {
+        TumblingAgg {
+            clock: EventClock::new(&self),
+            open: VecDeque::new(),
+            spare: Vec::new(),
+            grouping: self.grouping,
+            ts: self.ts,
+            agg: spec,
+            having: KeepAll,
+            late: self.late,
+            late_count: self.late_count,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Watermark bookkeeping shared by the event-time stages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventClock {
+    pub(crate) size: u64,
+    pub(crate) slide: u64,
+    pub(crate) out_of_orderness: u64,
+    pub(crate) allowed_lateness: u64,
+    max_ts: Option<u64>,
+    upstream: Option<u64>,
+}
+
+impl EventClock {
+    fn new<T, TS, G>(w: &Tumbling<T, TS, G>) -> Self {
+        Self {
+            size: w.size,
+            slide: w.slide,
+            out_of_orderness: w.out_of_orderness,
+            allowed_lateness: w.allowed_lateness,
+            max_ts: None,
+            upstream: None,
+        }
+    }
+
+    pub(crate) fn with(out_of_orderness: u64, allowed_lateness: u64) -> Self {
+        Self {
+            size: 1,
+            slide: 1,
+            out_of_orderness,
+            allowed_lateness,
+            max_ts: None,
+            upstream: None,
+        }
+    }
+
+    /// The current watermark, if any.
+    #[inline]
+    pub(crate) fn watermark(&self) -> Option<u64> {
+        let own = self
+            .max_ts
+            .and_then(|m| m.checked_sub(self.out_of_orderness.saturating_add(1)));
+        match (own, self.upstream) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a window ending at `end` has fired at watermark `wm`.
+    #[inline]
+    pub(crate) fn fired(&self, end: u64, wm: Option<u64>) -> bool {
+        wm.is_some_and(|w| w >= (end - 1).saturating_add(self.allowed_lateness))
+    }
+
+    #[inline]
+    pub(crate) fn saw(&mut self, ts: u64) {
+        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
+    }
+
+    pub(crate) fn upstream(&mut self, w: Watermark) {
+        self.upstream = Some(self.upstream.map_or(w.0, |u| u.max(w.0)));
+    }
+}
+
+/// The pane type of an event-time window.
+type PaneOf<T, G, A> = Pane<<G as Grouping<T>>::Table<<A as Aggregate<T>>::State>>;
+
+struct OpenWindow<P> {
+    start: u64,
+    pane: P,
+}
+
+/// `tumbling(..)/sliding(..)` with `.aggregate(spec)`.
+pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>, H> {
+    clock: EventClock,
+    open: VecDeque<OpenWindow<PaneOf<T, G, A>>>,
+    spare: Vec<PaneOf<T, G, A>>,
+    grouping: G,
+    ts: TS,
+    agg: A,
+    having: H,
+    late: Option<ChannelHandle<T>>,
+    late_count: Arc<AtomicU64>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
+    /// Emits only rows for which `predicate` holds.
+    pub fn having<P>(self, predicate: P) -> TumblingAgg<T, TS, G, A, P>
+    where
+        P: FnMut(&Row<G::Key, A::Output>) -> bool,
+    {
+        TumblingAgg {
+            clock: self.clock,
+            open: self.open,
+            spare: self.spare,
+            grouping: self.grouping,
+            ts: self.ts,
+            agg: self.agg,
+            having: predicate,
+            late: self.late,
+            late_count: self.late_count,
+            _t: PhantomData,
+        }
+    }
+
+    /// Windows currently open.
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Groups held across all open windows (0 once every window has fired).
+    pub fn groups(&self) -> usize {
+        self.open.iter().map(|w| w.pane.table.len()).sum()
+    }
+
+    fn late(&mut self, item: T) {
+        self.late_count.fetch_add(1, Ordering::Relaxed);
+        if let Some(late) = &self.late {
+            // An unbounded channel: only fails if the late source is gone, and the event is
+            // still counted.
+            let _ = late.send(item);
+        }
+    }
+
+    fn fire<E>(&mut self, wm: Option<u64>, out: &mut E)
+    where
+        H: Having<Row<G::Key, A::Output>>,
+        E: Emit<Row<G::Key, A::Output>>,
+    {
+        while let Some(front) = self.open.front() {
+            let end = front.start + self.clock.size;
+            if wm.is_some() && !self.clock.fired(end, wm) {
+                break;
+            }
+            let Some(mut w) = self.open.pop_front() else {
+                break;
+            };
+            let bounds = Bounds {
+                start: w.start,
+                end,
+            };
+            w.pane.close(&self.agg, Some(bounds), &mut self.having, out);
+            self.spare.push(w.pane);
+        }
+    }
+}
+
+impl<T, TS, G, A, H> Stage<T> for TumblingAgg<T, TS, G, A, H>
+where
+    TS: Fn(&T) -> u64,
+    G: Grouping<T>,
+    A: Aggregate<T>,
+    H: Having<Row<G::Key, A::Output>>,
+{
+    type Out = Row<G::Key, A::Output>;
+
+    #[inline]
+    fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
+        let ts = (self.ts)(&item);
+        let wm = self.clock.watermark();
+        let (size, slide) = (self.clock.size, self.clock.slide);
+        let last_start = ts / slide * slide;
+        if self.clock.fired(last_start + size, wm) {
+            self.late(item);
+            return;
+        }
+        // Every window containing `ts`, newest first: starts last_start, last_start − slide, …
+        let mut start = last_start;
+        loop {
+            if start + size <= ts {
+                break;
+            }
+            if !self.clock.fired(start + size, wm) {
+                let pos = self.open.iter().rposition(|w| w.start <= start);
+                let idx = match pos {
+                    Some(i) if self.open[i].start == start => i,
+                    _ => {
+                        let at = pos.map_or(0, |i| i + 1);
+                        let grouping = &self.grouping;
+                        let pane = self
+                            .spare
+                            .pop()
+                            .unwrap_or_else(|| Pane::new(grouping.table()));
+                        self.open.insert(at, OpenWindow { start, pane });
+                        at
+                    }
+                };
+                self.open[idx].pane.add(&self.grouping, &self.agg, &item);
+            }
+            if start < slide {
+                break;
+            }
+            start -= slide;
+        }
+        self.clock.saw(ts);
+        let wm = self.clock.watermark();
+        if self
+            .open
+            .front()
+            .is_some_and(|w| self.clock.fired(w.start + size, wm))
+        {
+            self.fire(wm, out);
+        }
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: Watermark, out: &mut E) {
+        self.clock.upstream(watermark);
+        let wm = self.clock.watermark();
+        self.fire(wm, out);
+    }
+
+    fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        self.fire(None, out);
+    }
+}

@@ -1,0 +1,203 @@
+//! Windows: which events an aggregate sees, and when it reports.
+//!
+//! | window | kind | emits |
+//! |---|---|---|
+//! | [`length(n)`](length()) | sliding, last `n` events | one row per arrival, for the arrival's group |
+//! | [`length_batch(n)`](length_batch()) | tumbling, every `n` events | one row per group when `n` events have arrived |
+//! | [`time(d)`](time()) | sliding, processing time | one row per arrival, for the arrival's group |
+//! | [`time_batch(d)`](time_batch()) | tumbling, processing time | one row per group when the clock passes the window's end |
+//! | [`tumbling(size, ts)`](tumbling()) | tumbling, event time | one row per group when the watermark passes the window's end |
+//! | [`sliding(size, slide, ts)`](sliding()) | hopping, event time | likewise, for each of the overlapping windows |
+//! | [`session(gap, ts)`](session()) | per-key sessions, event time | one row per session when the watermark passes its end |
+//! | [`sort(n, by)`](sort()) | the `n` smallest events | the arriving event if it enters (plus what it evicts, on request) |
+//! | [`unique(key)`](unique()) | the latest event per key | every arrival (plus the one it replaces, on request) |
+//!
+//! # Contract
+//! - **Sliding windows** (`length`, `time`): every arrival yields exactly one output row, for its
+//!   own group, computed after every expiry the arrival caused (expired events are retracted
+//!   first, oldest first). Expiry alone (no arrival) emits nothing.
+//! - **Batch, tumbling, sliding event-time and session windows**: when a window closes, one row
+//!   per group present in it, in order of each group's first appearance in that window, carrying
+//!   the window's [`Bounds`]. Empty windows emit nothing. Windows closing together are emitted in
+//!   order of their start. At end of stream every open window is flushed (closed and emitted).
+//! - **Without `.aggregate(..)`** (`length`, `length_batch`, `time`, `time_batch`, `sort`,
+//!   `unique`) a window passes events instead of rows: sliding windows pass each arrival; batch
+//!   windows pass a closed window's events in arrival order. `.with_expired()` (`length`,
+//!   `sort`, `unique`) also passes the events that leave, as [`WindowEvent::Expired`] — never by
+//!   default. Event-time windows are used with an aggregate.
+//! - Output order is deterministic: no hash-map iteration order reaches a user.
+//! - State is bounded: a closed window's groups are released (their allocations are reused).
+//!
+//! # Event time
+//! Event-time windows take a timestamp extractor. Their watermark is the larger of the
+//! watermarks arriving in-band (`on_watermark`, the minimum over producers at a fan-in) and
+//! their own: the largest timestamp seen minus [`out_of_orderness`](Tumbling::out_of_orderness).
+//! A window `[start, end)` closes when the watermark reaches `end + allowed_lateness`. An event
+//! whose window has already closed is **late**: it is sent to the late output
+//! ([`late_to`](Tumbling::late_to); connect the matching [`late_output`] source in
+//! `pipeline!`) and counted in [`late_count`](Tumbling::late_count) — never silently dropped.
+
+mod clock;
+mod event_time;
+mod group;
+mod length;
+mod length_batch;
+mod session;
+mod sort;
+mod time;
+mod time_batch;
+mod unique;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event_time::{Tumbling, TumblingAgg, sliding, tumbling};
+pub use group::{
+    ByIndex, ByKey, DenseTable, FxHasher, Global, GlobalTable, Grouping, KeyedTable, Table,
+};
+pub use length::{Length, LengthAgg, LengthEvents, length};
+pub use length_batch::{LengthBatch, LengthBatchAgg, length_batch};
+pub use session::{Session, SessionAgg, session};
+pub use sort::{Sort, SortExpired, sort};
+pub use time::{Time, TimeAgg, time};
+pub use time_batch::{TimeBatch, TimeBatchAgg, time_batch};
+pub use unique::{Unique, UniqueExpired, unique};
+
+use crate::aggregate::Aggregate;
+use crate::backpressure::Backpressure;
+use crate::idle::IdleStrategy;
+use crate::io::{ChannelHandle, ChannelSource, channel_source};
+use crate::stage::Emit;
+
+/// The span of a window: `[start, end)` in event time, clock time or event counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Bounds {
+    /// Inclusive start.
+    pub start: u64,
+    /// Exclusive end.
+    pub end: u64,
+}
+
+/// One aggregated output: a group's key, the window's bounds (for windows that have them) and
+/// the aggregate values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Row<K, V> {
+    /// The group key (`()` without `group_by`).
+    pub key: K,
+    /// The window (`None` for sliding `length`/`time` windows).
+    pub window: Option<Bounds>,
+    /// The aggregate results, in the order given.
+    pub values: V,
+}
+
+/// An event entering or leaving a window (with `.with_expired()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowEvent<T> {
+    /// The event is in the window.
+    Current(T),
+    /// The event left the window.
+    Expired(T),
+}
+
+/// A filter on output rows (`.having(..)`).
+pub trait Having<R> {
+    /// Whether to emit `row`.
+    fn keep(&mut self, row: &R) -> bool;
+}
+
+/// Keeps every row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeepAll;
+
+impl<R> Having<R> for KeepAll {
+    #[inline]
+    fn keep(&mut self, _: &R) -> bool {
+        true
+    }
+}
+
+impl<R, F: FnMut(&R) -> bool> Having<R> for F {
+    #[inline]
+    fn keep(&mut self, row: &R) -> bool {
+        self(row)
+    }
+}
+
+/// The late side output of event-time windows: the sender goes to the window
+/// (`.late_to(sender)`), the source into `pipeline!` (`source late = late_source;`).
+///
+/// ```
+/// use eventflux_runtime::window::late_output;
+/// let (to_window, late_source) = late_output::<u64>();
+/// # drop((to_window, late_source));
+/// ```
+pub fn late_output<T: Send>() -> (ChannelHandle<T>, ChannelSource<T>) {
+    let (source, handle) = channel_source(1, Backpressure::Unbounded, IdleStrategy::balanced());
+    (handle, source)
+}
+
+/// The groups of one window, with their first-appearance order.
+pub(crate) struct Pane<Tab> {
+    pub(crate) table: Tab,
+    pub(crate) order: Vec<usize>,
+}
+
+impl<Tab> Pane<Tab> {
+    pub(crate) fn new(table: Tab) -> Self {
+        Self {
+            table,
+            order: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add<T, G, A>(&mut self, grouping: &G, agg: &A, item: &T)
+    where
+        G: Grouping<T, Table<A::State> = Tab>,
+        A: Aggregate<T>,
+        Tab: Table<G::Key, A::State>,
+    {
+        let key = grouping.key(item);
+        let (slot, created) = self.table.slot(&key, || agg.init());
+        if created {
+            self.order.push(slot);
+        }
+        if let Some(state) = self.table.state(slot) {
+            agg.add(state, item);
+        }
+    }
+
+    /// Emits one row per group in first-appearance order and releases the groups.
+    pub(crate) fn close<T, K, A, H, E>(
+        &mut self,
+        agg: &A,
+        bounds: Option<Bounds>,
+        having: &mut H,
+        out: &mut E,
+    ) where
+        A: Aggregate<T>,
+        Tab: Table<K, A::State>,
+        H: Having<Row<K, A::Output>>,
+        E: Emit<Row<K, A::Output>>,
+    {
+        for slot in self.order.drain(..) {
+            let Some(key) = self.table.key(slot) else {
+                continue;
+            };
+            if let Some(state) = self.table.state(slot) {
+                let row = Row {
+                    key,
+                    window: bounds,
+                    values: agg.result(state),
+                };
+                agg.reset(state);
+                if having.keep(&row) {
+                    out.emit(row);
+                }
+            }
+            self.table.release(slot);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
