@@ -11,6 +11,8 @@
 //!   and the dead-letter output.
 //! - [`queue`]: [`EventQueue`](queue::EventQueue), batches plus in-band control messages,
 //!   under a [`Backpressure`] strategy ([`backpressure`]); threads idle per [`IdleStrategy`].
+//! - [`window`] and [`aggregate`]: windows (count, processing time, event time, sessions,
+//!   sort, unique) and incremental aggregates with retraction.
 //! - [`pool`]: recycled batch buffers and user objects.
 //! - [`config`]: [`PipelineConfig`], validated.
 //! - [`metrics`]: counters, drops by reason, queue depths, latency histograms, snapshots.
@@ -64,6 +66,9 @@ pub use stage::{
 
 /// Everything a pipeline author needs, in one import.
 pub mod prelude {
+    pub use crate::aggregate::{
+        Aggregate, avg, count, distinct_count, first, last, max, min, stddev, sum, variance,
+    };
     pub use crate::app::App;
     pub use crate::backpressure::{Backpressure, SendOutcome};
     pub use crate::config::PipelineConfig;
@@ -82,5 +87,9 @@ pub mod prelude {
     pub use crate::stage::{
         Chain, CheckpointId, Emit, Identity, Metered, Stage, StageExt, Watermark, filter, flat_map,
         inspect, map, stateful,
+    };
+    pub use crate::window::{
+        Bounds, ManualClock, Row, SystemClock, WindowEvent, late_output, length, length_batch,
+        session, sliding, sort, time, time_batch, tumbling, unique,
     };
 }

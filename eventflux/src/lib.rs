@@ -109,8 +109,8 @@ pub use eventflux_runtime as runtime;
 #[doc(hidden)]
 pub use eventflux_runtime::__private;
 pub use eventflux_runtime::{
-    app, backpressure, config, error, exec, graph, idle, io, metrics, pool, queue, sink, source,
-    stage,
+    aggregate, app, backpressure, config, error, exec, graph, idle, io, metrics, pool, queue, sink,
+    source, stage, window,
 };
 
 /// Everything a pipeline author needs, in one import.

@@ -253,6 +253,11 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
         }
     }
 
+    /// A counter of late events, readable while the pipeline runs.
+    pub fn late_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.late_count)
+    }
+
     /// Windows currently open.
     pub fn open_windows(&self) -> usize {
         self.open.len()

@@ -274,8 +274,10 @@ where
             }
         }
         self.clock.saw(ts);
-        let wm = self.clock.watermark();
-        self.fire(wm, out);
+        // `fire(None)` flushes everything (end of stream); before any watermark, nothing fires.
+        if let Some(wm) = self.clock.watermark() {
+            self.fire(Some(wm), out);
+        }
     }
 
     fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: Watermark, out: &mut E) {

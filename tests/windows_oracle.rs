@@ -1,0 +1,327 @@
+//! Every window × every aggregate against a naive oracle that recomputes each output from the
+//! window's contents (proptest). All ten aggregates run at once, as one tuple, so each case
+//! checks every window × aggregate pair; inputs include out-of-order timestamps, equal
+//! timestamps, late events and negative values (min/max retraction).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use eventflux::prelude::*;
+use eventflux::window::{Bounds, ManualClock};
+use proptest::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ev {
+    ts: u64,
+    group: u8,
+    v: i32,
+}
+
+type Values = (
+    u64,
+    i128,
+    Option<f64>,
+    Option<i32>,
+    Option<i32>,
+    Option<f64>,
+    Option<f64>,
+    u64,
+    Option<i32>,
+    Option<i32>,
+);
+
+macro_rules! all_aggregates {
+    () => {
+        (
+            count(),
+            sum(|e: &Ev| e.v),
+            avg(|e: &Ev| e.v),
+            min(|e: &Ev| e.v),
+            max(|e: &Ev| e.v),
+            variance(|e: &Ev| e.v),
+            stddev(|e: &Ev| e.v),
+            distinct_count(|e: &Ev| e.v),
+            first(|e: &Ev| e.v),
+            last(|e: &Ev| e.v),
+        )
+    };
+}
+
+/// The oracle: every aggregate recomputed from scratch.
+fn naive(vs: &[i32]) -> Values {
+    let n = vs.len();
+    let sum: i128 = vs.iter().map(|&v| i128::from(v)).sum();
+    let mean = (n > 0).then(|| sum as f64 / n as f64);
+    let var = mean.map(|m| vs.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / n as f64);
+    let mut distinct = vs.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    (
+        n as u64,
+        sum,
+        mean,
+        vs.iter().copied().min(),
+        vs.iter().copied().max(),
+        var,
+        var.map(f64::sqrt),
+        distinct.len() as u64,
+        vs.first().copied(),
+        vs.last().copied(),
+    )
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-6 * (1.0 + x.abs().max(y.abs())),
+        _ => false,
+    }
+}
+
+fn same(got: &Values, want: &Values) -> bool {
+    got.0 == want.0
+        && got.1 == want.1
+        && close(got.2, want.2)
+        && got.3 == want.3
+        && got.4 == want.4
+        && close(got.5, want.5)
+        && close(got.6, want.6)
+        && got.7 == want.7
+        && got.8 == want.8
+        && got.9 == want.9
+}
+
+type Out<K> = Vec<Row<K, Values>>;
+
+fn check<K: PartialEq + std::fmt::Debug>(got: &Out<K>, want: &[(K, Option<Bounds>, Vec<i32>)]) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "row count\n got: {got:?}\nwant: {want:?}"
+    );
+    for (g, (k, b, vs)) in got.iter().zip(want) {
+        assert_eq!(
+            (&g.key, &g.window),
+            (k, b),
+            "\n got: {got:?}\nwant: {want:?}"
+        );
+        assert!(
+            same(&g.values, &naive(vs)),
+            "{:?} vs {:?} of {vs:?}",
+            g.values,
+            naive(vs)
+        );
+    }
+}
+
+/// Groups of `events` in first-appearance order, with their values.
+fn by_first_appearance(events: &[Ev]) -> Vec<(u8, Vec<i32>)> {
+    let mut order: Vec<(u8, Vec<i32>)> = Vec::new();
+    for e in events {
+        match order.iter_mut().find(|(g, _)| *g == e.group) {
+            Some((_, vs)) => vs.push(e.v),
+            None => order.push((e.group, vec![e.v])),
+        }
+    }
+    order
+}
+
+fn events(max_len: usize) -> impl Strategy<Value = Vec<Ev>> {
+    prop::collection::vec((0u64..40, 0u8..4, -50i32..50), 0..max_len).prop_map(|raw| {
+        // Timestamps mostly rise (steps of 0–3), with some going back by up to 39.
+        let mut ts = 100u64;
+        raw.into_iter()
+            .map(|(jitter, group, v)| {
+                ts += jitter % 4;
+                let t = if jitter >= 30 { ts - jitter } else { ts };
+                Ev { ts: t, group, v }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn length_sliding(evs in events(60), n in 1usize..8) {
+        let mut w = length(n).group_by(|e: &Ev| e.group).aggregate(all_aggregates!());
+        let mut got = Vec::new();
+        for e in &evs { w.process(*e, &mut got); }
+        let want: Vec<_> = (0..evs.len()).map(|i| {
+            let window = &evs[i.saturating_sub(n - 1)..=i];
+            let vs = window.iter().filter(|e| e.group == evs[i].group).map(|e| e.v).collect();
+            (evs[i].group, None, vs)
+        }).collect();
+        check(&got, &want);
+        prop_assert!(w.groups() <= n);
+    }
+
+    #[test]
+    fn length_batch_tumbling(evs in events(60), n in 1usize..8) {
+        let mut w = length_batch(n).group_by(|e: &Ev| e.group).aggregate(all_aggregates!());
+        let mut got = Vec::new();
+        for e in &evs { w.process(*e, &mut got); }
+        w.on_end(&mut got);
+        let mut want = Vec::new();
+        for (k, chunk) in evs.chunks(n).enumerate() {
+            let bounds = Bounds { start: (k * n) as u64, end: (k * n + chunk.len()) as u64 };
+            for (g, vs) in by_first_appearance(chunk) { want.push((g, Some(bounds), vs)); }
+        }
+        check(&got, &want);
+    }
+
+    #[test]
+    fn time_sliding(evs in events(60), gaps in prop::collection::vec(0u64..6, 60), span in 1u64..12) {
+        let clock = ManualClock::new(0);
+        let mut w = time(Duration::from_nanos(span)).clock(clock.clone())
+            .group_by(|e: &Ev| e.group).aggregate(all_aggregates!());
+        let mut got = Vec::new();
+        let mut now = 0;
+        let mut stamps = Vec::new();
+        for (e, gap) in evs.iter().zip(&gaps) {
+            now += gap;
+            clock.set(now);
+            stamps.push(now);
+            w.process(*e, &mut got);
+        }
+        let want: Vec<_> = (0..evs.len()).map(|i| {
+            let t = stamps[i];
+            let vs = (0..=i)
+                .filter(|&j| !(t >= span && stamps[j] <= t - span))
+                .filter(|&j| evs[j].group == evs[i].group)
+                .map(|j| evs[j].v)
+                .collect();
+            (evs[i].group, None, vs)
+        }).collect();
+        check(&got, &want);
+    }
+
+    #[test]
+    fn time_batch_tumbling(evs in events(60), gaps in prop::collection::vec(0u64..6, 60), span in 1u64..12) {
+        let clock = ManualClock::new(0);
+        let mut w = time_batch(Duration::from_nanos(span)).clock(clock.clone())
+            .group_by(|e: &Ev| e.group).aggregate(all_aggregates!());
+        let mut got = Vec::new();
+        let mut now = 0;
+        let mut windows: BTreeMap<u64, Vec<Ev>> = BTreeMap::new();
+        for (e, gap) in evs.iter().zip(&gaps) {
+            now += gap;
+            clock.set(now);
+            w.process(*e, &mut got);
+            windows.entry(now / span * span).or_default().push(*e);
+        }
+        w.on_end(&mut got);
+        let mut want = Vec::new();
+        for (start, es) in windows {
+            for (g, vs) in by_first_appearance(&es) {
+                want.push((g, Some(Bounds { start, end: start + span }), vs));
+            }
+        }
+        check(&got, &want);
+    }
+
+    #[test]
+    fn event_time_sliding_and_tumbling(
+        evs in events(80), size in 1u64..12, slide_div in 1u64..4, ooo in 0u64..8, lateness in 0u64..4,
+    ) {
+        let slide = (size / slide_div).max(1);
+        let mut w = sliding(size, slide, |e: &Ev| e.ts)
+            .out_of_orderness(ooo).allowed_lateness(lateness)
+            .group_by(|e: &Ev| e.group).aggregate(all_aggregates!());
+        let late = w_late(&w);
+        let mut got = Vec::new();
+        for e in &evs { w.process(*e, &mut got); }
+        w.on_end(&mut got);
+        prop_assert_eq!(w.groups(), 0, "every window fired and released its groups");
+        // Oracle: simulate the watermark to find what is late and which windows are open.
+        let fired = |end: u64, wm: Option<u64>| wm.is_some_and(|w| w >= end - 1 + lateness);
+        let mut max_ts: Option<u64> = None;
+        let mut windows: BTreeMap<u64, Vec<Ev>> = BTreeMap::new();
+        let mut late_n = 0;
+        for e in &evs {
+            let wm = max_ts.and_then(|m| m.checked_sub(ooo + 1));
+            let last = e.ts / slide * slide;
+            if fired(last + size, wm) { late_n += 1; continue; }
+            let mut s = last;
+            loop {
+                if s + size <= e.ts { break; }
+                if !fired(s + size, wm) { windows.entry(s).or_default().push(*e); }
+                if s < slide { break; }
+                s -= slide;
+            }
+            max_ts = Some(max_ts.map_or(e.ts, |m| m.max(e.ts)));
+        }
+        let mut want = Vec::new();
+        for (start, es) in windows {
+            for (g, vs) in by_first_appearance(&es) {
+                want.push((g, Some(Bounds { start, end: start + size }), vs));
+            }
+        }
+        check(&got, &want);
+        prop_assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), late_n);
+    }
+
+    #[test]
+    fn sessions_with_bounded_disorder(raw in prop::collection::vec((0u64..9, 0u8..3, -20i32..20), 0..60), gap in 1u64..6, ooo in 0u64..4) {
+        // Disorder never exceeds `ooo`, so nothing is late and online sessions equal offline ones.
+        let mut ts = 0u64;
+        let mut max = 0u64;
+        let evs: Vec<Ev> = raw.into_iter().map(|(step, group, v)| {
+            ts += step % 5;
+            max = max.max(ts);
+            let back = (step % 3).min(ooo);
+            Ev { ts: ts.saturating_sub(back).max(max.saturating_sub(ooo)), group, v }
+        }).collect();
+        let mut w = session(gap, |e: &Ev| e.ts, |e: &Ev| e.group)
+            .out_of_orderness(ooo).aggregate(all_aggregates!());
+        let mut got = Vec::new();
+        for e in &evs { w.process(*e, &mut got); }
+        w.on_end(&mut got);
+        prop_assert_eq!(w.open_sessions(), 0);
+        // Offline sessionisation per group.
+        let mut first_seen: Vec<u8> = Vec::new();
+        for e in &evs { if !first_seen.contains(&e.group) { first_seen.push(e.group); } }
+        let mut want: Vec<(u64, usize, u8, Bounds, Vec<i32>)> = Vec::new();
+        for (rank, &g) in first_seen.iter().enumerate() {
+            let mut mine: Vec<&Ev> = evs.iter().filter(|e| e.group == g).collect();
+            // Arrival order within a session decides first/last: sort by ts only to cut sessions.
+            let mut stamps: Vec<u64> = mine.iter().map(|e| e.ts).collect();
+            stamps.sort_unstable();
+            let mut cuts: Vec<(u64, u64)> = Vec::new();
+            for t in stamps {
+                match cuts.last_mut() {
+                    Some((_, last)) if t < *last + gap => *last = (*last).max(t),
+                    _ => cuts.push((t, t)),
+                }
+            }
+            for (start, last) in cuts {
+                let vs: Vec<i32> = mine.iter().filter(|e| e.ts >= start && e.ts <= last).map(|e| e.v).collect();
+                want.push((start, rank, g, Bounds { start, end: last + gap }, vs));
+            }
+            mine.clear();
+        }
+        want.sort_by_key(|(start, rank, ..)| (*start, *rank));
+        let want: Vec<_> = want.into_iter().map(|(_, _, g, b, vs)| (g, Some(b), vs)).collect();
+        // Sessions fire as the watermark passes each one's end, so the output is in firing order;
+        // compare in (start, first appearance) order. Merged states make first/last follow merge
+        // order, so those two are not compared.
+        let rank = |k: u8| first_seen.iter().position(|&g| g == k).unwrap_or(usize::MAX);
+        let mut got = got;
+        got.sort_by_key(|r| (r.window.map(|b| b.start), rank(r.key)));
+        prop_assert_eq!(got.len(), want.len());
+        for (g, (k, b, vs)) in got.iter().zip(&want) {
+            prop_assert_eq!((&g.key, &g.window), (k, b));
+            let n = naive(vs);
+            prop_assert!(g.values.0 == n.0 && g.values.1 == n.1 && close(g.values.2, n.2));
+            prop_assert!(g.values.3 == n.3 && g.values.4 == n.4 && close(g.values.5, n.5));
+            prop_assert!(close(g.values.6, n.6) && g.values.7 == n.7);
+        }
+    }
+}
+
+fn w_late<T, TS, G: eventflux::window::Grouping<T>, A: Aggregate<T>, H>(
+    w: &eventflux::window::TumblingAgg<T, TS, G, A, H>,
+) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    w.late_counter()
+}
