@@ -1,1 +1,342 @@
-//! placeholder
+//! Exact outputs of every window kind at its boundaries, state that returns to zero, and
+//! event time flowing through real pipelines (watermarks across `=>`, late side output).
+
+use std::time::Duration;
+
+use eventflux::prelude::*;
+use eventflux::window::Bounds;
+
+fn b(start: u64, end: u64) -> Option<Bounds> {
+    Some(Bounds { start, end })
+}
+
+fn rows<K: Clone, V: Clone>(out: &[Row<K, V>]) -> Vec<(K, Option<Bounds>, V)> {
+    out.iter()
+        .map(|r| (r.key.clone(), r.window, r.values.clone()))
+        .collect()
+}
+
+#[test]
+fn tumbling_first_event_gaps_and_flush_at_end() {
+    let mut w = tumbling(10, |e: &(u64, u8)| e.0)
+        .group_by(|e: &(u64, u8)| e.1)
+        .aggregate((count(), sum(|e: &(u64, u8)| e.0)));
+    let mut out = Vec::new();
+    w.process((0, 7), &mut out); // the very first event, at the window's start
+    assert!(out.is_empty());
+    w.process((9, 7), &mut out); // the window's last instant
+    w.process((55, 3), &mut out); // a gap of several windows: [10, 50) never had events
+    assert_eq!(
+        rows(&out),
+        [(7, b(0, 10), (2, 9))],
+        "empty windows emit nothing"
+    );
+    w.process((57, 7), &mut out);
+    w.process((57, 3), &mut out); // equal timestamps
+    assert_eq!(w.open_windows(), 1);
+    w.on_end(&mut out); // end of stream flushes the open window
+    assert_eq!(
+        rows(&out),
+        [
+            (7, b(0, 10), (2, 9)),
+            (3, b(50, 60), (2, 112)),
+            (7, b(50, 60), (1, 57))
+        ]
+    );
+    assert_eq!(
+        (w.open_windows(), w.groups()),
+        (0, 0),
+        "state returns to zero"
+    );
+}
+
+#[test]
+fn tumbling_late_events_are_counted_and_sent_to_the_late_output() {
+    let (late_tx, mut late_src) = late_output::<(u64, u8)>();
+    let mut w = tumbling(10, |e: &(u64, u8)| e.0)
+        .out_of_orderness(2)
+        .late_to(late_tx)
+        .aggregate(count());
+    let late = w.late_counter();
+    let mut out = Vec::new();
+    for e in [(5, 0), (11, 0), (8, 0), (13, 0), (9, 0), (30, 0)] {
+        w.process(e, &mut out);
+    }
+    // (8) is within the 2-tick disorder (watermark 8 after ts 11); after ts 13 the watermark is
+    // 10 ≥ 9, so [0, 10) fired and (9) is late.
+    assert_eq!(rows(&out), [((), b(0, 10), 2), ((), b(10, 20), 2)]);
+    assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let letters = eventflux::io::DeadLetters::collect();
+    let mut cx = SourceContext::new(10, &letters);
+    let mut got = Vec::new();
+    let _ = late_src.poll(&mut cx, &mut got).expect("polls");
+    assert_eq!(got, [(9, 0)]);
+}
+
+#[test]
+fn allowed_lateness_keeps_windows_open() {
+    let mut w = tumbling(10, |t: &u64| *t)
+        .allowed_lateness(5)
+        .aggregate(count());
+    let mut out = Vec::new();
+    for t in [1, 12, 5, 16, 6] {
+        w.process(t, &mut out);
+    }
+    // Watermark 15 after ts 16: [0, 10) fires at 9 + 5 = 14, so (6) arrived late.
+    assert_eq!(rows(&out), [((), b(0, 10), 2)]);
+    assert_eq!(
+        w.late_counter().load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn sessions_merge_and_interleave_keys() {
+    let mut w = session(6, |e: &(u64, char)| e.0, |e: &(u64, char)| e.1)
+        .out_of_orderness(20)
+        .aggregate((
+            count(),
+            min(|e: &(u64, char)| e.0),
+            max(|e: &(u64, char)| e.0),
+        ));
+    let mut out = Vec::new();
+    // Two keys interleaved; `a` has two sessions (1 and 10, 9 apart) that the late-arriving 5
+    // bridges (4 and 5 apart, both under the gap of 6).
+    for e in [(1, 'a'), (2, 'b'), (10, 'a'), (4, 'b'), (5, 'a'), (40, 'b')] {
+        w.process(e, &mut out);
+    }
+    // Watermark 19 after ts 40: a:[1, 16) and b:[2, 10) have fired, b:[40, 46) is open.
+    assert_eq!(w.open_sessions(), 1);
+    assert_eq!(out.len(), 2);
+    w.on_end(&mut out);
+    assert_eq!(
+        rows(&out),
+        [
+            ('a', b(1, 16), (3, Some(1), Some(10))),
+            ('b', b(2, 10), (2, Some(2), Some(4))),
+            ('b', b(40, 46), (1, Some(40), Some(40))),
+        ]
+    );
+    assert_eq!(w.open_sessions(), 0);
+}
+
+#[test]
+fn sliding_length_retracts_min_and_max_exactly() {
+    let mut w = length(3).aggregate((min(|x: &i32| *x), max(|x: &i32| *x), avg(|x: &i32| *x)));
+    let mut out = Vec::new();
+    for x in [5, 1, 9, 2, 8, 8, 3] {
+        w.process(x, &mut out);
+    }
+    let got: Vec<_> = out.iter().map(|r| (r.values.0, r.values.1)).collect();
+    let want: Vec<_> = [
+        [5].as_slice(),
+        &[5, 1],
+        &[5, 1, 9],
+        &[1, 9, 2],
+        &[9, 2, 8],
+        &[2, 8, 8],
+        &[8, 8, 3],
+    ]
+    .iter()
+    .map(|w| (w.iter().copied().min(), w.iter().copied().max()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(out[6].values.2, Some(19.0 / 3.0));
+}
+
+#[test]
+fn grouped_length_window_frees_groups_that_leave() {
+    let mut w = length(2).group_by(|e: &(char, u32)| e.0).aggregate(count());
+    let mut out = Vec::new();
+    for e in [('a', 1), ('b', 2), ('c', 3)] {
+        w.process(e, &mut out);
+    }
+    assert_eq!(rows(&out), [('a', None, 1), ('b', None, 1), ('c', None, 1)]);
+    assert_eq!(
+        w.groups(),
+        2,
+        "`a` left the window and its state was released"
+    );
+}
+
+#[test]
+fn time_windows_use_the_manual_clock() {
+    let clock = ManualClock::new(0);
+    let mut w = time(Duration::from_nanos(100))
+        .clock(clock.clone())
+        .aggregate(count());
+    let mut out = Vec::new();
+    w.process(1, &mut out);
+    clock.set(99);
+    w.process(2, &mut out);
+    clock.set(100);
+    w.process(3, &mut out); // the event stamped 0 expires exactly at 0 + 100
+    clock.set(1_000);
+    w.process(4, &mut out); // everything else expired
+    assert_eq!(
+        out.iter().map(|r| r.values).collect::<Vec<_>>(),
+        [1, 2, 2, 1]
+    );
+    assert_eq!(w.groups(), 1);
+
+    let mut tb = time_batch(Duration::from_nanos(10))
+        .clock(clock.clone())
+        .aggregate(count());
+    clock.set(0);
+    let mut out = Vec::new();
+    tb.process(1, &mut out);
+    clock.set(10);
+    tb.on_batch_end(&mut out); // the clock passed the end: the window closes without an arrival
+    assert_eq!(rows(&out), [((), b(0, 10), 1)]);
+    tb.on_end(&mut out);
+    assert_eq!(out.len(), 1, "no open window left to flush");
+}
+
+#[test]
+fn having_filters_rows() {
+    let mut w = length_batch(4)
+        .group_by(|x: &u32| x % 2)
+        .aggregate(sum(|x: &u32| *x))
+        .having(|r: &Row<u32, i128>| r.values > 5);
+    let mut out = Vec::new();
+    for x in [1, 2, 3, 4] {
+        w.process(x, &mut out);
+    }
+    assert_eq!(rows(&out), [(0, b(0, 4), 6)]);
+}
+
+#[test]
+fn windows_without_aggregates_pass_events() {
+    let mut w = length(2).with_expired();
+    let mut out = Vec::new();
+    for x in [1, 2, 3] {
+        w.process(x, &mut out);
+    }
+    assert_eq!(
+        out,
+        [
+            WindowEvent::Current(1),
+            WindowEvent::Current(2),
+            WindowEvent::Expired(1),
+            WindowEvent::Current(3)
+        ]
+    );
+    let mut lb = length_batch(2);
+    let mut out = Vec::new();
+    for x in [1, 2, 3] {
+        lb.process(x, &mut out);
+    }
+    assert_eq!(out, [1, 2]);
+    lb.on_end(&mut out);
+    assert_eq!(out, [1, 2, 3]);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tick {
+    ts: u64,
+    symbol: u32,
+    price: f64,
+}
+
+/// Watermarks generated after the sources flow across `=>`, merge (minimum over producers) at
+/// the fan-in, and close windows downstream: every window of both streams is emitted once.
+#[test]
+fn event_time_through_a_fan_in() {
+    let fast: Vec<Tick> = (0..100)
+        .map(|i| Tick {
+            ts: i * 10,
+            symbol: 1,
+            price: 1.0,
+        })
+        .collect();
+    let slow: Vec<Tick> = (0..50)
+        .map(|i| Tick {
+            ts: i * 10,
+            symbol: 2,
+            price: 2.0,
+        })
+        .collect();
+    let rows_sink = CollectSink::new();
+    let rows_h = rows_sink.handle();
+    let app = pipeline! {
+        config { batch_size: 16, queue_capacity: 64 }
+        source a = IterSource::new(fast);
+        source b = IterSource::new(slow);
+        stage wa = watermarks(|t: &Tick| t.ts, 0);
+        stage wb = watermarks(|t: &Tick| t.ts, 0);
+        stage win = tumbling(100, |t: &Tick| t.ts)
+            .out_of_orderness(1_000_000)  // only in-band watermarks (and the end) close windows
+            .group_by(|t: &Tick| t.symbol)
+            .aggregate((count(), sum(|t: &Tick| t.price)));
+        sink out = rows_sink;
+        a -> wa => win;
+        b -> wb => win;
+        win -> out;
+    };
+    app.run().expect("runs");
+    let mut got: Vec<(u32, u64, u64, f64)> = rows_h
+        .take()
+        .into_iter()
+        .map(|r| {
+            (
+                r.key,
+                r.window.map_or(0, |w| w.start),
+                r.values.0,
+                r.values.1,
+            )
+        })
+        .collect();
+    got.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    let mut want: Vec<(u32, u64, u64, f64)> = (0..10).map(|w| (1, w * 100, 10, 10.0)).collect();
+    want.extend((0..5).map(|w| (2, w * 100, 10, 20.0)));
+    assert_eq!(got, want);
+}
+
+/// An event behind the in-band watermark goes to the late side output, a source node of its own.
+#[test]
+fn late_events_reach_the_late_sink() {
+    let mut ticks: Vec<Tick> = (0..50)
+        .map(|i| Tick {
+            ts: i * 10,
+            symbol: 2,
+            price: 2.0,
+        })
+        .collect();
+    ticks.push(Tick {
+        ts: 5,
+        symbol: 2,
+        price: 99.0,
+    }); // its window [0, 100) closed long ago
+    let (late_tx, late_src) = late_output::<Tick>();
+    let rows_sink = CollectSink::new();
+    let late_sink = CollectSink::new();
+    let (rows_h, late_h) = (rows_sink.handle(), late_sink.handle());
+    let app = pipeline! {
+        config { batch_size: 16, queue_capacity: 64 }
+        source ticks = IterSource::new(ticks);
+        source late = late_src;
+        stage marks = watermarks(|t: &Tick| t.ts, 0);
+        stage win = tumbling(100, |t: &Tick| t.ts)
+            .out_of_orderness(1_000_000)
+            .late_to(late_tx)
+            .aggregate(count());
+        sink out = rows_sink;
+        sink late_out = late_sink;
+        ticks -> marks => win -> out;
+        late -> late_out;
+    };
+    let report = app.run().expect("runs");
+    assert_eq!(
+        rows_h.take().iter().map(|r| r.values).collect::<Vec<_>>(),
+        [10; 5]
+    );
+    assert_eq!(
+        late_h.take(),
+        [Tick {
+            ts: 5,
+            symbol: 2,
+            price: 99.0
+        }]
+    );
+    assert_eq!(report.metrics.node("late").map(|n| n.events_out), Some(1));
+}

@@ -86,7 +86,7 @@ pub mod prelude {
     pub use crate::source::{Source, SourceContext, SourcePoll};
     pub use crate::stage::{
         Chain, CheckpointId, Emit, Identity, Metered, Stage, StageExt, Watermark, filter, flat_map,
-        inspect, map, stateful,
+        inspect, map, stateful, watermarks,
     };
     pub use crate::window::{
         Bounds, ManualClock, Row, SystemClock, WindowEvent, late_output, length, length_batch,

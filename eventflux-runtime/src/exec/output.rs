@@ -298,6 +298,13 @@ impl<T> Emit<T> for QueueOutput<T> {
             self.failed = Some(error);
         }
     }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        self.send_buffer();
+        if self.error.is_none() && self.tx.watermark(watermark).is_err() {
+            self.error = Some(PipelineError::Aborted);
+        }
+    }
 }
 
 impl<T: Send> Output<T> for QueueOutput<T> {
@@ -385,6 +392,11 @@ impl<T: FanOutItem<T>, A: Emit<T>, B: Emit<T>> Emit<T> for FanOut<A, B> {
 
     fn fail(&mut self, error: StageError) {
         self.first.fail(error);
+    }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        self.first.emit_watermark(watermark);
+        self.second.emit_watermark(watermark);
     }
 }
 
@@ -474,6 +486,13 @@ where
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
     }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        let mut tally = Tally::new(&mut self.out);
+        self.chain.on_watermark(watermark, &mut tally);
+        self.emitted += tally.count();
+        self.out.emit_watermark(watermark);
+    }
 }
 
 impl<C, O> Then<C, O> {
@@ -555,6 +574,10 @@ impl<T, O: Emit<T>> Emit<T> for Tally<'_, O> {
 
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
+    }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        self.out.emit_watermark(watermark);
     }
 }
 
@@ -664,6 +687,12 @@ where
     fn fail(&mut self, error: StageError) {
         if let Some(out) = self.outs.first_mut() {
             out.fail(error);
+        }
+    }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        for out in &mut self.outs {
+            out.emit_watermark(watermark);
         }
     }
 }

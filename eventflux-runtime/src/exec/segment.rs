@@ -15,7 +15,7 @@ use crate::exec::{Runtime, Segment};
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::queue::{Message, QueueReceiver, RecvError};
 use crate::source::{Source, SourceContext, SourcePoll};
-use crate::stage::{Emit, Stage};
+use crate::stage::{Emit, Link, Stage};
 
 /// Counts events a source emits on their way into the chain.
 struct Counted<'a, C, O> {
@@ -33,6 +33,10 @@ impl<T, C: Stage<T>, O: Emit<C::Out>> Emit<T> for Counted<'_, C, O> {
 
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
+    }
+
+    fn emit_watermark(&mut self, watermark: crate::stage::Watermark) {
+        Link::new(self.chain, self.out).emit_watermark(watermark);
     }
 }
 

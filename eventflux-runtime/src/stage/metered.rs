@@ -72,6 +72,10 @@ impl<T, E: Emit<T>> Emit<T> for Counting<'_, E> {
         *self.errors += 1;
         self.out.fail(error);
     }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        self.out.emit_watermark(watermark);
+    }
 }
 
 macro_rules! counting {
