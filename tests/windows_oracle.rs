@@ -307,7 +307,6 @@ proptest! {
         // compare in (start, first appearance) order. Merged states make first/last follow merge
         // order, so those two are not compared.
         let rank = |k: u8| first_seen.iter().position(|&g| g == k).unwrap_or(usize::MAX);
-        let mut got = got;
         got.sort_by_key(|r| (r.window.map(|b| b.start), rank(r.key)));
         prop_assert_eq!(got.len(), want.len());
         for (g, (k, b, vs)) in got.iter().zip(&want) {
