@@ -286,7 +286,7 @@ fn event_time_through_a_fan_in() {
             )
         })
         .collect();
-    got.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    got.sort_by_key(|x| (x.0, x.1));
     let mut want: Vec<(u32, u64, u64, f64)> = (0..10).map(|w| (1, w * 100, 10, 10.0)).collect();
     want.extend((0..5).map(|w| (2, w * 100, 10, 20.0)));
     assert_eq!(got, want);
