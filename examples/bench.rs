@@ -21,6 +21,8 @@
 
 #[path = "common/trades.rs"]
 mod trades;
+#[path = "common/windows_bench.rs"]
+mod windows_bench;
 
 use std::alloc::System;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -70,6 +72,16 @@ impl Sums {
 struct SliceSource {
     data: Arc<Vec<Trade>>,
     pos: usize,
+}
+
+impl SliceSource {
+    #[allow(dead_code)]
+    fn new(data: &Arc<Vec<Trade>>) -> Self {
+        Self {
+            data: Arc::clone(data),
+            pos: 0,
+        }
+    }
 }
 
 impl Source for SliceSource {
@@ -315,6 +327,7 @@ struct Args {
     json: bool,
     verbose: bool,
     settle_ms: u64,
+    workloads: Vec<String>,
     events: usize,
     rounds: usize,
     variants: Option<Vec<String>>,
@@ -330,6 +343,7 @@ fn parse_args() -> Args {
         json: false,
         verbose: false,
         settle_ms: 0,
+        workloads: vec!["W0".into(), "W".into(), "W_sliding".into()],
         events: 20_000_000,
         rounds: 7,
         variants: None,
@@ -361,12 +375,15 @@ fn parse_args() -> Args {
                     .filter(|r| *r >= 1)
                     .unwrap_or_else(|| fail("--rounds takes a whole number ≥ 1"));
             }
+            "--workload" => {
+                args.workloads = value("--workload").split(',').map(str::to_string).collect();
+            }
             "--variant" => {
                 args.variants = Some(value("--variant").split(',').map(str::to_string).collect());
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--json] [--verbose] [--settle-ms MS] [--events N] [--rounds N] [--variant a,b,...]"
+                    "usage: bench [--json] [--verbose] [--settle-ms MS] [--workload W0,W,W_sliding] [--events N] [--rounds N] [--variant a,b,...]"
                 );
                 std::process::exit(0);
             }
@@ -410,17 +427,59 @@ fn median(v: &[f64]) -> f64 {
 
 fn main() {
     let args = parse_args();
-    let workload = "W0";
-    let data = Arc::new(trades::generate(args.events));
-    let all = [
-        "handwritten",
-        "fused",
-        "fused_metered",
-        "macro_fused",
-        "two_thread",
-        "macro_two_thread",
-        "dyn_vec",
-    ];
+    for workload in args.workloads.clone() {
+        match workload.as_str() {
+            "W0" => {
+                let data = Arc::new(trades::generate(args.events));
+                let all = [
+                    "handwritten",
+                    "fused",
+                    "fused_metered",
+                    "macro_fused",
+                    "two_thread",
+                    "macro_two_thread",
+                    "dyn_vec",
+                ];
+                run_workload("W0", &all, &args, |v| {
+                    match v {
+                        "handwritten" => w0_handwritten(&data),
+                        "fused" => w0_fused(&data, false),
+                        "fused_metered" => w0_fused(&data, true),
+                        "two_thread" => w0_two_thread(&data),
+                        "macro_fused" => w0_macro(&data, false),
+                        "macro_two_thread" => w0_macro(&data, true),
+                        _ => dyn_vec::run(&data),
+                    }
+                    .checksum()
+                });
+            }
+            "W" => {
+                let data = Arc::new(trades::generate_disordered(args.events, 50));
+                let all = ["handwritten", "macro_fused", "macro_two_thread", "dyn_vec"];
+                run_workload("W", &all, &args, |v| match v {
+                    "handwritten" => windows_bench::w_handwritten(&data),
+                    "macro_fused" => windows_bench::w_macro(&data, false),
+                    "macro_two_thread" => windows_bench::w_macro(&data, true),
+                    _ => windows_bench::w_dyn_vec(&data),
+                });
+            }
+            "W_sliding" => {
+                let data = Arc::new(trades::generate_disordered(args.events, 50));
+                let all = ["handwritten", "macro_fused"];
+                run_workload("W_sliding", &all, &args, |v| match v {
+                    "handwritten" => windows_bench::w_sliding_handwritten(&data),
+                    _ => windows_bench::w_sliding_macro(&data),
+                });
+            }
+            other => fail(&format!(
+                "unknown workload `{other}`; choose from W0, W, W_sliding"
+            )),
+        }
+    }
+}
+
+/// Runs every selected variant of one workload `--rounds` times and prints the medians.
+fn run_workload(workload: &str, all: &[&str], args: &Args, run: impl Fn(&str) -> u64) {
     let variants: Vec<&str> = all
         .iter()
         .copied()
@@ -431,7 +490,7 @@ fn main() {
         })
         .collect();
     if variants.is_empty() {
-        fail(&format!("no such variant; choose from {}", all.join(",")));
+        return;
     }
     let mut results: Vec<Measured> = variants
         .iter()
@@ -447,30 +506,20 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_millis(args.settle_ms));
             let before = GLOBAL.stats().allocations;
             let t0 = Instant::now();
-            let sums = match variants[i] {
-                "handwritten" => w0_handwritten(&data),
-                "fused" => w0_fused(&data, false),
-                "fused_metered" => w0_fused(&data, true),
-                "two_thread" => w0_two_thread(&data),
-                "macro_fused" => w0_macro(&data, false),
-                "macro_two_thread" => w0_macro(&data, true),
-                "dyn_vec" => dyn_vec::run(&data),
-                other => fail(&format!("unknown variant {other}")),
-            };
+            let sum = run(variants[i]);
             let secs = t0.elapsed().as_secs_f64();
             let allocs = GLOBAL.stats().allocations - before;
             if args.verbose {
                 eprintln!(
-                    "round {round} {:<14} {:>8.1} M events/s",
+                    "{workload} round {round} {:<16} {:>8.1} M events/s",
                     variants[i],
                     args.events as f64 / secs / 1e6
                 );
             }
             let m = &mut results[i];
-            let sum = sums.checksum();
             if m.checksum.is_some_and(|c| c != sum) {
                 fail(&format!(
-                    "{} gave different checksums across rounds",
+                    "{workload}/{} gave different checksums across rounds",
                     variants[i]
                 ));
             }
@@ -479,6 +528,10 @@ fn main() {
             m.allocs.push(allocs);
         }
     }
+    report(workload, &variants, &results, args);
+}
+
+fn report(workload: &str, variants: &[&str], results: &[Measured], args: &Args) {
     // The machine is shared and its speed drifts by up to 2× over seconds, so a variant's ratio
     // is the median over rounds of its speed relative to `handwritten` *in the same round*.
     let base = variants.iter().position(|v| *v == "handwritten");
@@ -511,7 +564,7 @@ fn main() {
             "checksum"
         );
     }
-    for (v, m) in variants.iter().zip(&results) {
+    for (v, m) in variants.iter().zip(results) {
         let eps = args.events as f64 / median(&m.secs);
         let mut allocs = m.allocs.clone();
         allocs.sort_unstable();
@@ -551,6 +604,6 @@ fn main() {
         }
     }
     if checksums.windows(2).any(|w| w[0] != w[1]) {
-        fail("variants disagree on the checksum");
+        fail(&format!("{workload}: variants disagree on the checksum"));
     }
 }

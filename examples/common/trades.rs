@@ -25,6 +25,7 @@ pub const SYMBOLS: usize = 64;
 pub struct TradeGen {
     state: u64,
     ts: u64,
+    disorder: u64,
 }
 
 impl TradeGen {
@@ -33,7 +34,16 @@ impl TradeGen {
         Self {
             state: seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             ts: 0,
+            disorder: 0,
         }
+    }
+
+    /// Makes each timestamp lag the generator's clock by 0–`max` (so timestamps arrive out of
+    /// order by up to `max`).
+    #[allow(dead_code)]
+    pub fn with_disorder(mut self, max: u64) -> Self {
+        self.disorder = max;
+        self
     }
 
     #[inline]
@@ -54,8 +64,13 @@ impl Iterator for TradeGen {
     fn next(&mut self) -> Option<Trade> {
         let r = self.next_u64();
         self.ts += r & 3;
+        let lag = if self.disorder == 0 {
+            0
+        } else {
+            (r >> 44) % (self.disorder + 1)
+        };
         Some(Trade {
-            ts: self.ts,
+            ts: self.ts.saturating_sub(lag),
             symbol: ((r >> 2) % SYMBOLS as u64) as u32,
             price: 100.0 + ((r >> 8) % 10_000) as f64 / 100.0,
             volume: ((r >> 24) % 1000) as u32,
@@ -67,4 +82,10 @@ impl Iterator for TradeGen {
 #[allow(dead_code)]
 pub fn generate(n: usize) -> Vec<Trade> {
     TradeGen::new(42).take(n).collect()
+}
+
+/// `n` trades from seed 42, timestamps out of order by up to `max`.
+#[allow(dead_code)]
+pub fn generate_disordered(n: usize, max: u64) -> Vec<Trade> {
+    TradeGen::new(42).with_disorder(max).take(n).collect()
 }

@@ -42,6 +42,20 @@ impl<V: PartialOrd + Clone> Extremum<V> {
         self.added += 1;
     }
 
+    /// Append-only windows: only the best value matters, so the deque holds at most one.
+    #[inline]
+    fn insert(&mut self, v: V, dominates: impl Fn(&V, &V) -> bool) {
+        match self.deque.front_mut() {
+            Some((_, best)) => {
+                if dominates(&v, best) {
+                    *best = v;
+                }
+            }
+            None => self.deque.push_back((self.added, v)),
+        }
+        self.added += 1;
+    }
+
     #[inline]
     fn retract(&mut self) {
         if self
@@ -121,6 +135,10 @@ macro_rules! extremum {
             #[inline]
             fn add(&self, s: &mut Extremum<V>, item: &T) {
                 s.add((self.0)(item), $dominates);
+            }
+            #[inline]
+            fn insert(&self, s: &mut Extremum<V>, item: &T) {
+                s.insert((self.0)(item), $dominates);
             }
             #[inline]
             fn retract(&self, s: &mut Extremum<V>, _: &T) {

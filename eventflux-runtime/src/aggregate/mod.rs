@@ -74,6 +74,13 @@ pub trait Aggregate<T> {
     fn init(&self) -> Self::State;
     /// Adds one event.
     fn add(&self, state: &mut Self::State, item: &T);
+
+    /// Adds one event to a window that will never retract (batch, tumbling and session
+    /// windows): an aggregate may keep less state then. Defaults to [`add`](Aggregate::add).
+    #[inline]
+    fn insert(&self, state: &mut Self::State, item: &T) {
+        self.add(state, item);
+    }
     /// Removes the oldest event still in `state` (windows retract in insertion order).
     fn retract(&self, state: &mut Self::State, item: &T);
     /// Folds `from` (a later run of events) into `into` (used when session windows merge).
@@ -98,6 +105,10 @@ macro_rules! tuple_aggregate {
             #[inline]
             fn add(&self, state: &mut Self::State, item: &T) {
                 $(self.$idx.add(&mut state.$idx, item);)+
+            }
+            #[inline]
+            fn insert(&self, state: &mut Self::State, item: &T) {
+                $(self.$idx.insert(&mut state.$idx, item);)+
             }
             #[inline]
             fn retract(&self, state: &mut Self::State, item: &T) {

@@ -326,6 +326,17 @@ where
                 break;
             }
             if !self.clock.fired(start + size, wm) {
+                // Most events belong to the newest open window.
+                if let Some(back) = self.open.back_mut()
+                    && back.start == start
+                {
+                    back.pane.add(&self.grouping, &self.agg, &item);
+                    if start < slide {
+                        break;
+                    }
+                    start -= slide;
+                    continue;
+                }
                 let pos = self.open.iter().rposition(|w| w.start <= start);
                 let idx = match pos {
                     Some(i) if self.open[i].start == start => i,

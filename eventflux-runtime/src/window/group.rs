@@ -62,6 +62,12 @@ pub trait Table<K, S> {
     fn slot(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool);
     /// The state in `slot`.
     fn state(&mut self, slot: usize) -> Option<&mut S>;
+    /// [`slot`](Table::slot) and [`state`](Table::state) in one lookup.
+    #[inline]
+    fn entry(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool, Option<&mut S>) {
+        let (slot, created) = self.slot(key, init);
+        (slot, created, self.state(slot))
+    }
     /// The key of an active `slot`.
     fn key(&self, slot: usize) -> Option<K>;
     /// Deactivates `slot` (its state must already be reset).
@@ -216,6 +222,21 @@ pub struct DenseTable<S> {
 }
 
 impl<S> Table<usize, S> for DenseTable<S> {
+    #[inline]
+    fn entry(&mut self, key: &usize, init: impl FnOnce() -> S) -> (usize, bool, Option<&mut S>) {
+        let i = *key;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || (false, None));
+        }
+        let (active, state) = &mut self.slots[i];
+        let created = !*active;
+        if created {
+            *active = true;
+            self.len += 1;
+        }
+        (i, created, Some(state.get_or_insert_with(init)))
+    }
+
     #[inline]
     fn slot(&mut self, key: &usize, init: impl FnOnce() -> S) -> (usize, bool) {
         let i = *key;

@@ -156,12 +156,12 @@ impl<Tab> Pane<Tab> {
         Tab: Table<G::Key, A::State>,
     {
         let key = grouping.key(item);
-        let (slot, created) = self.table.slot(&key, || agg.init());
+        let (slot, created, state) = self.table.entry(&key, || agg.init());
+        if let Some(state) = state {
+            agg.insert(state, item);
+        }
         if created {
             self.order.push(slot);
-        }
-        if let Some(state) = self.table.state(slot) {
-            agg.add(state, item);
         }
     }
 

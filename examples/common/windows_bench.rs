@@ -1,0 +1,512 @@
+//! Workloads `W` (event-time tumbling window, 5 aggregates per symbol) and `W_sliding`
+//! (`length(1000)` sliding min/max/avg per arrival) for the bench binary.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use eventflux::prelude::*;
+
+use crate::trades::{SYMBOLS, Trade};
+use crate::{SliceSource, fail};
+
+/// `(symbol, notional, ts)`.
+pub type Notional = (u32, f64, u64);
+
+const SIZE: u64 = 1_000;
+const OUT_OF_ORDER: u64 = 50;
+const LENGTH: usize = 1_000;
+
+/// Folds output rows into a checksum. Floats are compared exactly where the computation is the
+/// same in every variant (min, max) and rounded to whole units where variants may legitimately
+/// differ in the last bits (a plain loop sums naively, the runtime with compensation).
+#[derive(Clone, Copy, Default)]
+pub struct Fold(u64);
+
+impl Fold {
+    #[inline]
+    fn mix(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x100_0000_01B3);
+    }
+
+    /// Notionals are whole cents, so sums are compared in cents (robust to the last-bit
+    /// differences between naive and compensated summation); the mean through `avg × count`.
+    #[inline]
+    pub fn w_row(
+        &mut self,
+        symbol: u64,
+        start: u64,
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        avg: f64,
+    ) {
+        let cents = |x: f64| (x * 100.0).round() as i64 as u64;
+        for x in [
+            symbol,
+            start,
+            count,
+            cents(sum),
+            min.to_bits(),
+            max.to_bits(),
+            cents(avg * count as f64),
+        ] {
+            self.mix(x);
+        }
+    }
+
+    /// Exact: every variant computes the mean with the same compensated running sum.
+    #[inline]
+    pub fn sliding_row(&mut self, min: f64, max: f64, avg: f64) {
+        self.mix(min.to_bits());
+        self.mix(max.to_bits());
+        self.mix(avg.to_bits());
+    }
+
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// W: hand-written.
+
+#[derive(Clone, Copy)]
+struct Acc {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+const EMPTY: Acc = Acc {
+    count: 0,
+    sum: 0.0,
+    min: f64::INFINITY,
+    max: f64::NEG_INFINITY,
+};
+
+struct Win {
+    start: u64,
+    acc: [Acc; SYMBOLS],
+    order: Vec<u32>,
+}
+
+fn emit_win(w: &mut Win, fold: &mut Fold) {
+    for &s in &w.order {
+        let a = w.acc[s as usize];
+        fold.w_row(
+            u64::from(s),
+            w.start,
+            a.count,
+            a.sum,
+            a.min,
+            a.max,
+            a.sum / a.count as f64,
+        );
+        w.acc[s as usize] = EMPTY;
+    }
+    w.order.clear();
+}
+
+/// The loop a competent engineer would write: open windows in a small deque, dense per-symbol
+/// accumulators, bounded-out-of-orderness watermark, groups in first-appearance order.
+pub fn w_handwritten(data: &[Trade]) -> u64 {
+    let mut fold = Fold::default();
+    let mut open: VecDeque<Win> = VecDeque::new();
+    let mut spare: Vec<Win> = Vec::new();
+    let mut max_ts: Option<u64> = None;
+    for t in data {
+        if t.volume <= 100 {
+            continue;
+        }
+        let value = t.price * f64::from(t.volume);
+        let start = t.ts / SIZE * SIZE;
+        let wm = max_ts.and_then(|m| m.checked_sub(OUT_OF_ORDER + 1));
+        if wm.is_some_and(|w| w >= start + SIZE - 1) {
+            continue; // late (never happens with disorder ≤ 50)
+        }
+        let idx = match open.iter().rposition(|w| w.start <= start) {
+            Some(i) if open[i].start == start => i,
+            pos => {
+                let at = pos.map_or(0, |i| i + 1);
+                let mut w = spare.pop().unwrap_or_else(|| Win {
+                    start,
+                    acc: [EMPTY; SYMBOLS],
+                    order: Vec::new(),
+                });
+                w.start = start;
+                open.insert(at, w);
+                at
+            }
+        };
+        let w = &mut open[idx];
+        let a = &mut w.acc[t.symbol as usize];
+        if a.count == 0 {
+            w.order.push(t.symbol);
+        }
+        a.count += 1;
+        a.sum += value;
+        a.min = a.min.min(value);
+        a.max = a.max.max(value);
+        max_ts = Some(max_ts.map_or(t.ts, |m| m.max(t.ts)));
+        let wm = max_ts.and_then(|m| m.checked_sub(OUT_OF_ORDER + 1));
+        while open
+            .front()
+            .is_some_and(|w| wm.is_some_and(|x| x >= w.start + SIZE - 1))
+        {
+            if let Some(mut w) = open.pop_front() {
+                emit_win(&mut w, &mut fold);
+                spare.push(w);
+            }
+        }
+    }
+    while let Some(mut w) = open.pop_front() {
+        emit_win(&mut w, &mut fold);
+    }
+    fold.value()
+}
+
+// ---------------------------------------------------------------------------------------------
+// W: pipelines.
+
+type WRow = Row<usize, (u64, f64, Option<f64>, Option<f64>, Option<f64>)>;
+
+struct WSink {
+    fold: Fold,
+    result: Arc<Mutex<Option<u64>>>,
+}
+
+impl Sink<WRow> for WSink {
+    #[inline]
+    fn send(&mut self, r: WRow) -> Result<(), SinkError> {
+        let (count, sum, min, max, avg) = r.values;
+        let start = r.window.map_or(0, |w| w.start);
+        self.fold.w_row(
+            r.key as u64,
+            start,
+            count,
+            sum,
+            min.unwrap_or(f64::NAN),
+            max.unwrap_or(f64::NAN),
+            avg.unwrap_or(f64::NAN),
+        );
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.fold.value());
+        Ok(())
+    }
+}
+
+fn result_of(r: &Mutex<Option<u64>>) -> u64 {
+    r.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .unwrap_or_else(|| fail("a pipeline finished without publishing its result"))
+}
+
+/// `W` declared with `pipeline!`, fused on one thread or with the source on its own thread.
+pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
+    let result = Arc::new(Mutex::new(None));
+    let sink = WSink {
+        fold: Fold::default(),
+        result: Arc::clone(&result),
+    };
+    let source = SliceSource {
+        data: Arc::clone(data),
+        pos: 0,
+    };
+    macro_rules! window {
+        () => {
+            tumbling(SIZE, |n: &Notional| n.2)
+                .out_of_orderness(OUT_OF_ORDER)
+                .group_by_index(|n: &Notional| n.0 as usize)
+                .aggregate((
+                    count(),
+                    sum(|n: &Notional| n.1),
+                    min(|n: &Notional| n.1),
+                    max(|n: &Notional| n.1),
+                    avg(|n: &Notional| n.1),
+                ))
+        };
+    }
+    let app = if two_thread {
+        pipeline! {
+            config { stage_metrics: false }
+            source feed = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage stats = window!();
+            sink out = sink;
+            feed => big -> value -> stats -> out;
+        }
+    } else {
+        pipeline! {
+            config { stage_metrics: false }
+            source feed = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage stats = window!();
+            sink out = sink;
+            feed -> big -> value -> stats -> out;
+        }
+    };
+    if let Err(e) = app.run() {
+        fail(&format!("pipeline failed: {e}"));
+    }
+    result_of(&result)
+}
+
+/// `W` in the naive design: dynamic rows, boxed processors, a `Vec` per event per stage, hash
+/// maps for state.
+pub fn w_dyn_vec(data: &[Trade]) -> u64 {
+    enum R {
+        Trade(Trade),
+        Notional(Notional),
+        Row(u32, u64, Acc),
+    }
+    trait P {
+        fn process(&mut self, r: R) -> Vec<R>;
+        fn finish(&mut self) -> Vec<R> {
+            Vec::new()
+        }
+    }
+    struct Big;
+    impl P for Big {
+        fn process(&mut self, r: R) -> Vec<R> {
+            match r {
+                R::Trade(t) if t.volume > 100 => vec![r],
+                _ => Vec::new(),
+            }
+        }
+    }
+    struct Value;
+    impl P for Value {
+        fn process(&mut self, r: R) -> Vec<R> {
+            match r {
+                R::Trade(t) => vec![R::Notional((t.symbol, t.price * f64::from(t.volume), t.ts))],
+                other => vec![other],
+            }
+        }
+    }
+    #[derive(Default)]
+    struct Window {
+        open: BTreeMap<u64, (HashMap<u32, Acc>, Vec<u32>)>,
+        max_ts: Option<u64>,
+    }
+    impl Window {
+        fn close(&mut self, upto: Option<u64>) -> Vec<R> {
+            let mut out = Vec::new();
+            while let Some((&start, _)) = self.open.first_key_value() {
+                if upto.is_some_and(|wm| wm < start + SIZE - 1) {
+                    break;
+                }
+                if let Some((_, (accs, order))) = self.open.pop_first() {
+                    for s in order {
+                        out.push(R::Row(s, start, accs[&s]));
+                    }
+                }
+            }
+            out
+        }
+    }
+    impl P for Window {
+        fn process(&mut self, r: R) -> Vec<R> {
+            let R::Notional((s, v, ts)) = r else {
+                return Vec::new();
+            };
+            let (accs, order) = self.open.entry(ts / SIZE * SIZE).or_default();
+            let a = accs.entry(s).or_insert_with(|| {
+                order.push(s);
+                EMPTY
+            });
+            a.count += 1;
+            a.sum += v;
+            a.min = a.min.min(v);
+            a.max = a.max.max(v);
+            self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
+            let wm = self.max_ts.and_then(|m| m.checked_sub(OUT_OF_ORDER + 1));
+            if wm.is_some() {
+                self.close(wm)
+            } else {
+                Vec::new()
+            }
+        }
+        fn finish(&mut self) -> Vec<R> {
+            self.close(None)
+        }
+    }
+    struct Out<'a>(&'a mut Fold);
+    impl P for Out<'_> {
+        fn process(&mut self, r: R) -> Vec<R> {
+            if let R::Row(s, start, a) = r {
+                self.0.w_row(
+                    u64::from(s),
+                    start,
+                    a.count,
+                    a.sum,
+                    a.min,
+                    a.max,
+                    a.sum / a.count as f64,
+                );
+            }
+            Vec::new()
+        }
+    }
+    let mut fold = Fold::default();
+    {
+        let mut stages: Vec<Box<dyn P + '_>> = vec![
+            Box::new(Big),
+            Box::new(Value),
+            Box::new(Window::default()),
+            Box::new(Out(&mut fold)),
+        ];
+        let run = |stages: &mut Vec<Box<dyn P + '_>>, first: usize, rows: Vec<R>| {
+            let mut rows = rows;
+            for st in stages.iter_mut().skip(first) {
+                let mut next = Vec::new();
+                for r in rows {
+                    next.extend(st.process(r));
+                }
+                rows = next;
+            }
+        };
+        for t in data {
+            run(&mut stages, 0, vec![R::Trade(*t)]);
+        }
+        let tail = stages[2].finish();
+        run(&mut stages, 3, tail);
+    }
+    fold.value()
+}
+
+// ---------------------------------------------------------------------------------------------
+// W_sliding.
+
+/// Neumaier's compensated running sum: a plain `+=`/`-=` over 20 M floats drifts by more than
+/// a cent, which a careful engineer would not accept (and which would make the mean wrong).
+#[derive(Default)]
+struct Neumaier {
+    sum: f64,
+    comp: f64,
+}
+
+impl Neumaier {
+    #[inline]
+    fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.comp += (self.sum - t) + x;
+        } else {
+            self.comp += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    #[inline]
+    fn value(&self) -> f64 {
+        self.sum + self.comp
+    }
+}
+
+/// Monotonic deques for min and max, a compensated running sum for the mean.
+pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
+    let mut fold = Fold::default();
+    let mut window: VecDeque<f64> = VecDeque::with_capacity(LENGTH);
+    let mut mins: VecDeque<(u64, f64)> = VecDeque::new();
+    let mut maxs: VecDeque<(u64, f64)> = VecDeque::new();
+    let (mut added, mut removed) = (0u64, 0u64);
+    let mut sum = Neumaier::default();
+    for t in data {
+        if t.volume <= 100 {
+            continue;
+        }
+        let v = t.price * f64::from(t.volume);
+        if window.len() == LENGTH
+            && let Some(old) = window.pop_front()
+        {
+            sum.add(-old);
+            if mins.front().is_some_and(|(i, _)| *i == removed) {
+                mins.pop_front();
+            }
+            if maxs.front().is_some_and(|(i, _)| *i == removed) {
+                maxs.pop_front();
+            }
+            removed += 1;
+        }
+        window.push_back(v);
+        sum.add(v);
+        while mins.back().is_some_and(|(_, x)| *x >= v) {
+            mins.pop_back();
+        }
+        mins.push_back((added, v));
+        while maxs.back().is_some_and(|(_, x)| *x <= v) {
+            maxs.pop_back();
+        }
+        maxs.push_back((added, v));
+        added += 1;
+        let (lo, hi) = (
+            mins.front().map_or(f64::NAN, |m| m.1),
+            maxs.front().map_or(f64::NAN, |m| m.1),
+        );
+        fold.sliding_row(lo, hi, sum.value() / window.len() as f64);
+    }
+    fold.value()
+}
+
+type SRow = Row<(), (Option<f64>, Option<f64>, Option<f64>)>;
+
+struct SlidingSink {
+    fold: Fold,
+    result: Arc<Mutex<Option<u64>>>,
+}
+
+impl Sink<SRow> for SlidingSink {
+    #[inline]
+    fn send(&mut self, r: SRow) -> Result<(), SinkError> {
+        let (lo, hi, avg) = r.values;
+        self.fold.sliding_row(
+            lo.unwrap_or(f64::NAN),
+            hi.unwrap_or(f64::NAN),
+            avg.unwrap_or(f64::NAN),
+        );
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.fold.value());
+        Ok(())
+    }
+}
+
+/// `length(1000)` with min/max/avg, declared with `pipeline!`.
+pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
+    let result = Arc::new(Mutex::new(None));
+    let sink = SlidingSink {
+        fold: Fold::default(),
+        result: Arc::clone(&result),
+    };
+    let source = SliceSource {
+        data: Arc::clone(data),
+        pos: 0,
+    };
+    let app = pipeline! {
+        config { stage_metrics: false }
+        source feed = source;
+        stage big = filter(|t: &Trade| t.volume > 100);
+        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+        stage window = length(LENGTH).aggregate((
+            min(|n: &Notional| n.1),
+            max(|n: &Notional| n.1),
+            avg(|n: &Notional| n.1),
+        ));
+        sink out = sink;
+        feed -> big -> value -> window -> out;
+    };
+    if let Err(e) = app.run() {
+        fail(&format!("pipeline failed: {e}"));
+    }
+    result_of(&result)
+}
