@@ -9,9 +9,11 @@ use std::collections::VecDeque;
 
 use crate::aggregate::Aggregate;
 
-/// State of `min`/`max`.
+/// State of `min`/`max`: the best value of an append-only window, or the monotonic deque of a
+/// sliding one.
 #[derive(Debug, Clone)]
 pub struct Extremum<V> {
+    best: Option<V>,
     deque: VecDeque<(u64, V)>,
     added: u64,
     retracted: u64,
@@ -20,6 +22,7 @@ pub struct Extremum<V> {
 impl<V> Default for Extremum<V> {
     fn default() -> Self {
         Self {
+            best: None,
             deque: VecDeque::new(),
             added: 0,
             retracted: 0,
@@ -42,18 +45,24 @@ impl<V: PartialOrd + Clone> Extremum<V> {
         self.added += 1;
     }
 
-    /// Append-only windows: only the best value matters, so the deque holds at most one.
+    /// Append-only windows: only the best value matters.
     #[inline]
     fn insert(&mut self, v: V, dominates: impl Fn(&V, &V) -> bool) {
-        match self.deque.front_mut() {
-            Some((_, best)) => {
+        match &mut self.best {
+            Some(best) => {
                 if dominates(&v, best) {
                     *best = v;
                 }
             }
-            None => self.deque.push_back((self.added, v)),
+            None => self.best = Some(v),
         }
-        self.added += 1;
+    }
+
+    fn current(&self) -> Option<V> {
+        match self.deque.front() {
+            Some((_, v)) => Some(v.clone()),
+            None => self.best.clone(),
+        }
     }
 
     #[inline]
@@ -68,12 +77,11 @@ impl<V: PartialOrd + Clone> Extremum<V> {
         self.retracted += 1;
     }
 
+    /// Merges (session windows, which never retract): keeps the better best value.
     fn merge(&mut self, from: &Self, dominates: impl Fn(&V, &V) -> bool + Copy) {
-        for (_, v) in &from.deque {
-            self.add(v.clone(), dominates);
+        if let Some(v) = from.current() {
+            self.insert(v, dominates);
         }
-        // Events of `from` that were dominated inside it still count for sequence numbers.
-        self.added += from.added - from.retracted - from.deque.len() as u64;
     }
 }
 
@@ -149,9 +157,10 @@ macro_rules! extremum {
             }
             #[inline]
             fn result(&self, s: &Extremum<V>) -> Option<V> {
-                s.deque.front().map(|(_, v)| v.clone())
+                s.current()
             }
             fn reset(&self, s: &mut Extremum<V>) {
+                s.best = None;
                 s.deque.clear();
                 s.added = 0;
                 s.retracted = 0;

@@ -201,9 +201,17 @@ impl EventClock {
         wm.is_some_and(|w| w >= (end - 1).saturating_add(self.allowed_lateness))
     }
 
+    /// Records a timestamp; returns whether the largest one seen advanced (and with it, maybe,
+    /// the watermark).
     #[inline]
-    pub(crate) fn saw(&mut self, ts: u64) {
-        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
+    pub(crate) fn saw(&mut self, ts: u64) -> bool {
+        match self.max_ts {
+            Some(m) if m >= ts => false,
+            _ => {
+                self.max_ts = Some(ts);
+                true
+            }
+        }
     }
 
     pub(crate) fn upstream(&mut self, w: Watermark) {
@@ -268,6 +276,43 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
         self.open.iter().map(|w| w.pane.table.len()).sum()
     }
 
+    /// Adds `item` (timestamp `ts`) to every open window containing it, creating windows as
+    /// needed, newest first: starts `last_start`, `last_start − slide`, …
+    fn place(&mut self, ts: u64, last_start: u64, wm: Option<u64>, item: &T)
+    where
+        G: Grouping<T>,
+        A: Aggregate<T>,
+    {
+        let (size, slide) = (self.clock.size, self.clock.slide);
+        let mut start = last_start;
+        loop {
+            if start + size <= ts {
+                break;
+            }
+            if !self.clock.fired(start + size, wm) {
+                let pos = self.open.iter().rposition(|w| w.start <= start);
+                let idx = match pos {
+                    Some(i) if self.open[i].start == start => i,
+                    _ => {
+                        let at = pos.map_or(0, |i| i + 1);
+                        let grouping = &self.grouping;
+                        let pane = self
+                            .spare
+                            .pop()
+                            .unwrap_or_else(|| Pane::new(grouping.table()));
+                        self.open.insert(at, OpenWindow { start, pane });
+                        at
+                    }
+                };
+                self.open[idx].pane.add(&self.grouping, &self.agg, item);
+            }
+            if start < slide {
+                break;
+            }
+            start -= slide;
+        }
+    }
+
     fn late(&mut self, item: T) {
         self.late_count.fetch_add(1, Ordering::Relaxed);
         if let Some(late) = &self.late {
@@ -312,60 +357,33 @@ where
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let ts = (self.ts)(&item);
-        let wm = self.clock.watermark();
         let (size, slide) = (self.clock.size, self.clock.slide);
-        let last_start = ts / slide * slide;
-        if self.clock.fired(last_start + size, wm) {
-            self.late(item);
-            return;
-        }
-        // Every window containing `ts`, newest first: starts last_start, last_start − slide, …
-        let mut start = last_start;
-        loop {
-            if start + size <= ts {
-                break;
-            }
-            if !self.clock.fired(start + size, wm) {
-                // Most events belong to the newest open window.
-                if let Some(back) = self.open.back_mut()
-                    && back.start == start
-                {
-                    back.pane.add(&self.grouping, &self.agg, &item);
-                    if start < slide {
-                        break;
-                    }
-                    start -= slide;
-                    continue;
-                }
-                let pos = self.open.iter().rposition(|w| w.start <= start);
-                let idx = match pos {
-                    Some(i) if self.open[i].start == start => i,
-                    _ => {
-                        let at = pos.map_or(0, |i| i + 1);
-                        let grouping = &self.grouping;
-                        let pane = self
-                            .spare
-                            .pop()
-                            .unwrap_or_else(|| Pane::new(grouping.table()));
-                        self.open.insert(at, OpenWindow { start, pane });
-                        at
-                    }
-                };
-                self.open[idx].pane.add(&self.grouping, &self.agg, &item);
-            }
-            if start < slide {
-                break;
-            }
-            start -= slide;
-        }
-        self.clock.saw(ts);
-        let wm = self.clock.watermark();
-        if self
-            .open
-            .front()
-            .is_some_and(|w| self.clock.fired(w.start + size, wm))
+        // Fast path (tumbling): the event falls in the newest open window, which is therefore
+        // not closed — no division, no lateness check needed.
+        if slide == size
+            && let Some(back) = self.open.back_mut()
+            && ts >= back.start
+            && ts - back.start < size
         {
-            self.fire(wm, out);
+            back.pane.add(&self.grouping, &self.agg, &item);
+        } else {
+            let wm = self.clock.watermark();
+            let last_start = ts / slide * slide;
+            if self.clock.fired(last_start + size, wm) {
+                self.late(item);
+                return;
+            }
+            self.place(ts, last_start, wm, &item);
+        }
+        if self.clock.saw(ts) {
+            let wm = self.clock.watermark();
+            if self
+                .open
+                .front()
+                .is_some_and(|w| self.clock.fired(w.start + size, wm))
+            {
+                self.fire(wm, out);
+            }
         }
     }
 

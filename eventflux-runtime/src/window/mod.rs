@@ -148,7 +148,7 @@ impl<Tab> Pane<Tab> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add<T, G, A>(&mut self, grouping: &G, agg: &A, item: &T)
     where
         G: Grouping<T, Table<A::State> = Tab>,

@@ -245,7 +245,7 @@ where
         match touching.first() {
             None => {
                 let mut state = agg.init();
-                agg.add(&mut state, &item);
+                agg.insert(&mut state, &item);
                 let at = list.partition_point(|s| s.start < ts);
                 list.insert(
                     at,
@@ -268,12 +268,12 @@ where
                     self.open -= 1;
                 }
                 let target = &mut list[first];
-                agg.add(&mut target.state, &item);
+                agg.insert(&mut target.state, &item);
                 target.start = target.start.min(ts);
                 target.last = target.last.max(ts);
             }
         }
-        self.clock.saw(ts);
+        let _ = self.clock.saw(ts);
         // `fire(None)` flushes everything (end of stream); before any watermark, nothing fires.
         if let Some(wm) = self.clock.watermark() {
             self.fire(Some(wm), out);
