@@ -1,15 +1,16 @@
 //! `trade_stats`: a realistic pipeline over 10 million generated trades.
 //!
 //! ```text
-//! trades ─(filter volume > 100 → project to notional)─⇒ stats (per-symbol 10 000-tick windows)
-//!                                                          ├─→ all window rows (collected)
-//!                                                          └─→ alerts: rows over 2 × the mean
+//! trades → big → value → marks ⇒ windows → summary ─→ rows
+//!                                                  └─→ hot → alert_log
 //! ```
 //!
-//! Declared with `pipeline!`. The source thread generates and filters trades and hands batches
-//! through a bounded queue to the stats thread, which keeps per-symbol tumbling windows in a dense array (a user-written
-//! stateful stage) and fans its rows out to two sinks. At the end it prints the busiest symbols
-//! of the last window, the alerts, and the pipeline's metrics: events/s, queue depths, latency.
+//! Declared with `pipeline!`. The source thread generates trades (timestamps out of order by up
+//! to 50 ticks), keeps the big ones, projects them to notional values and generates event-time
+//! watermarks; a bounded queue hands batches to the stats thread, which aggregates per-symbol
+//! event-time tumbling windows of 10 000 ticks (count, volume, notional, low, high) and fans the
+//! window rows out to two sinks. At the end it prints the busiest symbols of the last window, the
+//! alerts, and the pipeline's metrics: events/s, queue depths, latency.
 //!
 //! Run: `cargo run --release --example trade_stats [-- <number of trades>]`
 
@@ -29,6 +30,9 @@ struct Notional {
     value: f64,
 }
 
+/// What the window emits: per symbol and window, (trades, volume, notional, low, high).
+type Stats = Row<usize, (u64, i128, f64, Option<f64>, Option<f64>)>;
+
 /// One symbol's activity in one window.
 #[derive(Clone, Debug, Serialize)]
 struct WindowRow {
@@ -41,88 +45,6 @@ struct WindowRow {
     vwap: f64,
     low: f64,
     high: f64,
-}
-
-#[derive(Clone, Copy)]
-struct Acc {
-    trades: u64,
-    volume: u64,
-    notional: f64,
-    low: f64,
-    high: f64,
-}
-
-impl Acc {
-    const EMPTY: Acc = Acc {
-        trades: 0,
-        volume: 0,
-        notional: 0.0,
-        low: f64::INFINITY,
-        high: f64::NEG_INFINITY,
-    };
-}
-
-/// Per-symbol tumbling windows of `size` ticks over in-order timestamps. Rows of a closed
-/// window come out in order of each symbol's first trade in it; state is a dense array.
-struct SymbolWindows {
-    size: u64,
-    current: Option<u64>,
-    acc: [Acc; SYMBOLS],
-    order: Vec<u32>,
-}
-
-impl SymbolWindows {
-    fn new(size: u64) -> Self {
-        Self {
-            size,
-            current: None,
-            acc: [Acc::EMPTY; SYMBOLS],
-            order: Vec::with_capacity(SYMBOLS),
-        }
-    }
-
-    fn close<E: Emit<WindowRow>>(&mut self, out: &mut E) {
-        let Some(w) = self.current else { return };
-        for symbol in self.order.drain(..) {
-            let a = std::mem::replace(&mut self.acc[symbol as usize], Acc::EMPTY);
-            out.emit(WindowRow {
-                window_start: w * self.size,
-                window_end: (w + 1) * self.size,
-                symbol,
-                trades: a.trades,
-                volume: a.volume,
-                notional: a.notional,
-                vwap: a.notional / a.volume as f64,
-                low: a.low,
-                high: a.high,
-            });
-        }
-    }
-}
-
-impl Stage<Notional> for SymbolWindows {
-    type Out = WindowRow;
-
-    fn process<E: Emit<WindowRow>>(&mut self, n: Notional, out: &mut E) {
-        let w = n.ts / self.size;
-        if self.current != Some(w) {
-            self.close(out);
-            self.current = Some(w);
-        }
-        let a = &mut self.acc[n.symbol as usize];
-        if a.trades == 0 {
-            self.order.push(n.symbol);
-        }
-        a.trades += 1;
-        a.volume += u64::from(n.volume);
-        a.notional += n.value;
-        a.low = a.low.min(n.price);
-        a.high = a.high.max(n.price);
-    }
-
-    fn on_end<E: Emit<WindowRow>>(&mut self, out: &mut E) {
-        self.close(out);
-    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -144,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = pipeline! {
         config { queue_capacity: 65536, batch_size: 1024, backpressure: Block }
 
-        source trades: Trade = IterSource::new(TradeGen::new(7).take(n));
+        source trades: Trade = IterSource::new(TradeGen::new(7).with_disorder(50).take(n));
         stage  big     = filter(|t: &Trade| t.volume > 100);
         stage  value   = map(|t: Trade| Notional {
                              ts: t.ts,
@@ -153,13 +75,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                              volume: t.volume,
                              value: t.price * f64::from(t.volume),
                          });
-        stage  windows = SymbolWindows::new(10_000);
+        stage  marks   = watermarks(|n: &Notional| n.ts, 50);
+        stage  windows = tumbling(10_000, |n: &Notional| n.ts)
+                             .out_of_orderness(50)
+                             .group_by_index(|n: &Notional| n.symbol as usize)
+                             .aggregate((
+                                 count(),
+                                 sum(|n: &Notional| n.volume),
+                                 sum(|n: &Notional| n.value),
+                                 min(|n: &Notional| n.price),
+                                 max(|n: &Notional| n.price),
+                             ));
+        stage  summary = map(|r: Stats| {
+                             let (trades, volume, notional, low, high) = r.values;
+                             let w = r.window.unwrap_or(Bounds { start: 0, end: 0 });
+                             WindowRow {
+                                 window_start: w.start,
+                                 window_end: w.end,
+                                 symbol: r.key as u32,
+                                 trades,
+                                 volume: volume as u64,
+                                 notional,
+                                 vwap: notional / volume as f64,
+                                 low: low.unwrap_or(f64::NAN),
+                                 high: high.unwrap_or(f64::NAN),
+                             }
+                         });
         stage  hot     = filter(move |r: &WindowRow| r.notional > threshold);
         sink   rows    = rows;
         sink   alert_log = alerts;
 
-        trades -> big -> value => windows -> rows;   // `=>`: a queue and a second thread
-        windows -> hot -> alert_log;                  // fan-out of window rows
+        trades -> big -> value -> marks => windows -> summary -> rows;   // `=>`: a second thread
+        summary -> hot -> alert_log;                                      // fan-out of window rows
     };
     println!("{}", app.graph().to_mermaid());
     let report = app.run()?;

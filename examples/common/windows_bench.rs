@@ -36,10 +36,7 @@ impl Fold {
         symbol: u64,
         start: u64,
         count: u64,
-        sum: f64,
-        min: f64,
-        max: f64,
-        avg: f64,
+        (sum, min, max, avg): (f64, f64, f64, f64),
     ) {
         let cents = |x: f64| (x * 100.0).round() as i64 as u64;
         for x in [
@@ -99,10 +96,7 @@ fn emit_win(w: &mut Win, fold: &mut Fold) {
             u64::from(s),
             w.start,
             a.count,
-            a.sum,
-            a.min,
-            a.max,
-            a.sum / a.count as f64,
+            (a.sum, a.min, a.max, a.sum / a.count as f64),
         );
         w.acc[s as usize] = EMPTY;
     }
@@ -186,10 +180,12 @@ impl Sink<WRow> for WSink {
             r.key as u64,
             start,
             count,
-            sum,
-            min.unwrap_or(f64::NAN),
-            max.unwrap_or(f64::NAN),
-            avg.unwrap_or(f64::NAN),
+            (
+                sum,
+                min.unwrap_or(f64::NAN),
+                max.unwrap_or(f64::NAN),
+                avg.unwrap_or(f64::NAN),
+            ),
         );
         Ok(())
     }
@@ -346,10 +342,7 @@ pub fn w_dyn_vec(data: &[Trade]) -> u64 {
                     u64::from(s),
                     start,
                     a.count,
-                    a.sum,
-                    a.min,
-                    a.max,
-                    a.sum / a.count as f64,
+                    (a.sum, a.min, a.max, a.sum / a.count as f64),
                 );
             }
             Vec::new()
