@@ -98,6 +98,13 @@
 //! stages and sinks by their node names and each queue by the node it feeds (`b#0`, `b#1`, ...
 //! for workers).
 //!
+//! **Windows and aggregates** are stages too (see [`window`] and [`aggregate`]):
+//! `stage stats = tumbling(1_000, |t: &Trade| t.ts).out_of_orderness(50)
+//! .group_by_index(|t: &Trade| t.symbol as usize).aggregate((count(), sum(|t: &Trade| t.volume)));`
+//! emits one [`Row`](window::Row) per symbol and window; `watermarks(ts, out_of_orderness)`
+//! generates event-time progress in band, and `late_output()` gives a late side output that is
+//! connected as a `source` node.
+//!
 //! The runtime ([`eventflux_runtime`], re-exported below) can also be used directly:
 //! `PipelineBuilder` assembles the same segments by hand.
 
