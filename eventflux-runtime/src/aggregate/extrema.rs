@@ -10,10 +10,16 @@ use std::collections::VecDeque;
 use crate::aggregate::Aggregate;
 
 /// State of `min`/`max`: the best value of an append-only window, or the monotonic deque of a
-/// sliding one.
+/// sliding one (boxed, so append-only state stays small: three words for `f64`).
 #[derive(Debug, Clone)]
 pub struct Extremum<V> {
     best: Option<V>,
+    sliding: Option<Box<Sliding<V>>>,
+}
+
+/// The monotonic deque of a sliding window, with sequence numbers to recognise retractions.
+#[derive(Debug, Clone)]
+struct Sliding<V> {
     deque: VecDeque<(u64, V)>,
     added: u64,
     retracted: u64,
@@ -23,9 +29,7 @@ impl<V> Default for Extremum<V> {
     fn default() -> Self {
         Self {
             best: None,
-            deque: VecDeque::new(),
-            added: 0,
-            retracted: 0,
+            sliding: None,
         }
     }
 }
@@ -34,15 +38,22 @@ impl<V: PartialOrd + Clone> Extremum<V> {
     /// `dominates(new, old)`: `old` can never be the answer again once `new` is in.
     #[inline]
     fn add(&mut self, v: V, dominates: impl Fn(&V, &V) -> bool) {
-        while let Some((_, back)) = self.deque.back() {
+        let s = self.sliding.get_or_insert_with(|| {
+            Box::new(Sliding {
+                deque: VecDeque::new(),
+                added: 0,
+                retracted: 0,
+            })
+        });
+        while let Some((_, back)) = s.deque.back() {
             if dominates(&v, back) {
-                self.deque.pop_back();
+                s.deque.pop_back();
             } else {
                 break;
             }
         }
-        self.deque.push_back((self.added, v));
-        self.added += 1;
+        s.deque.push_back((s.added, v));
+        s.added += 1;
     }
 
     /// Append-only windows: only the best value matters.
@@ -59,7 +70,7 @@ impl<V: PartialOrd + Clone> Extremum<V> {
     }
 
     fn current(&self) -> Option<V> {
-        match self.deque.front() {
+        match self.sliding.as_ref().and_then(|s| s.deque.front()) {
             Some((_, v)) => Some(v.clone()),
             None => self.best.clone(),
         }
@@ -67,20 +78,27 @@ impl<V: PartialOrd + Clone> Extremum<V> {
 
     #[inline]
     fn retract(&mut self) {
-        if self
-            .deque
-            .front()
-            .is_some_and(|(seq, _)| *seq == self.retracted)
-        {
-            self.deque.pop_front();
+        if let Some(s) = self.sliding.as_mut() {
+            if s.deque.front().is_some_and(|(seq, _)| *seq == s.retracted) {
+                s.deque.pop_front();
+            }
+            s.retracted += 1;
         }
-        self.retracted += 1;
     }
 
     /// Merges (session windows, which never retract): keeps the better best value.
     fn merge(&mut self, from: &Self, dominates: impl Fn(&V, &V) -> bool + Copy) {
         if let Some(v) = from.current() {
             self.insert(v, dominates);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.best = None;
+        if let Some(s) = self.sliding.as_mut() {
+            s.deque.clear();
+            s.added = 0;
+            s.retracted = 0;
         }
     }
 }
@@ -160,10 +178,7 @@ macro_rules! extremum {
                 s.current()
             }
             fn reset(&self, s: &mut Extremum<V>) {
-                s.best = None;
-                s.deque.clear();
-                s.added = 0;
-                s.retracted = 0;
+                s.clear();
             }
         }
     };
