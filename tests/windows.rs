@@ -340,3 +340,36 @@ fn late_events_reach_the_late_sink() {
     );
     assert_eq!(report.metrics.node("late").map(|n| n.events_out), Some(1));
 }
+
+/// Watermarks are broadcast to every keyed worker and merged (minimum) after them, so windows in
+/// the workers and after the merge all close, each exactly once.
+#[test]
+fn watermarks_cross_keyed_workers() {
+    let ticks: Vec<Tick> = (0..4_000u64)
+        .map(|i| Tick { ts: i, symbol: (i % 8) as u32, price: 1.0 })
+        .collect();
+    let sink = CollectSink::new();
+    let got = sink.handle();
+    let app = pipeline! {
+        config { batch_size: 64, queue_capacity: 256 }
+        source ticks = IterSource::new(ticks);
+        stage marks = watermarks(|t: &Tick| t.ts, 0);
+        stage per_worker = tumbling(1_000, |t: &Tick| t.ts)
+            .out_of_orderness(1_000_000)
+            .group_by(|t: &Tick| t.symbol)
+            .aggregate(count());
+        sink out = sink;
+        ticks -> marks =>[workers = 3, key = |t: &Tick| t.symbol] per_worker => out;
+    };
+    app.run().expect("runs");
+    let mut rows: Vec<(u32, u64, u64)> = got
+        .take()
+        .into_iter()
+        .map(|r| (r.key, r.window.map_or(0, |w| w.start), r.values))
+        .collect();
+    rows.sort_unstable();
+    let want: Vec<(u32, u64, u64)> = (0..8)
+        .flat_map(|s| (0..4).map(move |w| (s, w * 1_000, 125)))
+        .collect();
+    assert_eq!(rows, want);
+}
