@@ -341,12 +341,33 @@ fn late_events_reach_the_late_sink() {
     assert_eq!(report.metrics.node("late").map(|n| n.events_out), Some(1));
 }
 
-/// Watermarks are broadcast to every keyed worker and merged (minimum) after them, so windows in
-/// the workers and after the merge all close, each exactly once.
+/// Counts the watermarks that reach it (and remembers the last).
+struct WmProbe(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl<T> Stage<T> for WmProbe {
+    type Out = T;
+    fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
+        out.emit(item);
+    }
+    fn on_watermark<E: Emit<T>>(&mut self, w: Watermark, _: &mut E) {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(w.0);
+        }
+    }
+}
+
+/// Watermarks are broadcast to every keyed worker and merged (minimum over the workers) after
+/// them: the stage after the merge sees an increasing sequence of watermarks, and every window
+/// in the workers is emitted exactly once.
 #[test]
 fn watermarks_cross_keyed_workers() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let ticks: Vec<Tick> = (0..4_000u64)
-        .map(|i| Tick { ts: i, symbol: (i % 8) as u32, price: 1.0 })
+        .map(|i| Tick {
+            ts: i,
+            symbol: (i % 8) as u32,
+            price: 1.0,
+        })
         .collect();
     let sink = CollectSink::new();
     let got = sink.handle();
@@ -358,10 +379,22 @@ fn watermarks_cross_keyed_workers() {
             .out_of_orderness(1_000_000)
             .group_by(|t: &Tick| t.symbol)
             .aggregate(count());
+        stage probe = WmProbe(std::sync::Arc::clone(&seen));
         sink out = sink;
-        ticks -> marks =>[workers = 3, key = |t: &Tick| t.symbol] per_worker => out;
+        ticks -> marks =>[workers = 3, key = |t: &Tick| t.symbol] per_worker => probe -> out;
     };
     app.run().expect("runs");
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        !seen.is_empty(),
+        "watermarks crossed the workers and the merge"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(
+        seen.last(),
+        Some(&3_998),
+        "the final watermark: max ts 3999 − 1"
+    );
     let mut rows: Vec<(u32, u64, u64)> = got
         .take()
         .into_iter()
