@@ -629,46 +629,17 @@ impl<T, F> KeyedOutput<T, F> {
     }
 }
 
-/// FxHash-style mixing (no SipHash on the hot path).
-#[derive(Default)]
-struct RouteHasher(u64);
-
-impl std::hash::Hasher for RouteHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Final avalanche so that sequential keys spread over the high bits used below.
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x
-    }
-}
-
+/// The worker for `key`: an FxHash-style hash (no SipHash on the hot path), avalanched so that
+/// sequential keys spread over the high bits, scaled to `0..n` by a multiply-high.
 #[inline]
 fn route<K: std::hash::Hash>(key: &K, n: usize) -> usize {
-    let mut h = RouteHasher::default();
+    let mut h = crate::window::FxHasher::default();
     key.hash(&mut h);
-    ((u128::from(std::hash::Hasher::finish(&h)) * n as u128) >> 64) as usize
+    let mut x = std::hash::Hasher::finish(&h);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    ((u128::from(x) * n as u128) >> 64) as usize
 }
 
 impl<T, K, F> Emit<T> for KeyedOutput<T, F>

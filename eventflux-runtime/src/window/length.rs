@@ -10,7 +10,9 @@ use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage};
-use crate::window::{ByIndex, ByKey, Global, Grouping, Having, KeepAll, Row, Table, WindowEvent};
+use crate::window::{
+    ByIndex, ByKey, Global, Grouping, Having, KeepAll, Row, Table, WindowEvent, arrive, expire,
+};
 
 /// A sliding count window. See [`length`].
 pub struct Length<T, G = Global> {
@@ -161,30 +163,17 @@ where
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         if self.buffer.len() == self.n
             && let Some((slot, old)) = self.buffer.pop_front()
-            && let Some((state, count)) = self.table.state(slot)
         {
-            self.agg.retract(state, &old);
-            *count -= 1;
-            if *count == 0 {
-                self.agg.reset(state);
-                self.table.release(slot);
-            }
+            expire(&mut self.table, &self.agg, slot, &old);
         }
-        let key = self.grouping.key(&item);
-        let agg = &self.agg;
-        let (slot, _) = self.table.slot(&key, || (agg.init(), 0));
-        if let Some((state, count)) = self.table.state(slot) {
-            agg.add(state, &item);
-            *count += 1;
-            let row = Row {
-                key,
-                window: None,
-                values: agg.result(state),
-            };
-            if self.having.keep(&row) {
-                out.emit(row);
-            }
-        }
+        let slot = arrive(
+            &self.grouping,
+            &mut self.table,
+            &self.agg,
+            &mut self.having,
+            &item,
+            out,
+        );
         self.buffer.push_back((slot, item));
     }
 }

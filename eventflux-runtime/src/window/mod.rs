@@ -134,6 +134,60 @@ pub fn late_output<T: Send>() -> (ChannelHandle<T>, ChannelSource<T>) {
     (handle, source)
 }
 
+/// Sliding windows: per-group `(aggregate state, events in window)`.
+pub(crate) type Counted<S> = (S, u64);
+
+/// Retracts `old` (the oldest event of the window, in group `slot`), releasing the group when it
+/// has no event left.
+#[inline]
+pub(crate) fn expire<T, K, A, Tab>(table: &mut Tab, agg: &A, slot: usize, old: &T)
+where
+    A: Aggregate<T>,
+    Tab: Table<K, Counted<A::State>>,
+{
+    if let Some((state, count)) = table.state(slot) {
+        agg.retract(state, old);
+        *count -= 1;
+        if *count == 0 {
+            agg.reset(state);
+            table.release(slot);
+        }
+    }
+}
+
+/// Adds an arrival to its group and emits that group's row; returns the group's slot.
+#[inline]
+pub(crate) fn arrive<T, G, A, H, E>(
+    grouping: &G,
+    table: &mut G::Table<Counted<A::State>>,
+    agg: &A,
+    having: &mut H,
+    item: &T,
+    out: &mut E,
+) -> usize
+where
+    G: Grouping<T>,
+    A: Aggregate<T>,
+    H: Having<Row<G::Key, A::Output>>,
+    E: Emit<Row<G::Key, A::Output>>,
+{
+    let key = grouping.key(item);
+    let (slot, _, state) = table.entry(&key, || (agg.init(), 0));
+    if let Some((state, count)) = state {
+        agg.add(state, item);
+        *count += 1;
+        let row = Row {
+            key,
+            window: None,
+            values: agg.result(state),
+        };
+        if having.keep(&row) {
+            out.emit(row);
+        }
+    }
+    slot
+}
+
 /// The groups of one window, with their first-appearance order.
 pub(crate) struct Pane<Tab> {
     pub(crate) table: Tab,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage};
 use crate::window::{
-    ByIndex, ByKey, Clock, Global, Grouping, Having, KeepAll, Row, SystemClock, Table,
+    ByIndex, ByKey, Clock, Global, Grouping, Having, KeepAll, Row, SystemClock, Table, arrive,
+    expire,
 };
 
 /// A sliding processing-time window. See [`time`].
@@ -163,30 +164,16 @@ where
             let Some((_, slot, old)) = self.buffer.pop_front() else {
                 break;
             };
-            if let Some((state, count)) = self.table.state(slot) {
-                self.agg.retract(state, &old);
-                *count -= 1;
-                if *count == 0 {
-                    self.agg.reset(state);
-                    self.table.release(slot);
-                }
-            }
+            expire(&mut self.table, &self.agg, slot, &old);
         }
-        let key = self.grouping.key(&item);
-        let agg = &self.agg;
-        let (slot, _) = self.table.slot(&key, || (agg.init(), 0));
-        if let Some((state, count)) = self.table.state(slot) {
-            agg.add(state, &item);
-            *count += 1;
-            let row = Row {
-                key,
-                window: None,
-                values: agg.result(state),
-            };
-            if self.having.keep(&row) {
-                out.emit(row);
-            }
-        }
+        let slot = arrive(
+            &self.grouping,
+            &mut self.table,
+            &self.agg,
+            &mut self.having,
+            &item,
+            out,
+        );
         self.buffer.push_back((now, slot, item));
     }
 }
