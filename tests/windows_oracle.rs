@@ -85,7 +85,9 @@ fn same(got: &Values, want: &Values) -> bool {
         && got.3 == want.3
         && got.4 == want.4
         && close(got.5, want.5)
-        && close(got.6, want.6)
+        // √ is ill-conditioned near 0 (a 1e-12 residue of retraction becomes 1e-6): compare
+        // the standard deviation through its square.
+        && close(got.6.map(|x| x * x), want.6.map(|x| x * x))
         && got.7 == want.7
         && got.8 == want.8
         && got.9 == want.9
@@ -140,8 +142,19 @@ fn events(max_len: usize) -> impl Strategy<Value = Vec<Ev>> {
     })
 }
 
+/// 256 cases per property. Under CI (`CI` set) the seed is fixed so a run is reproducible;
+/// elsewhere every run explores new inputs.
+fn config() -> ProptestConfig {
+    let mut c = ProptestConfig::with_cases(256);
+    if std::env::var_os("CI").is_some() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5EED_0F_E7E4_7F1D);
+    }
+    c.failure_persistence = None;
+    c
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config())]
 
     #[test]
     fn length_sliding(evs in events(60), n in 1usize..8) {
@@ -314,7 +327,7 @@ proptest! {
             let n = naive(vs);
             prop_assert!(g.values.0 == n.0 && g.values.1 == n.1 && close(g.values.2, n.2));
             prop_assert!(g.values.3 == n.3 && g.values.4 == n.4 && close(g.values.5, n.5));
-            prop_assert!(close(g.values.6, n.6) && g.values.7 == n.7);
+            prop_assert!(close(g.values.6.map(|x| x * x), n.6.map(|x| x * x)) && g.values.7 == n.7);
         }
     }
 }

@@ -13,7 +13,7 @@
 //! | aggregate | result | notes |
 //! |---|---|---|
 //! | [`count()`] | `u64` | |
-//! | [`sum(f)`](sum()) | `i128` for integers, `f64` for floats | integers widened to `i128` and checked (never through `f64`); floats with Neumaier compensated summation |
+//! | [`sum(f)`](sum()) | `i128` for integers, `f64` for floats | integers widened to `i128` and checked (never through `f64`); floats with compensated summation (TwoSum error terms) |
 //! | [`avg(f)`](avg()) | `Option<f64>` | `None` for an empty window |
 //! | [`min(f)`](min()) / [`max(f)`](max()) | `Option<V>` | monotonic deque: exact under retraction |
 //! | [`variance(f)`](variance()) / [`stddev(f)`](stddev()) | `Option<f64>` | population variance (Welford, with removal) |

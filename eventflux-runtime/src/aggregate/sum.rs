@@ -2,7 +2,7 @@
 
 use crate::aggregate::Aggregate;
 
-/// Values that can be summed: integers into a checked `i128`, floats with Neumaier's
+/// Values that can be summed: integers into a checked `i128`, floats with
 /// compensated summation (so adding then retracting a large value does not leave drift behind).
 pub trait SumValue: Copy {
     /// The running state.
@@ -52,7 +52,8 @@ macro_rules! int_sum {
 
 int_sum!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
 
-/// A Neumaier compensated sum.
+/// A compensated sum: every addition's exact rounding error (Knuth's branch-free TwoSum) is
+/// accumulated separately, as in Neumaier's algorithm, and added back in the result.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Compensated {
     sum: f64,
@@ -62,12 +63,10 @@ pub struct Compensated {
 impl Compensated {
     #[inline]
     fn add(&mut self, x: f64) {
+        // Knuth's TwoSum: the exact rounding error of `sum + x`, without a branch.
         let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.comp += (self.sum - t) + x;
-        } else {
-            self.comp += (x - t) + self.sum;
-        }
+        let z = t - self.sum;
+        self.comp += (self.sum - (t - z)) + (x - z);
         self.sum = t;
     }
 
