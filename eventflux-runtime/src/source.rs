@@ -9,6 +9,11 @@
 //!
 //! Malformed input is not an error: the source hands it to [`SourceContext::dead_letter`], which
 //! routes it to the pipeline's dead-letter output and counts it, and carries on.
+//!
+//! A source that knows event-time progress can report it in band with
+//! [`Emit::emit_watermark`](crate::Emit::emit_watermark) on the emitter it polls into: the
+//! watermark passes through the segment's stages and across its queues. Otherwise place a
+//! [`watermarks`](crate::stage::watermarks) stage right after the source.
 
 use std::time::Duration;
 

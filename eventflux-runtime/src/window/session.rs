@@ -105,6 +105,7 @@ impl<T, TS, KF> Session<T, TS, KF> {
             first_seen: HashMap::default(),
             next_seq: 0,
             open: 0,
+            earliest_end: u64::MAX,
             late: self.late,
             late_count: self.late_count,
             _t: PhantomData,
@@ -132,6 +133,9 @@ pub struct SessionAgg<T, TS, KF, K, A: Aggregate<T>, H> {
     first_seen: HashMap<K, u64, BuildHasherDefault<FxHasher>>,
     next_seq: u64,
     open: usize,
+    /// A lower bound on the earliest session end: no scan is needed before the watermark
+    /// reaches it (sessions only grow, so a stale bound costs a scan, never a missed firing).
+    earliest_end: u64,
     late: Option<ChannelHandle<T>>,
     late_count: Arc<AtomicU64>,
     _t: PhantomData<fn(T)>,
@@ -154,6 +158,7 @@ impl<T, TS, KF, K, A: Aggregate<T>, H> SessionAgg<T, TS, KF, K, A, H> {
             first_seen: self.first_seen,
             next_seq: self.next_seq,
             open: self.open,
+            earliest_end: self.earliest_end,
             late: self.late,
             late_count: self.late_count,
             _t: PhantomData,
@@ -173,6 +178,9 @@ where
     H: Having<Row<K, A::Output>>,
 {
     fn fire<E: Emit<Row<K, A::Output>>>(&mut self, wm: Option<u64>, out: &mut E) {
+        if wm.is_some() && (self.open == 0 || !self.clock.fired(self.earliest_end, wm)) {
+            return;
+        }
         let mut due: Vec<(u64, u64, K, Open<A::State>)> = Vec::new();
         for (k, list) in self.sessions.iter_mut() {
             let mut i = 0;
@@ -186,6 +194,13 @@ where
                 }
             }
         }
+        self.earliest_end = self
+            .sessions
+            .values()
+            .flatten()
+            .map(|s| s.last + self.gap)
+            .min()
+            .unwrap_or(u64::MAX);
         if due.is_empty() {
             return;
         }
@@ -256,6 +271,7 @@ where
                     },
                 );
                 self.open += 1;
+                self.earliest_end = self.earliest_end.min(ts + self.gap);
             }
             Some(&first) => {
                 // Merge every touched session into the first, in start order.
