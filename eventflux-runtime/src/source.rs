@@ -11,7 +11,7 @@
 //! routes it to the pipeline's dead-letter output and counts it, and carries on.
 //!
 //! A source that knows event-time progress can report it in band with
-//! [`Emit::emit_watermark`](crate::Emit::emit_watermark) on the emitter it polls into: the
+//! [`Emit::emit_watermark`] on the emitter it polls into: the
 //! watermark passes through the segment's stages and across its queues. Otherwise place a
 //! [`watermarks`](crate::stage::watermarks) stage right after the source.
 
