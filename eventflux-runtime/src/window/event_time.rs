@@ -104,29 +104,7 @@ impl<T, TS, G> Tumbling<T, TS, G> {
         self.regroup(ByIndex(index))
     }
 
-    /// Timestamps may arrive this much out of order without being late (bounded
-    /// out-of-orderness watermark).
-    pub fn out_of_orderness(mut self, by: u64) -> Self {
-        self.out_of_orderness = by;
-        self
-    }
-
-    /// Keeps windows open this much longer after the watermark passes their end.
-    pub fn allowed_lateness(mut self, by: u64) -> Self {
-        self.allowed_lateness = by;
-        self
-    }
-
-    /// Sends late events to `late` (see [`late_output`](crate::window::late_output)).
-    pub fn late_to(mut self, late: ChannelHandle<T>) -> Self {
-        self.late = Some(late);
-        self
-    }
-
-    /// A counter of late events, readable while the pipeline runs.
-    pub fn late_count(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.late_count)
-    }
+    event_time_options!();
 
     /// Aggregates each window per group.
     pub fn aggregate<A>(self, spec: A) -> TumblingAgg<T, TS, G, A, KeepAll>

@@ -37,6 +37,36 @@
 //! ([`late_to`](Tumbling::late_to); connect the matching [`late_output`] source in
 //! `pipeline!`) and counted in [`late_count`](Tumbling::late_count) — never silently dropped.
 
+/// The lateness options shared by the event-time builders (`tumbling`/`sliding`, `session`),
+/// which hold `out_of_orderness`, `allowed_lateness`, `late` and `late_count` fields.
+macro_rules! event_time_options {
+    () => {
+        /// Timestamps may arrive this much out of order without being late (the bounded
+        /// out-of-orderness watermark).
+        pub fn out_of_orderness(mut self, by: u64) -> Self {
+            self.out_of_orderness = by;
+            self
+        }
+
+        /// Keeps windows open this much longer after the watermark passes their end.
+        pub fn allowed_lateness(mut self, by: u64) -> Self {
+            self.allowed_lateness = by;
+            self
+        }
+
+        /// Sends late events to `late` (see [`late_output`](crate::window::late_output)).
+        pub fn late_to(mut self, late: $crate::io::ChannelHandle<T>) -> Self {
+            self.late = Some(late);
+            self
+        }
+
+        /// A counter of late events, readable while the pipeline runs.
+        pub fn late_count(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+            std::sync::Arc::clone(&self.late_count)
+        }
+    };
+}
+
 mod clock;
 mod event_time;
 mod group;

@@ -65,28 +65,7 @@ where
 }
 
 impl<T, TS, KF> Session<T, TS, KF> {
-    /// Timestamps may arrive this much out of order without being late.
-    pub fn out_of_orderness(mut self, by: u64) -> Self {
-        self.out_of_orderness = by;
-        self
-    }
-
-    /// Keeps sessions open this much longer after the watermark passes their end.
-    pub fn allowed_lateness(mut self, by: u64) -> Self {
-        self.allowed_lateness = by;
-        self
-    }
-
-    /// Sends late events to `late`.
-    pub fn late_to(mut self, late: ChannelHandle<T>) -> Self {
-        self.late = Some(late);
-        self
-    }
-
-    /// A counter of late events.
-    pub fn late_count(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.late_count)
-    }
+    event_time_options!();
 
     /// Aggregates each session.
     pub fn aggregate<K, A>(self, spec: A) -> SessionAgg<T, TS, KF, K, A, KeepAll>
