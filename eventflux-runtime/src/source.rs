@@ -124,6 +124,14 @@ pub trait Source: Send {
         out: &mut E,
     ) -> Result<SourcePoll, SourceError>;
 
+    /// The pipeline was asked to stop. Return `false` (the default) to end the stream at once,
+    /// or `true` to be polled until `Done` — for input the source has already *accepted* from
+    /// others (a channel's buffer), which a graceful stop must deliver, not drop. A source that
+    /// returns `true` must stop accepting new input and reach `Done` soon.
+    fn stop(&mut self) -> bool {
+        false
+    }
+
     /// Waits, at most `bound`, for more input after a `Pending` poll. The default parks the thread
     /// for `bound`; sources that can be woken (a channel) return as soon as input arrives.
     fn wait(&mut self, bound: Duration) {

@@ -96,12 +96,16 @@ where
         let timing = rt.config.metrics();
         let mut produced = 0u64;
         let mut malformed = 0u64;
+        let mut stopping = false;
         loop {
             if rt.lifecycle.aborted() {
                 return Err(PipelineError::Aborted);
             }
-            if rt.lifecycle.stop_requested() {
-                break;
+            if !stopping && rt.lifecycle.stop_requested() {
+                stopping = true;
+                if !source.stop() {
+                    break;
+                }
             }
             if timing {
                 output.begin_batch(Instant::now());

@@ -4,7 +4,9 @@
 //! (clone it for every producing thread). Sends follow the channel's backpressure strategy —
 //! normally the pipeline's: `Block` waits for room, `DropNewest` hands the rejected event back,
 //! `DropOldest` evicts the oldest queued event and hands that back, `Unbounded` grows. The source
-//! ends when every handle is dropped (or [`ChannelHandle::close`]d) and the queue is empty.
+//! ends when every handle is dropped (or [`ChannelHandle::close`]d) and the queue is empty. On a
+//! graceful stop it refuses new sends (`SendFailure::Closed`, the event handed back) and delivers
+//! every event it had already accepted before ending.
 //! A parked source thread is woken by the next send, so an idle channel costs no CPU.
 
 use std::sync::Arc;
@@ -21,6 +23,10 @@ use crate::stage::Emit;
 struct Shared<T> {
     lane: Lane<T>,
     handles: AtomicUsize,
+    /// Set when the pipeline stops: sends are refused from then on.
+    stopped: AtomicBool,
+    /// Sends past the `stopped` check and not yet finished.
+    in_flight: AtomicUsize,
     never_abort: AtomicBool,
     idle: IdleStrategy,
     sent: AtomicU64,
@@ -45,6 +51,8 @@ pub fn channel_source<T: Send>(
     let shared = Arc::new(Shared {
         lane: Lane::new(capacity.max(1), backpressure),
         handles: AtomicUsize::new(1),
+        stopped: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
         never_abort: AtomicBool::new(false),
         idle,
         sent: AtomicU64::new(0),
@@ -89,8 +97,21 @@ impl<T> Drop for ChannelSource<T> {
     }
 }
 
+impl<T> Shared<T> {
+    /// No further event can arrive.
+    fn finished(&self) -> bool {
+        self.handles.load(Ordering::SeqCst) == 0
+            || (self.stopped.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) == 0)
+    }
+}
+
 impl<T: Send> Source for ChannelSource<T> {
     type Item = T;
+
+    fn stop(&mut self) -> bool {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        true
+    }
 
     fn poll<E: Emit<T>>(
         &mut self,
@@ -102,9 +123,10 @@ impl<T: Send> Source for ChannelSource<T> {
                 Some(item) => out.emit(item),
                 None if i > 0 => return Ok(SourcePoll::Pending),
                 None => {
-                    // Handles drop *after* their last push, so an empty lane seen after the
-                    // count reached zero is final.
-                    if self.shared.handles.load(Ordering::SeqCst) == 0 {
+                    // Handles drop *after* their last push, and a stopped channel's senders
+                    // leave `in_flight` after theirs, so an empty lane seen after either is
+                    // final.
+                    if self.shared.finished() {
                         return Ok(match self.shared.lane.pop() {
                             Some(item) => {
                                 out.emit(item);
@@ -128,10 +150,7 @@ impl<T: Send> Source for ChannelSource<T> {
             ..s.idle
         };
         let _ = s.lane.not_empty.wait(&idle, &s.never_abort, || {
-            (!s.lane.is_empty()
-                || s.handles.load(Ordering::SeqCst) == 0
-                || Instant::now() >= deadline)
-                .then_some(())
+            (!s.lane.is_empty() || s.finished() || Instant::now() >= deadline).then_some(())
         });
     }
 }
@@ -166,7 +185,21 @@ impl<T> ChannelHandle<T> {
     /// event) means the pipeline is gone.
     pub fn send(&self, item: T) -> Result<SendOutcome<T>, SendError<T>> {
         let s = &*self.shared;
-        let outcome = s.lane.send(item, &s.idle, &s.never_abort)?;
+        s.in_flight.fetch_add(1, Ordering::SeqCst);
+        if s.stopped.load(Ordering::SeqCst) {
+            s.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SendError {
+                item,
+                reason: crate::backpressure::SendFailure::Closed,
+            });
+        }
+        let sent = s.lane.send(item, &s.idle, &s.never_abort);
+        s.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if s.stopped.load(Ordering::SeqCst) {
+            // A stopping source waits for the last in-flight send: let it re-check.
+            s.lane.not_empty.notify();
+        }
+        let outcome = sent?;
         s.sent.fetch_add(1, Ordering::Relaxed);
         if !matches!(outcome, SendOutcome::Sent) {
             s.dropped.fetch_add(1, Ordering::Relaxed);
