@@ -75,7 +75,6 @@ struct SliceSource {
 }
 
 impl SliceSource {
-    #[allow(dead_code)]
     fn new(data: &Arc<Vec<Trade>>) -> Self {
         Self {
             data: Arc::clone(data),
@@ -178,10 +177,7 @@ fn w0_fused(data: &Arc<Vec<Trade>>, metered: bool) -> Sums {
     let (sink, result) = sum_sink();
     let mut p = PipelineBuilder::new(bench_config());
     let out = p.sink("sum", sink);
-    let source = SliceSource {
-        data: Arc::clone(data),
-        pos: 0,
-    };
+    let source = SliceSource::new(data);
     if metered {
         let chain = p
             .stage("big", filter(|t: &Trade| t.volume > 100))
@@ -203,10 +199,7 @@ fn w0_two_thread(data: &Arc<Vec<Trade>>) -> Sums {
     let mut p = PipelineBuilder::new(bench_config());
     let (tx, rx) = p.queue::<Trade>("trades");
     let out = p.sink("sum", sink);
-    let source = SliceSource {
-        data: Arc::clone(data),
-        pos: 0,
-    };
+    let source = SliceSource::new(data);
     p.add_source("feed", source, Identity, QueueOutput::new(tx));
     p.add_queue_segment("process", rx, w0_chain(), out);
     run(p);
@@ -217,10 +210,7 @@ fn w0_two_thread(data: &Arc<Vec<Trade>>) -> Sums {
 /// `fused` when `two_thread` is false, else the source runs on its own thread.
 fn w0_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> Sums {
     let (sink, result) = sum_sink();
-    let source = SliceSource {
-        data: Arc::clone(data),
-        pos: 0,
-    };
+    let source = SliceSource::new(data);
     let app = if two_thread {
         pipeline! {
             config { queue_capacity: 65536, batch_size: 1024, stage_metrics: false }

@@ -242,7 +242,7 @@ proptest! {
         let mut w = sliding(size, slide, |e: &Ev| e.ts)
             .out_of_orderness(ooo).allowed_lateness(lateness)
             .group_by(|e: &Ev| e.group).aggregate(all_aggregates!());
-        let late = w_late(&w);
+        let late = w.late_counter();
         let mut got = Vec::new();
         for e in &evs { w.process(*e, &mut got); }
         w.on_end(&mut got);
@@ -330,10 +330,4 @@ proptest! {
             prop_assert!(close(g.values.6.map(|x| x * x), n.6.map(|x| x * x)) && g.values.7 == n.7);
         }
     }
-}
-
-fn w_late<T, TS, G: eventflux::window::Grouping<T>, A: Aggregate<T>, H>(
-    w: &eventflux::window::TumblingAgg<T, TS, G, A, H>,
-) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-    w.late_counter()
 }

@@ -174,7 +174,7 @@ fn truncated_and_garbled_input_never_panics() {
         state ^= state << 17;
         (state % m as u64) as usize
     };
-    for _ in 0..3000 {
+    for _ in 0..8000 {
         let mut v = base.clone();
         for _ in 0..1 + next(4) {
             let i = next(v.len().max(1));
@@ -193,5 +193,6 @@ fn truncated_and_garbled_input_never_panics() {
         }
         fed += usize::from(must_not_panic(&v));
     }
-    assert!(fed > 2000, "only {fed} variants lexed");
+    eprintln!("fed {fed} variants");
+    assert!(fed > 5000, "only {fed} variants lexed");
 }

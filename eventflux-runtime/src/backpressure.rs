@@ -185,37 +185,29 @@ impl<T> Lane<T> {
                 Backpressure::Block | Backpressure::Unbounded => match q.push(item) {
                     Ok(()) => SendOutcome::Sent,
                     Err(item) => {
+                        // The attempt owns the item while it retries; it hands it back on failure.
                         let mut slot = Some(item);
                         let waited = self.not_full.wait(idle, abort, || {
                             if self.closed.load(Ordering::Acquire) {
-                                return Some(false);
+                                return Some(Err(SendFailure::Closed));
                             }
-                            let it = slot.take()?;
-                            match q.push(it) {
-                                Ok(()) => Some(true),
+                            match q.push(slot.take()?) {
+                                Ok(()) => Some(Ok(())),
                                 Err(back) => {
                                     slot = Some(back);
                                     None
                                 }
                             }
                         });
-                        match (waited, slot) {
-                            (Ok(true), _) => SendOutcome::Sent,
-                            (Ok(false), Some(item)) => {
-                                return Err(SendError {
-                                    item,
-                                    reason: SendFailure::Closed,
-                                });
-                            }
-                            (Err(WaitEnd::Aborted), Some(item)) => {
-                                return Err(SendError {
-                                    item,
-                                    reason: SendFailure::Aborted,
-                                });
-                            }
-                            // The attempt closure only gives up the item when it was pushed.
-                            (_, None) => SendOutcome::Sent,
+                        let failure = match waited {
+                            Ok(Ok(())) => None,
+                            Ok(Err(reason)) => Some(reason),
+                            Err(WaitEnd::Aborted) => Some(SendFailure::Aborted),
+                        };
+                        if let (Some(reason), Some(item)) = (failure, slot) {
+                            return Err(SendError { item, reason });
                         }
+                        SendOutcome::Sent
                     }
                 },
             },

@@ -166,27 +166,17 @@ pub fn w_handwritten(data: &[Trade]) -> u64 {
 
 type WRow = Row<usize, (u64, f64, Option<f64>, Option<f64>, Option<f64>)>;
 
-struct WSink {
+/// A sink folding each row into a checksum, published when the sink closes.
+struct FoldSink<F> {
     fold: Fold,
+    row: F,
     result: Arc<Mutex<Option<u64>>>,
 }
 
-impl Sink<WRow> for WSink {
+impl<R, F: FnMut(&mut Fold, R) + Send> Sink<R> for FoldSink<F> {
     #[inline]
-    fn send(&mut self, r: WRow) -> Result<(), SinkError> {
-        let (count, sum, min, max, avg) = r.values;
-        let start = r.window.map_or(0, |w| w.start);
-        self.fold.w_row(
-            r.key as u64,
-            start,
-            count,
-            (
-                sum,
-                min.unwrap_or(f64::NAN),
-                max.unwrap_or(f64::NAN),
-                avg.unwrap_or(f64::NAN),
-            ),
-        );
+    fn send(&mut self, r: R) -> Result<(), SinkError> {
+        (self.row)(&mut self.fold, r);
         Ok(())
     }
 
@@ -194,6 +184,24 @@ impl Sink<WRow> for WSink {
         *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.fold.value());
         Ok(())
     }
+}
+
+fn fold_sink<F>(row: F) -> (FoldSink<F>, Arc<Mutex<Option<u64>>>) {
+    let result = Arc::new(Mutex::new(None));
+    let sink = FoldSink {
+        fold: Fold::default(),
+        row,
+        result: Arc::clone(&result),
+    };
+    (sink, result)
+}
+
+/// Runs `app` and returns the checksum its fold sink published.
+fn checksum_of(app: App, result: &Mutex<Option<u64>>) -> u64 {
+    if let Err(e) = app.run() {
+        fail(&format!("pipeline failed: {e}"));
+    }
+    result_of(result)
 }
 
 fn result_of(r: &Mutex<Option<u64>>) -> u64 {
@@ -205,15 +213,19 @@ fn result_of(r: &Mutex<Option<u64>>) -> u64 {
 
 /// `W` declared with `pipeline!`, fused on one thread or with the source on its own thread.
 pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
-    let result = Arc::new(Mutex::new(None));
-    let sink = WSink {
-        fold: Fold::default(),
-        result: Arc::clone(&result),
-    };
-    let source = SliceSource {
-        data: Arc::clone(data),
-        pos: 0,
-    };
+    let (sink, result) = fold_sink(|fold: &mut Fold, r: WRow| {
+        let (count, sum, min, max, avg) = r.values;
+        let start = r.window.map_or(0, |w| w.start);
+        let nan = f64::NAN;
+        let v = (
+            sum,
+            min.unwrap_or(nan),
+            max.unwrap_or(nan),
+            avg.unwrap_or(nan),
+        );
+        fold.w_row(r.key as u64, start, count, v);
+    });
+    let source = SliceSource::new(data);
     macro_rules! window {
         () => {
             tumbling(SIZE, |n: &Notional| n.2)
@@ -249,10 +261,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
             feed -> big -> value -> stats -> out;
         }
     };
-    if let Err(e) = app.run() {
-        fail(&format!("pipeline failed: {e}"));
-    }
-    result_of(&result)
+    checksum_of(app, &result)
 }
 
 /// `W` in the naive design: dynamic rows, boxed processors, a `Vec` per event per stage, hash
@@ -451,40 +460,14 @@ pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
 
 type SRow = Row<(), (Option<f64>, Option<f64>, Option<f64>)>;
 
-struct SlidingSink {
-    fold: Fold,
-    result: Arc<Mutex<Option<u64>>>,
-}
-
-impl Sink<SRow> for SlidingSink {
-    #[inline]
-    fn send(&mut self, r: SRow) -> Result<(), SinkError> {
-        let (lo, hi, avg) = r.values;
-        self.fold.sliding_row(
-            lo.unwrap_or(f64::NAN),
-            hi.unwrap_or(f64::NAN),
-            avg.unwrap_or(f64::NAN),
-        );
-        Ok(())
-    }
-
-    fn close(&mut self) -> Result<(), SinkError> {
-        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.fold.value());
-        Ok(())
-    }
-}
-
 /// `length(1000)` with min/max/avg, declared with `pipeline!`.
 pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
-    let result = Arc::new(Mutex::new(None));
-    let sink = SlidingSink {
-        fold: Fold::default(),
-        result: Arc::clone(&result),
-    };
-    let source = SliceSource {
-        data: Arc::clone(data),
-        pos: 0,
-    };
+    let (sink, result) = fold_sink(|fold: &mut Fold, r: SRow| {
+        let (lo, hi, avg) = r.values;
+        let nan = f64::NAN;
+        fold.sliding_row(lo.unwrap_or(nan), hi.unwrap_or(nan), avg.unwrap_or(nan));
+    });
+    let source = SliceSource::new(data);
     let app = pipeline! {
         config { stage_metrics: false }
         source feed = source;
@@ -498,8 +481,5 @@ pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
         sink out = sink;
         feed -> big -> value -> window -> out;
     };
-    if let Err(e) = app.run() {
-        fail(&format!("pipeline failed: {e}"));
-    }
-    result_of(&result)
+    checksum_of(app, &result)
 }

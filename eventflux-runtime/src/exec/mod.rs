@@ -502,23 +502,34 @@ impl PipelineHandle {
     /// finish within the same bound again (a sink blocked in a system call, say), they are left
     /// running detached and [`PipelineError::StopTimeout`] names them.
     pub fn stop(mut self) -> Result<RunReport, PipelineError> {
-        let bound = self.runtime.config.stop_timeout();
         let t0 = Instant::now();
-        self.runtime.lifecycle.request_stop();
-        let stuck = self.runtime.lifecycle.wait_finished(Some(bound));
+        let stuck = self.shut_down();
         if !stuck.is_empty() {
-            self.runtime.lifecycle.abort();
-            let stuck = self.runtime.lifecycle.wait_finished(Some(bound));
-            if !stuck.is_empty() {
-                self.detached = true;
-                self.threads.clear();
-                return Err(PipelineError::StopTimeout {
-                    waited_ms: t0.elapsed().as_millis(),
-                    stuck,
-                });
-            }
+            return Err(PipelineError::StopTimeout {
+                waited_ms: t0.elapsed().as_millis(),
+                stuck,
+            });
         }
         self.join_inner()
+    }
+
+    /// Requests a graceful stop, escalates to an abort after the stop timeout, and waits the
+    /// same bound again. Returns the segments still running, whose threads are then left
+    /// detached (`join` would block on them).
+    fn shut_down(&mut self) -> Vec<String> {
+        let lifecycle = &self.runtime.lifecycle;
+        let bound = self.runtime.config.stop_timeout();
+        lifecycle.request_stop();
+        if lifecycle.wait_finished(Some(bound)).is_empty() {
+            return Vec::new();
+        }
+        lifecycle.abort();
+        let stuck = lifecycle.wait_finished(Some(bound));
+        if !stuck.is_empty() {
+            self.detached = true;
+            self.threads.clear();
+        }
+        stuck
     }
 }
 
@@ -527,16 +538,10 @@ impl Drop for PipelineHandle {
         if self.detached || self.threads.is_empty() {
             return;
         }
-        let bound = self.runtime.config.stop_timeout();
-        self.runtime.lifecycle.request_stop();
-        if !self.runtime.lifecycle.wait_finished(Some(bound)).is_empty() {
-            self.runtime.lifecycle.abort();
-            if !self.runtime.lifecycle.wait_finished(Some(bound)).is_empty() {
-                return;
+        if self.shut_down().is_empty() {
+            for t in self.threads.drain(..) {
+                let _ = t.join();
             }
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
         }
     }
 }

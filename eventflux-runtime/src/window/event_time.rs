@@ -14,12 +14,11 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
-use crate::io::ChannelHandle;
-use crate::stage::{Emit, Stage, Watermark};
-use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Having, KeepAll, Pane, Row, Table};
+use crate::stage::{Chain, Emit, Filter, Stage, StageExt, Watermark, filter};
+use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Late, Pane, Row, Table};
 
 /// An event-time window (tumbling or sliding). See [`tumbling`] and [`sliding`].
 pub struct Tumbling<T, TS, G = Global> {
@@ -29,8 +28,7 @@ pub struct Tumbling<T, TS, G = Global> {
     grouping: G,
     out_of_orderness: u64,
     allowed_lateness: u64,
-    late: Option<ChannelHandle<T>>,
-    late_count: Arc<AtomicU64>,
+    late: Late<T>,
 }
 
 /// Tumbling event-time windows of `size` (≥ 1) by the timestamp `ts(event)`.
@@ -75,8 +73,7 @@ pub fn sliding<T, TS: Fn(&T) -> u64>(size: u64, slide: u64, ts: TS) -> Tumbling<
         grouping: Global,
         out_of_orderness: 0,
         allowed_lateness: 0,
-        late: None,
-        late_count: Arc::new(AtomicU64::new(0)),
+        late: Late::new(),
     }
 }
 
@@ -90,7 +87,6 @@ impl<T, TS, G> Tumbling<T, TS, G> {
             out_of_orderness: self.out_of_orderness,
             allowed_lateness: self.allowed_lateness,
             late: self.late,
-            late_count: self.late_count,
         }
     }
 
@@ -107,21 +103,21 @@ impl<T, TS, G> Tumbling<T, TS, G> {
     event_time_options!();
 
     /// Aggregates each window per group.
-    pub fn aggregate<A>(self, spec: A) -> TumblingAgg<T, TS, G, A, KeepAll>
+    pub fn aggregate<A>(self, spec: A) -> TumblingAgg<T, TS, G, A>
     where
         G: Grouping<T>,
         A: Aggregate<T>,
     {
         TumblingAgg {
-            clock: EventClock::new(&self),
+            size: self.size,
+            slide: self.slide,
+            clock: EventClock::new(self.out_of_orderness, self.allowed_lateness),
             open: VecDeque::new(),
             spare: Vec::new(),
             grouping: self.grouping,
             ts: self.ts,
             agg: spec,
-            having: KeepAll,
             late: self.late,
-            late_count: self.late_count,
             _t: PhantomData,
         }
     }
@@ -130,30 +126,15 @@ impl<T, TS, G> Tumbling<T, TS, G> {
 /// Watermark bookkeeping shared by the event-time stages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventClock {
-    pub(crate) size: u64,
-    pub(crate) slide: u64,
-    pub(crate) out_of_orderness: u64,
-    pub(crate) allowed_lateness: u64,
+    out_of_orderness: u64,
+    allowed_lateness: u64,
     max_ts: Option<u64>,
     upstream: Option<u64>,
 }
 
 impl EventClock {
-    fn new<T, TS, G>(w: &Tumbling<T, TS, G>) -> Self {
+    pub(crate) fn new(out_of_orderness: u64, allowed_lateness: u64) -> Self {
         Self {
-            size: w.size,
-            slide: w.slide,
-            out_of_orderness: w.out_of_orderness,
-            allowed_lateness: w.allowed_lateness,
-            max_ts: None,
-            upstream: None,
-        }
-    }
-
-    pub(crate) fn with(out_of_orderness: u64, allowed_lateness: u64) -> Self {
-        Self {
-            size: 1,
-            slide: 1,
             out_of_orderness,
             allowed_lateness,
             max_ts: None,
@@ -206,42 +187,31 @@ struct OpenWindow<P> {
 }
 
 /// `tumbling(..)/sliding(..)` with `.aggregate(spec)`.
-pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>, H> {
+pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>> {
+    size: u64,
+    slide: u64,
     clock: EventClock,
     open: VecDeque<OpenWindow<PaneOf<T, G, A>>>,
     spare: Vec<PaneOf<T, G, A>>,
     grouping: G,
     ts: TS,
     agg: A,
-    having: H,
-    late: Option<ChannelHandle<T>>,
-    late_count: Arc<AtomicU64>,
+    late: Late<T>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
-    /// Emits only rows for which `predicate` holds.
-    pub fn having<P>(self, predicate: P) -> TumblingAgg<T, TS, G, A, P>
+impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
+    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
     where
         P: FnMut(&Row<G::Key, A::Output>) -> bool,
     {
-        TumblingAgg {
-            clock: self.clock,
-            open: self.open,
-            spare: self.spare,
-            grouping: self.grouping,
-            ts: self.ts,
-            agg: self.agg,
-            having: predicate,
-            late: self.late,
-            late_count: self.late_count,
-            _t: PhantomData,
-        }
+        self.then(filter(predicate))
     }
 
     /// A counter of late events, readable while the pipeline runs.
     pub fn late_counter(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.late_count)
+        self.late.counter()
     }
 
     /// Windows currently open.
@@ -261,7 +231,7 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
         G: Grouping<T>,
         A: Aggregate<T>,
     {
-        let (size, slide) = (self.clock.size, self.clock.slide);
+        let (size, slide) = (self.size, self.slide);
         let mut start = last_start;
         loop {
             if start + size <= ts {
@@ -291,22 +261,12 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
         }
     }
 
-    fn late(&mut self, item: T) {
-        self.late_count.fetch_add(1, Ordering::Relaxed);
-        if let Some(late) = &self.late {
-            // An unbounded channel: only fails if the late source is gone, and the event is
-            // still counted.
-            let _ = late.send(item);
-        }
-    }
-
     fn fire<E>(&mut self, wm: Option<u64>, out: &mut E)
     where
-        H: Having<Row<G::Key, A::Output>>,
         E: Emit<Row<G::Key, A::Output>>,
     {
         while let Some(front) = self.open.front() {
-            let end = front.start + self.clock.size;
+            let end = front.start + self.size;
             if wm.is_some() && !self.clock.fired(end, wm) {
                 break;
             }
@@ -317,25 +277,24 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>, H> TumblingAgg<T, TS, G, A, H> {
                 start: w.start,
                 end,
             };
-            w.pane.close(&self.agg, Some(bounds), &mut self.having, out);
+            w.pane.close(&self.agg, Some(bounds), out);
             self.spare.push(w.pane);
         }
     }
 }
 
-impl<T, TS, G, A, H> Stage<T> for TumblingAgg<T, TS, G, A, H>
+impl<T, TS, G, A> Stage<T> for TumblingAgg<T, TS, G, A>
 where
     TS: Fn(&T) -> u64,
     G: Grouping<T>,
     A: Aggregate<T>,
-    H: Having<Row<G::Key, A::Output>>,
 {
     type Out = Row<G::Key, A::Output>;
 
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let ts = (self.ts)(&item);
-        let (size, slide) = (self.clock.size, self.clock.slide);
+        let (size, slide) = (self.size, self.slide);
         // Fast path (tumbling): the event falls in the newest open window, which is therefore
         // not closed — no division, no lateness check needed.
         if slide == size
@@ -348,7 +307,7 @@ where
             let wm = self.clock.watermark();
             let last_start = ts / slide * slide;
             if self.clock.fired(last_start + size, wm) {
-                self.late(item);
+                self.late.send(item);
                 return;
             }
             self.place(ts, last_start, wm, &item);

@@ -57,17 +57,11 @@ pub trait Grouping<T> {
 /// slot after the caller has reset its state; the state's allocations are kept for the next
 /// group that takes the slot, so steady state does not allocate.
 pub trait Table<K, S> {
-    /// The slot of `key`, activated (with `init` if it never held state) if inactive; `true` if
-    /// the group was not active before.
-    fn slot(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool);
+    /// The slot of `key` and its state, activated (with `init` if the slot never held state) if
+    /// inactive; `true` if the group was not active before.
+    fn entry(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool, &mut S);
     /// The state in `slot`.
     fn state(&mut self, slot: usize) -> Option<&mut S>;
-    /// [`slot`](Table::slot) and [`state`](Table::state) in one lookup.
-    #[inline]
-    fn entry(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool, Option<&mut S>) {
-        let (slot, created) = self.slot(key, init);
-        (slot, created, self.state(slot))
-    }
     /// The key of an active `slot`.
     fn key(&self, slot: usize) -> Option<K>;
     /// Deactivates `slot` (its state must already be reset).
@@ -146,13 +140,10 @@ pub struct GlobalTable<S> {
 
 impl<S> Table<(), S> for GlobalTable<S> {
     #[inline]
-    fn slot(&mut self, _: &(), init: impl FnOnce() -> S) -> (usize, bool) {
-        if self.state.is_none() {
-            self.state = Some(init());
-        }
+    fn entry(&mut self, _: &(), init: impl FnOnce() -> S) -> (usize, bool, &mut S) {
         let created = !self.active;
         self.active = true;
-        (0, created)
+        (0, created, self.state.get_or_insert_with(init))
     }
     #[inline]
     fn state(&mut self, _: usize) -> Option<&mut S> {
@@ -179,22 +170,25 @@ pub struct KeyedTable<K, S> {
 
 impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     #[inline]
-    fn slot(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool) {
-        if let Some(&i) = self.index.get(key) {
-            return (i, false);
-        }
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i].0 = Some(key.clone());
-                i
-            }
+    fn entry(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool, &mut S) {
+        let (i, created) = match self.index.get(key) {
+            Some(&i) => (i, false),
             None => {
-                self.slots.push((Some(key.clone()), init()));
-                self.slots.len() - 1
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slots[i].0 = Some(key.clone());
+                        i
+                    }
+                    None => {
+                        self.slots.push((Some(key.clone()), init()));
+                        self.slots.len() - 1
+                    }
+                };
+                self.index.insert(key.clone(), i);
+                (i, true)
             }
         };
-        self.index.insert(key.clone(), i);
-        (i, true)
+        (i, created, &mut self.slots[i].1)
     }
     #[inline]
     fn state(&mut self, slot: usize) -> Option<&mut S> {
@@ -223,7 +217,7 @@ pub struct DenseTable<S> {
 
 impl<S> Table<usize, S> for DenseTable<S> {
     #[inline]
-    fn entry(&mut self, key: &usize, init: impl FnOnce() -> S) -> (usize, bool, Option<&mut S>) {
+    fn entry(&mut self, key: &usize, init: impl FnOnce() -> S) -> (usize, bool, &mut S) {
         let i = *key;
         if i >= self.slots.len() {
             self.slots.resize_with(i + 1, || (false, None));
@@ -234,25 +228,7 @@ impl<S> Table<usize, S> for DenseTable<S> {
             *active = true;
             self.len += 1;
         }
-        (i, created, Some(state.get_or_insert_with(init)))
-    }
-
-    #[inline]
-    fn slot(&mut self, key: &usize, init: impl FnOnce() -> S) -> (usize, bool) {
-        let i = *key;
-        if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, || (false, None));
-        }
-        let (active, state) = &mut self.slots[i];
-        if state.is_none() {
-            *state = Some(init());
-        }
-        let created = !*active;
-        if created {
-            *active = true;
-            self.len += 1;
-        }
-        (i, created)
+        (i, created, state.get_or_insert_with(init))
     }
     #[inline]
     fn state(&mut self, slot: usize) -> Option<&mut S> {

@@ -9,10 +9,8 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Emit, Stage};
-use crate::window::{
-    ByIndex, ByKey, Global, Grouping, Having, KeepAll, Row, Table, WindowEvent, arrive, expire,
-};
+use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::window::{ByIndex, ByKey, Global, Grouping, Row, Table, WindowEvent, arrive, expire};
 
 /// A sliding count window. See [`length`].
 pub struct Length<T, G = Global> {
@@ -70,7 +68,7 @@ impl<T, G> Length<T, G> {
     }
 
     /// Aggregates the window per group.
-    pub fn aggregate<A>(self, spec: A) -> LengthAgg<T, G, A, KeepAll>
+    pub fn aggregate<A>(self, spec: A) -> LengthAgg<T, G, A>
     where
         G: Grouping<T>,
         A: Aggregate<T>,
@@ -80,7 +78,6 @@ impl<T, G> Length<T, G> {
             table: self.grouping.table(),
             grouping: self.grouping,
             agg: spec,
-            having: KeepAll,
             buffer: VecDeque::with_capacity(self.n.min(1 << 16)),
             _t: PhantomData,
         }
@@ -118,31 +115,22 @@ impl<T: Clone> Stage<T> for LengthEvents<T> {
 }
 
 /// `length(n).aggregate(spec)`. See [`length`].
-pub struct LengthAgg<T, G: Grouping<T>, A: Aggregate<T>, H> {
+pub struct LengthAgg<T, G: Grouping<T>, A: Aggregate<T>> {
     n: usize,
     grouping: G,
     agg: A,
-    having: H,
     table: G::Table<(A::State, u64)>,
     buffer: VecDeque<(usize, T)>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T, G: Grouping<T>, A: Aggregate<T>, H> LengthAgg<T, G, A, H> {
-    /// Emits only rows for which `predicate` holds.
-    pub fn having<P>(self, predicate: P) -> LengthAgg<T, G, A, P>
+impl<T, G: Grouping<T>, A: Aggregate<T>> LengthAgg<T, G, A> {
+    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
     where
         P: FnMut(&Row<G::Key, A::Output>) -> bool,
     {
-        LengthAgg {
-            n: self.n,
-            grouping: self.grouping,
-            agg: self.agg,
-            having: predicate,
-            table: self.table,
-            buffer: self.buffer,
-            _t: PhantomData,
-        }
+        self.then(filter(predicate))
     }
 
     /// Groups with events in the window.
@@ -151,11 +139,10 @@ impl<T, G: Grouping<T>, A: Aggregate<T>, H> LengthAgg<T, G, A, H> {
     }
 }
 
-impl<T, G, A, H> Stage<T> for LengthAgg<T, G, A, H>
+impl<T, G, A> Stage<T> for LengthAgg<T, G, A>
 where
     G: Grouping<T>,
     A: Aggregate<T>,
-    H: Having<Row<G::Key, A::Output>>,
 {
     type Out = Row<G::Key, A::Output>;
 
@@ -166,14 +153,7 @@ where
         {
             expire(&mut self.table, &self.agg, slot, &old);
         }
-        let slot = arrive(
-            &self.grouping,
-            &mut self.table,
-            &self.agg,
-            &mut self.having,
-            &item,
-            out,
-        );
+        let slot = arrive(&self.grouping, &mut self.table, &self.agg, &item, out);
         self.buffer.push_back((slot, item));
     }
 }

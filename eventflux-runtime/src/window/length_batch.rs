@@ -8,8 +8,8 @@
 use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Emit, Stage};
-use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Having, KeepAll, Pane, Row};
+use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Pane, Row};
 
 /// A tumbling count window. See [`length_batch`].
 pub struct LengthBatch<T, G = Global> {
@@ -59,7 +59,7 @@ impl<T, G> LengthBatch<T, G> {
     }
 
     /// Aggregates each window per group.
-    pub fn aggregate<A>(self, spec: A) -> LengthBatchAgg<T, G, A, KeepAll>
+    pub fn aggregate<A>(self, spec: A) -> LengthBatchAgg<T, G, A>
     where
         G: Grouping<T>,
         A: Aggregate<T>,
@@ -69,7 +69,6 @@ impl<T, G> LengthBatch<T, G> {
             pane: Pane::new(self.grouping.table()),
             grouping: self.grouping,
             agg: spec,
-            having: KeepAll,
             seen: 0,
             _t: PhantomData,
         }
@@ -96,36 +95,26 @@ impl<T, G> Stage<T> for LengthBatch<T, G> {
 }
 
 /// `length_batch(n).aggregate(spec)`. See [`length_batch`].
-pub struct LengthBatchAgg<T, G: Grouping<T>, A: Aggregate<T>, H> {
+pub struct LengthBatchAgg<T, G: Grouping<T>, A: Aggregate<T>> {
     n: usize,
     grouping: G,
     agg: A,
-    having: H,
     pane: Pane<G::Table<A::State>>,
     seen: u64,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T, G: Grouping<T>, A: Aggregate<T>, H> LengthBatchAgg<T, G, A, H> {
-    /// Emits only rows for which `predicate` holds.
-    pub fn having<P>(self, predicate: P) -> LengthBatchAgg<T, G, A, P>
+impl<T, G: Grouping<T>, A: Aggregate<T>> LengthBatchAgg<T, G, A> {
+    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
     where
         P: FnMut(&Row<G::Key, A::Output>) -> bool,
     {
-        LengthBatchAgg {
-            n: self.n,
-            grouping: self.grouping,
-            agg: self.agg,
-            having: predicate,
-            pane: self.pane,
-            seen: self.seen,
-            _t: PhantomData,
-        }
+        self.then(filter(predicate))
     }
 
     fn close<E>(&mut self, out: &mut E)
     where
-        H: Having<Row<G::Key, A::Output>>,
         E: Emit<Row<G::Key, A::Output>>,
     {
         let n = self.n as u64;
@@ -134,16 +123,14 @@ impl<T, G: Grouping<T>, A: Aggregate<T>, H> LengthBatchAgg<T, G, A, H> {
             start,
             end: self.seen,
         };
-        self.pane
-            .close(&self.agg, Some(bounds), &mut self.having, out);
+        self.pane.close(&self.agg, Some(bounds), out);
     }
 }
 
-impl<T, G, A, H> Stage<T> for LengthBatchAgg<T, G, A, H>
+impl<T, G, A> Stage<T> for LengthBatchAgg<T, G, A>
 where
     G: Grouping<T>,
     A: Aggregate<T>,
-    H: Having<Row<G::Key, A::Output>>,
 {
     type Out = Row<G::Key, A::Output>;
 

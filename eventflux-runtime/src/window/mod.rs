@@ -38,7 +38,7 @@
 //! `pipeline!`) and counted in [`late_count`](Tumbling::late_count) — never silently dropped.
 
 /// The lateness options shared by the event-time builders (`tumbling`/`sliding`, `session`),
-/// which hold `out_of_orderness`, `allowed_lateness`, `late` and `late_count` fields.
+/// which hold `out_of_orderness`, `allowed_lateness` and `late: Late<T>` fields.
 macro_rules! event_time_options {
     () => {
         /// Timestamps may arrive this much out of order without being late (the bounded
@@ -56,13 +56,13 @@ macro_rules! event_time_options {
 
         /// Sends late events to `late` (see [`late_output`](crate::window::late_output)).
         pub fn late_to(mut self, late: $crate::io::ChannelHandle<T>) -> Self {
-            self.late = Some(late);
+            self.late.to = Some(late);
             self
         }
 
         /// A counter of late events, readable while the pipeline runs.
         pub fn late_count(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-            std::sync::Arc::clone(&self.late_count)
+            self.late.counter()
         }
     };
 }
@@ -127,30 +127,6 @@ pub enum WindowEvent<T> {
     Expired(T),
 }
 
-/// A filter on output rows (`.having(..)`).
-pub trait Having<R> {
-    /// Whether to emit `row`.
-    fn keep(&mut self, row: &R) -> bool;
-}
-
-/// Keeps every row.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KeepAll;
-
-impl<R> Having<R> for KeepAll {
-    #[inline]
-    fn keep(&mut self, _: &R) -> bool {
-        true
-    }
-}
-
-impl<R, F: FnMut(&R) -> bool> Having<R> for F {
-    #[inline]
-    fn keep(&mut self, row: &R) -> bool {
-        self(row)
-    }
-}
-
 /// The late side output of event-time windows: the sender goes to the window
 /// (`.late_to(sender)`), the source into `pipeline!` (`source late = late_source;`).
 ///
@@ -187,35 +163,58 @@ where
 
 /// Adds an arrival to its group and emits that group's row; returns the group's slot.
 #[inline]
-pub(crate) fn arrive<T, G, A, H, E>(
+pub(crate) fn arrive<T, G, A, E>(
     grouping: &G,
     table: &mut G::Table<Counted<A::State>>,
     agg: &A,
-    having: &mut H,
     item: &T,
     out: &mut E,
 ) -> usize
 where
     G: Grouping<T>,
     A: Aggregate<T>,
-    H: Having<Row<G::Key, A::Output>>,
     E: Emit<Row<G::Key, A::Output>>,
 {
     let key = grouping.key(item);
-    let (slot, _, state) = table.entry(&key, || (agg.init(), 0));
-    if let Some((state, count)) = state {
-        agg.add(state, item);
-        *count += 1;
-        let row = Row {
-            key,
-            window: None,
-            values: agg.result(state),
-        };
-        if having.keep(&row) {
-            out.emit(row);
+    let (slot, _, (state, count)) = table.entry(&key, || (agg.init(), 0));
+    agg.add(state, item);
+    *count += 1;
+    out.emit(Row {
+        key,
+        window: None,
+        values: agg.result(state),
+    });
+    slot
+}
+
+/// Where an event-time window's late events go: counted, and sent to the late output if one is
+/// connected.
+pub(crate) struct Late<T> {
+    pub(crate) to: Option<ChannelHandle<T>>,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<T> Late<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            to: None,
+            count: std::sync::Arc::default(),
         }
     }
-    slot
+
+    pub(crate) fn counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.count)
+    }
+
+    pub(crate) fn send(&self, item: T) {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(to) = &self.to {
+            // An unbounded channel: it only fails when the late source is gone, and the event
+            // has been counted either way.
+            let _ = to.send(item);
+        }
+    }
 }
 
 /// The groups of one window, with their first-appearance order.
@@ -241,25 +240,17 @@ impl<Tab> Pane<Tab> {
     {
         let key = grouping.key(item);
         let (slot, created, state) = self.table.entry(&key, || agg.init());
-        if let Some(state) = state {
-            agg.insert(state, item);
-        }
+        agg.insert(state, item);
         if created {
             self.order.push(slot);
         }
     }
 
     /// Emits one row per group in first-appearance order and releases the groups.
-    pub(crate) fn close<T, K, A, H, E>(
-        &mut self,
-        agg: &A,
-        bounds: Option<Bounds>,
-        having: &mut H,
-        out: &mut E,
-    ) where
+    pub(crate) fn close<T, K, A, E>(&mut self, agg: &A, bounds: Option<Bounds>, out: &mut E)
+    where
         A: Aggregate<T>,
         Tab: Table<K, A::State>,
-        H: Having<Row<K, A::Output>>,
         E: Emit<Row<K, A::Output>>,
     {
         for slot in self.order.drain(..) {
@@ -273,9 +264,7 @@ impl<Tab> Pane<Tab> {
                     values: agg.result(state),
                 };
                 agg.reset(state);
-                if having.keep(&row) {
-                    out.emit(row);
-                }
+                out.emit(row);
             }
             self.table.release(slot);
         }

@@ -12,13 +12,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
-use crate::io::ChannelHandle;
-use crate::stage::{Emit, Stage, Watermark};
+use crate::stage::{Chain, Emit, Filter, Stage, StageExt, Watermark, filter};
 use crate::window::event_time::EventClock;
-use crate::window::{Bounds, FxHasher, Having, KeepAll, Row};
+use crate::window::{Bounds, FxHasher, Late, Row};
 
 /// A session window builder. See [`session`].
 pub struct Session<T, TS, K> {
@@ -27,8 +26,7 @@ pub struct Session<T, TS, K> {
     key: K,
     out_of_orderness: u64,
     allowed_lateness: u64,
-    late: Option<ChannelHandle<T>>,
-    late_count: Arc<AtomicU64>,
+    late: Late<T>,
 }
 
 /// Sessions per `key(event)` separated by gaps of at least `gap` (≥ 1) in `ts(event)`.
@@ -59,8 +57,7 @@ where
         key,
         out_of_orderness: 0,
         allowed_lateness: 0,
-        late: None,
-        late_count: Arc::new(AtomicU64::new(0)),
+        late: Late::new(),
     }
 }
 
@@ -68,28 +65,32 @@ impl<T, TS, KF> Session<T, TS, KF> {
     event_time_options!();
 
     /// Aggregates each session.
-    pub fn aggregate<K, A>(self, spec: A) -> SessionAgg<T, TS, KF, K, A, KeepAll>
+    pub fn aggregate<K, A>(self, spec: A) -> SessionAgg<T, TS, KF, K, A>
     where
         KF: Fn(&T) -> K,
         A: Aggregate<T>,
     {
         SessionAgg {
             gap: self.gap,
-            clock: EventClock::with(self.out_of_orderness, self.allowed_lateness),
+            clock: EventClock::new(self.out_of_orderness, self.allowed_lateness),
             ts: self.ts,
             key: self.key,
             agg: spec,
-            having: KeepAll,
-            sessions: HashMap::default(),
-            first_seen: HashMap::default(),
+            groups: HashMap::default(),
             next_seq: 0,
             open: 0,
             earliest_end: u64::MAX,
             late: self.late,
-            late_count: self.late_count,
             _t: PhantomData,
         }
     }
+}
+
+/// A group's open sessions and when the group first appeared (for deterministic output order).
+struct Group<S> {
+    seq: u64,
+    /// Sorted by start, never overlapping.
+    open: Vec<Open<S>>,
 }
 
 struct Open<S> {
@@ -99,49 +100,35 @@ struct Open<S> {
 }
 
 /// `session(..).aggregate(spec)`.
-pub struct SessionAgg<T, TS, KF, K, A: Aggregate<T>, H> {
+pub struct SessionAgg<T, TS, KF, K, A: Aggregate<T>> {
     gap: u64,
     clock: EventClock,
     ts: TS,
     key: KF,
     agg: A,
-    having: H,
-    /// Open sessions per key, sorted by start, never overlapping.
-    sessions: HashMap<K, Vec<Open<A::State>>, BuildHasherDefault<FxHasher>>,
-    /// First appearance of each key with open sessions (for deterministic output order).
-    first_seen: HashMap<K, u64, BuildHasherDefault<FxHasher>>,
+    /// Groups with open sessions: one lookup per event.
+    groups: HashMap<K, Group<A::State>, BuildHasherDefault<FxHasher>>,
     next_seq: u64,
     open: usize,
     /// A lower bound on the earliest session end: no scan is needed before the watermark
     /// reaches it (sessions only grow, so a stale bound costs a scan, never a missed firing).
     earliest_end: u64,
-    late: Option<ChannelHandle<T>>,
-    late_count: Arc<AtomicU64>,
+    late: Late<T>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T, TS, KF, K, A: Aggregate<T>, H> SessionAgg<T, TS, KF, K, A, H> {
-    /// Emits only rows for which `predicate` holds.
-    pub fn having<P>(self, predicate: P) -> SessionAgg<T, TS, KF, K, A, P>
+impl<T, TS, KF, K, A: Aggregate<T>> SessionAgg<T, TS, KF, K, A> {
+    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
     where
         P: FnMut(&Row<K, A::Output>) -> bool,
     {
-        SessionAgg {
-            gap: self.gap,
-            clock: self.clock,
-            ts: self.ts,
-            key: self.key,
-            agg: self.agg,
-            having: predicate,
-            sessions: self.sessions,
-            first_seen: self.first_seen,
-            next_seq: self.next_seq,
-            open: self.open,
-            earliest_end: self.earliest_end,
-            late: self.late,
-            late_count: self.late_count,
-            _t: PhantomData,
-        }
+        self.then(filter(predicate))
+    }
+
+    /// A counter of late events, readable while the pipeline runs.
+    pub fn late_counter(&self) -> Arc<AtomicU64> {
+        self.late.counter()
     }
 
     /// Sessions currently open (0 once all have fired).
@@ -150,33 +137,32 @@ impl<T, TS, KF, K, A: Aggregate<T>, H> SessionAgg<T, TS, KF, K, A, H> {
     }
 }
 
-impl<T, TS, KF, K, A, H> SessionAgg<T, TS, KF, K, A, H>
+impl<T, TS, KF, K, A> SessionAgg<T, TS, KF, K, A>
 where
     K: Hash + Eq + Clone,
     A: Aggregate<T>,
-    H: Having<Row<K, A::Output>>,
 {
     fn fire<E: Emit<Row<K, A::Output>>>(&mut self, wm: Option<u64>, out: &mut E) {
         if wm.is_some() && (self.open == 0 || !self.clock.fired(self.earliest_end, wm)) {
             return;
         }
         let mut due: Vec<(u64, u64, K, Open<A::State>)> = Vec::new();
-        for (k, list) in self.sessions.iter_mut() {
+        for (k, group) in self.groups.iter_mut() {
+            let list = &mut group.open;
             let mut i = 0;
             while i < list.len() {
                 let end = list[i].last + self.gap;
                 if wm.is_none() || self.clock.fired(end, wm) {
-                    let seq = self.first_seen.get(k).copied().unwrap_or(u64::MAX);
-                    due.push((list[i].start, seq, k.clone(), list.remove(i)));
+                    due.push((list[i].start, group.seq, k.clone(), list.remove(i)));
                 } else {
                     i += 1;
                 }
             }
         }
         self.earliest_end = self
-            .sessions
+            .groups
             .values()
-            .flatten()
+            .flat_map(|g| &g.open)
             .map(|s| s.last + self.gap)
             .min()
             .unwrap_or(u64::MAX);
@@ -184,9 +170,7 @@ where
             return;
         }
         self.open -= due.len();
-        self.sessions.retain(|_, l| !l.is_empty());
-        let sessions = &self.sessions;
-        self.first_seen.retain(|k, _| sessions.contains_key(k));
+        self.groups.retain(|_, g| !g.open.is_empty());
         due.sort_by_key(|(start, seq, _, _)| (*start, *seq));
         for (_, _, key, s) in due {
             let row = Row {
@@ -197,20 +181,17 @@ where
                 }),
                 values: self.agg.result(&s.state),
             };
-            if self.having.keep(&row) {
-                out.emit(row);
-            }
+            out.emit(row);
         }
     }
 }
 
-impl<T, TS, KF, K, A, H> Stage<T> for SessionAgg<T, TS, KF, K, A, H>
+impl<T, TS, KF, K, A> Stage<T> for SessionAgg<T, TS, KF, K, A>
 where
     TS: Fn(&T) -> u64,
     KF: Fn(&T) -> K,
     K: Hash + Eq + Clone,
     A: Aggregate<T>,
-    H: Having<Row<K, A::Output>>,
 {
     type Out = Row<K, A::Output>;
 
@@ -219,54 +200,54 @@ where
         let wm = self.clock.watermark();
         // Even a new session [ts, ts + gap) would already have fired: late.
         if self.clock.fired(ts + self.gap, wm) {
-            self.late_count.fetch_add(1, Ordering::Relaxed);
-            if let Some(late) = &self.late {
-                let _ = late.send(item);
-            }
+            self.late.send(item);
             return;
         }
         let key = (self.key)(&item);
-        if !self.first_seen.contains_key(&key) {
-            self.first_seen.insert(key.clone(), self.next_seq);
-            self.next_seq += 1;
-        }
-        let list = self.sessions.entry(key).or_default();
-        // Sessions this event touches: within `gap` on either side.
-        let touching: Vec<usize> = (0..list.len())
-            .filter(|&i| ts + self.gap > list[i].start && list[i].last + self.gap > ts)
-            .collect();
-        let agg = &self.agg;
-        match touching.first() {
-            None => {
-                let mut state = agg.init();
-                agg.insert(&mut state, &item);
-                let at = list.partition_point(|s| s.start < ts);
-                list.insert(
-                    at,
-                    Open {
-                        start: ts,
-                        last: ts,
-                        state,
-                    },
-                );
-                self.open += 1;
-                self.earliest_end = self.earliest_end.min(ts + self.gap);
-            }
-            Some(&first) => {
-                // Merge every touched session into the first, in start order.
-                for &i in touching.iter().skip(1).rev() {
-                    let other = list.remove(i);
-                    let target = &mut list[first];
-                    agg.merge(&mut target.state, &other.state);
-                    target.start = target.start.min(other.start);
-                    target.last = target.last.max(other.last);
-                    self.open -= 1;
+        let next_seq = &mut self.next_seq;
+        let list = &mut self
+            .groups
+            .entry(key)
+            .or_insert_with(|| {
+                *next_seq += 1;
+                Group {
+                    seq: *next_seq,
+                    open: Vec::new(),
                 }
-                let target = &mut list[first];
-                agg.insert(&mut target.state, &item);
-                target.start = target.start.min(ts);
-                target.last = target.last.max(ts);
+            })
+            .open;
+        // Sessions this event touches (within `gap` on either side). A group's sessions are
+        // sorted and disjoint, so they form one contiguous run, found by two binary searches.
+        let gap = self.gap;
+        let lo = list.partition_point(|s| s.last + gap <= ts);
+        let hi = list.partition_point(|s| s.start < ts + gap);
+        let agg = &self.agg;
+        if lo >= hi {
+            let mut state = agg.init();
+            agg.insert(&mut state, &item);
+            list.insert(
+                lo,
+                Open {
+                    start: ts,
+                    last: ts,
+                    state,
+                },
+            );
+            self.open += 1;
+            self.earliest_end = self.earliest_end.min(ts + gap);
+        } else {
+            // The event bridges every touched session: merge them, in start order, into the first.
+            for _ in lo + 1..hi {
+                let other = list.remove(lo + 1);
+                let target = &mut list[lo];
+                agg.merge(&mut target.state, &other.state);
+                target.last = target.last.max(other.last);
+                self.open -= 1;
             }
+            let target = &mut list[lo];
+            agg.insert(&mut target.state, &item);
+            target.start = target.start.min(ts);
+            target.last = target.last.max(ts);
         }
         let _ = self.clock.saw(ts);
         // `fire(None)` flushes everything (end of stream); before any watermark, nothing fires.

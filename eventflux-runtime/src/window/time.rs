@@ -10,10 +10,9 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Emit, Stage};
+use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
 use crate::window::{
-    ByIndex, ByKey, Clock, Global, Grouping, Having, KeepAll, Row, SystemClock, Table, arrive,
-    expire,
+    ByIndex, ByKey, Clock, Global, Grouping, Row, SystemClock, Table, arrive, expire,
 };
 
 /// A sliding processing-time window. See [`time`].
@@ -84,7 +83,7 @@ impl<T, G, C> Time<T, G, C> {
     }
 
     /// Aggregates the window per group.
-    pub fn aggregate<A>(self, spec: A) -> TimeAgg<T, G, A, C, KeepAll>
+    pub fn aggregate<A>(self, spec: A) -> TimeAgg<T, G, A, C>
     where
         G: Grouping<T>,
         A: Aggregate<T>,
@@ -95,7 +94,6 @@ impl<T, G, C> Time<T, G, C> {
             grouping: self.grouping,
             clock: self.clock,
             agg: spec,
-            having: KeepAll,
             buffer: VecDeque::new(),
         }
     }
@@ -111,31 +109,22 @@ impl<T, G, C: Send> Stage<T> for Time<T, G, C> {
 }
 
 /// `time(d).aggregate(spec)`. See [`time`].
-pub struct TimeAgg<T, G: Grouping<T>, A: Aggregate<T>, C, H> {
+pub struct TimeAgg<T, G: Grouping<T>, A: Aggregate<T>, C> {
     span: u64,
     grouping: G,
     clock: C,
     agg: A,
-    having: H,
     table: G::Table<(A::State, u64)>,
     buffer: VecDeque<(u64, usize, T)>,
 }
 
-impl<T, G: Grouping<T>, A: Aggregate<T>, C, H> TimeAgg<T, G, A, C, H> {
-    /// Emits only rows for which `predicate` holds.
-    pub fn having<P>(self, predicate: P) -> TimeAgg<T, G, A, C, P>
+impl<T, G: Grouping<T>, A: Aggregate<T>, C> TimeAgg<T, G, A, C> {
+    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
     where
         P: FnMut(&Row<G::Key, A::Output>) -> bool,
     {
-        TimeAgg {
-            span: self.span,
-            grouping: self.grouping,
-            clock: self.clock,
-            agg: self.agg,
-            having: predicate,
-            table: self.table,
-            buffer: self.buffer,
-        }
+        self.then(filter(predicate))
     }
 
     /// Groups with events in the window.
@@ -144,12 +133,11 @@ impl<T, G: Grouping<T>, A: Aggregate<T>, C, H> TimeAgg<T, G, A, C, H> {
     }
 }
 
-impl<T, G, A, C, H> Stage<T> for TimeAgg<T, G, A, C, H>
+impl<T, G, A, C> Stage<T> for TimeAgg<T, G, A, C>
 where
     G: Grouping<T>,
     A: Aggregate<T>,
     C: Clock,
-    H: Having<Row<G::Key, A::Output>>,
 {
     type Out = Row<G::Key, A::Output>;
 
@@ -166,14 +154,7 @@ where
             };
             expire(&mut self.table, &self.agg, slot, &old);
         }
-        let slot = arrive(
-            &self.grouping,
-            &mut self.table,
-            &self.agg,
-            &mut self.having,
-            &item,
-            out,
-        );
+        let slot = arrive(&self.grouping, &mut self.table, &self.agg, &item, out);
         self.buffer.push_back((now, slot, item));
     }
 }

@@ -10,10 +10,8 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Emit, Stage};
-use crate::window::{
-    Bounds, ByIndex, ByKey, Clock, Global, Grouping, Having, KeepAll, Pane, Row, SystemClock,
-};
+use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::window::{Bounds, ByIndex, ByKey, Clock, Global, Grouping, Pane, Row, SystemClock};
 
 /// A tumbling processing-time window. See [`time_batch`].
 pub struct TimeBatch<T, G = Global, C = SystemClock> {
@@ -87,7 +85,7 @@ impl<T, G, C> TimeBatch<T, G, C> {
     }
 
     /// Aggregates each window per group.
-    pub fn aggregate<A>(self, spec: A) -> TimeBatchAgg<T, G, A, C, KeepAll>
+    pub fn aggregate<A>(self, spec: A) -> TimeBatchAgg<T, G, A, C>
     where
         G: Grouping<T>,
         A: Aggregate<T>,
@@ -98,7 +96,6 @@ impl<T, G, C> TimeBatch<T, G, C> {
             grouping: self.grouping,
             clock: self.clock,
             agg: spec,
-            having: KeepAll,
             open: None,
             _t: PhantomData,
         }
@@ -144,60 +141,43 @@ impl<T, G: Send, C: Clock> Stage<T> for TimeBatch<T, G, C> {
 }
 
 /// `time_batch(d).aggregate(spec)`. See [`time_batch`].
-pub struct TimeBatchAgg<T, G: Grouping<T>, A: Aggregate<T>, C, H> {
+pub struct TimeBatchAgg<T, G: Grouping<T>, A: Aggregate<T>, C> {
     span: u64,
     grouping: G,
     clock: C,
     agg: A,
-    having: H,
     pane: Pane<G::Table<A::State>>,
     open: Option<u64>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T, G: Grouping<T>, A: Aggregate<T>, C, H> TimeBatchAgg<T, G, A, C, H> {
-    /// Emits only rows for which `predicate` holds.
-    pub fn having<P>(self, predicate: P) -> TimeBatchAgg<T, G, A, C, P>
+impl<T, G: Grouping<T>, A: Aggregate<T>, C> TimeBatchAgg<T, G, A, C> {
+    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
     where
         P: FnMut(&Row<G::Key, A::Output>) -> bool,
     {
-        TimeBatchAgg {
-            span: self.span,
-            grouping: self.grouping,
-            clock: self.clock,
-            agg: self.agg,
-            having: predicate,
-            pane: self.pane,
-            open: self.open,
-            _t: PhantomData,
-        }
+        self.then(filter(predicate))
     }
 
     fn close_if_due<E>(&mut self, now: Option<u64>, out: &mut E)
     where
-        H: Having<Row<G::Key, A::Output>>,
         E: Emit<Row<G::Key, A::Output>>,
     {
         let Some(start) = self.open else { return };
         let end = start.saturating_add(self.span);
         if now.is_none_or(|now| now >= end) {
-            self.pane.close(
-                &self.agg,
-                Some(Bounds { start, end }),
-                &mut self.having,
-                out,
-            );
+            self.pane.close(&self.agg, Some(Bounds { start, end }), out);
             self.open = None;
         }
     }
 }
 
-impl<T, G, A, C, H> Stage<T> for TimeBatchAgg<T, G, A, C, H>
+impl<T, G, A, C> Stage<T> for TimeBatchAgg<T, G, A, C>
 where
     G: Grouping<T>,
     A: Aggregate<T>,
     C: Clock,
-    H: Having<Row<G::Key, A::Output>>,
 {
     type Out = Row<G::Key, A::Output>;
 
