@@ -44,7 +44,7 @@ fn queues(c: &mut Criterion) {
                     buf.extend(0..batch as u64);
                     tx.send_items(buf).expect("receiver alive");
                     match rx.try_recv() {
-                        Some(Message::Batch(batch)) => {
+                        Ok(Some(Message::Batch(batch))) => {
                             black_box(batch.items().last());
                             rx.recycle(batch);
                         }

@@ -58,7 +58,7 @@ fn per_producer(got: &[Item]) -> HashMap<usize, Vec<u32>> {
 }
 
 fn run_concurrent(backpressure: Backpressure, batch_size: usize) -> (Vec<Item>, u64, u64, u64) {
-    let (tx, mut rx) = EventQueue::<Item>::channel(options(backpressure, 2, batch_size));
+    let (mut tx, mut rx) = EventQueue::<Item>::channel(options(backpressure, 2, batch_size));
     let consumer = thread::spawn(move || {
         let got = drain(&mut rx, true);
         let m = rx.metrics();
@@ -81,7 +81,9 @@ fn run_concurrent(backpressure: Backpressure, batch_size: usize) -> (Vec<Item>, 
             })
         })
         .collect();
-    drop(tx);
+    // The original sender produced nothing: end its (empty) stream. Dropping it would abandon
+    // the queue, which the consumer must treat as a failure.
+    tx.end().expect("consumer alive");
     for p in producers {
         p.join().expect("producer panicked");
     }
@@ -149,7 +151,7 @@ fn drop_newest_conserves_under_contention() {
 
 /// Producers race into a 2-slot queue whose consumer has not started; then it drains.
 fn survivors(backpressure: Backpressure) -> (Vec<Item>, u64) {
-    let (tx, mut rx) = EventQueue::<Item>::channel(options(backpressure, 2, 1));
+    let (mut tx, mut rx) = EventQueue::<Item>::channel(options(backpressure, 2, 1));
     let start = Arc::new(Barrier::new(PRODUCERS));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
@@ -162,10 +164,13 @@ fn survivors(backpressure: Backpressure) -> (Vec<Item>, u64) {
                     b.push((p, seq));
                     tx.send_items(b).expect("receiver alive");
                 }
+                tx.end().expect("receiver alive");
             })
         })
         .collect();
-    drop(tx);
+    // The original sender produced nothing: end its (empty) stream. Dropping it would abandon
+    // the queue, which the consumer must treat as a failure.
+    tx.end().expect("consumer alive");
     for p in producers {
         p.join().expect("producer panicked");
     }

@@ -232,8 +232,13 @@ fn a_panicking_stage_stops_every_thread() {
             .expect_err("the stage panicked")
     });
     match err {
-        PipelineError::Panicked { segment, message } => {
-            assert_eq!(segment, "fragile");
+        PipelineError::Panicked {
+            node,
+            segment,
+            message,
+        } => {
+            // An unnamed stage (built by hand, not through `p.stage(..)`) is known by its segment.
+            assert_eq!((node.as_str(), segment.as_str()), ("fragile", "fragile"));
             assert_eq!(message, "boom at 1000");
         }
         other => panic!("unexpected {other}"),
@@ -262,7 +267,7 @@ fn a_panicking_sink_or_source_is_reported() {
         p.build().expect("valid").run().expect_err("sink panicked")
     });
     assert!(
-        matches!(err, PipelineError::Panicked { ref segment, .. } if segment == "sink"),
+        matches!(err, PipelineError::Panicked { ref node, ref segment, .. } if node == "bad_sink" && segment == "sink"),
         "{err}"
     );
 
@@ -277,7 +282,7 @@ fn a_panicking_sink_or_source_is_reported() {
             .expect_err("source panicked")
     });
     assert!(
-        matches!(err, PipelineError::Panicked { ref segment, .. } if segment == "src"),
+        matches!(err, PipelineError::Panicked { ref node, ref segment, .. } if node == "src" && segment == "src"),
         "{err}"
     );
 }
@@ -313,7 +318,7 @@ fn stage_and_sink_errors_stop_the_pipeline() {
     });
     assert_eq!(
         err.to_string(),
-        "stage in segment `check` failed: negative value -3"
+        "stage `check` (segment `check`) failed: negative value -3"
     );
 
     let err = within(BOUND, || {

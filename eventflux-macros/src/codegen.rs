@@ -91,15 +91,23 @@ impl<'g> Gen<'g> {
     }
 
     fn stage_expr(&self, n: usize, span: Span) -> TokenStream {
-        let node = &self.g.nodes[n];
-        let l = at(&local(&node.name), span);
-        let b = at(&builder(), span);
-        let name = node.name.to_string();
-        if self.stage_metrics {
-            quote_spanned! {ms(span)=> #b.stage(#name, #l) }
+        let l = at(&local(&self.g.nodes[n].name), span);
+        quote! { #l }
+    }
+
+    /// Wraps an already type-checked stage so its metrics, errors and panics carry its node
+    /// name. Done after the edge check, so rustc's notes name the user's stage, not wrappers.
+    fn wrap_stage(&self, n: usize, typed: &Ident, out: &mut Vec<TokenStream>) {
+        let name = self.g.nodes[n].name.to_string();
+        let b = builder();
+        let wrap = if self.stage_metrics {
+            quote!(metered_stage)
         } else {
-            quote! { #l }
-        }
+            quote!(named_stage)
+        };
+        out.push(quote! {
+            let #typed = ::eventflux::__private::#wrap(#typed, &#b, #name);
+        });
     }
 
     /// Asserts a stage's declared output type, if any.
@@ -131,6 +139,7 @@ impl<'g> Gen<'g> {
         // Spanned like the edge check above: the same obligation, reported once.
         let tt = at(&t, target);
         out.push(quote_spanned! {ms(target)=> let #m = ::eventflux::__private::marker_of(&#tt); });
+        self.wrap_stage(start, &t, out);
         self.assert_type(start, &m, out);
         let (mut chain, mut last, mut m) = (t, start, m);
         loop {
@@ -154,6 +163,7 @@ impl<'g> Gen<'g> {
             out.push(quote_spanned! {ms(e.target_span)=>
                 let #m2 = ::eventflux::__private::marker_of(&#tt);
             });
+            self.wrap_stage(next, &t2, out);
             out.push(quote! {
                 let #joined = ::eventflux::__private::chain(#chain, #t2);
             });
@@ -450,7 +460,7 @@ pub fn generate(g: &Graph) -> TokenStream {
                 });
             }
         }
-        drops.push(quote! { ::core::mem::drop(#t); });
+        drops.push(quote! { ::eventflux::__private::release_unused_sender(#t); });
     }
 
     // Segments.

@@ -17,6 +17,8 @@ pub const DEFAULT_QUEUE_CAPACITY: u64 = 65_536;
 pub const DEFAULT_BATCH_SIZE: u64 = 1024;
 const MAX_QUEUE_CAPACITY: u64 = 1 << 28;
 const MAX_BATCH_SIZE: u64 = 1 << 20;
+/// Most batches one queue holds (the runtime's `MAX_QUEUE_SLOTS`).
+const MAX_QUEUE_SLOTS: u64 = 1 << 16;
 const MAX_WORKERS: u64 = 256;
 const BACKPRESSURE: [&str; 4] = ["Block", "DropOldest", "DropNewest", "Unbounded"];
 const CONFIG_KEYS: [&str; 6] = [
@@ -299,8 +301,27 @@ fn config(def: &PipelineDef, errors: &mut Vec<Diagnostic>) -> Config {
                 c.effective_capacity()
             ),
         ));
+    } else if let Some(msg) = too_many_slots(c.effective_capacity(), c.effective_batch()) {
+        let span = block
+            .entries
+            .iter()
+            .find(|s| s.key == "batch_size" || s.key == "queue_capacity")
+            .map_or(block.keyword.span(), |s| s.key.span());
+        errors.push(Diagnostic::new(span, msg));
     }
     c
+}
+
+/// A queue allocates one slot per batch up front; more than `MAX_QUEUE_SLOTS` cannot be meant.
+fn too_many_slots(capacity: u64, batch: u64) -> Option<String> {
+    let slots = capacity.div_ceil(batch.max(1));
+    (slots > MAX_QUEUE_SLOTS).then(|| {
+        format!(
+            "a queue of {capacity} events in batches of {batch} needs {slots} batch slots, but a \
+             queue holds at most {MAX_QUEUE_SLOTS}: raise `batch_size` to at least {} or lower the capacity",
+            capacity.div_ceil(MAX_QUEUE_SLOTS)
+        )
+    })
 }
 
 fn edge_settings(
@@ -366,6 +387,10 @@ fn edge_settings(
                  holds at least one batch: raise `capacity` or lower `batch_size`"
             ),
         ));
+    } else if (q.capacity.is_some() || q.batch_size.is_some())
+        && let Some(msg) = too_many_slots(capacity, batch)
+    {
+        errors.push(Diagnostic::new(arrow, msg));
     }
     q
 }

@@ -21,7 +21,7 @@ use crate::graph::PipelineGraph;
 use crate::queue::{QueueReceiver, QueueSender};
 use crate::sink::Sink;
 use crate::source::Source;
-use crate::stage::{Chain, Emit, Identity, Stage};
+use crate::stage::{Chain, Emit, Identity, Metered, Named, Stage};
 
 /// "Events of type `T` come out here."
 pub struct Marker<T>(PhantomData<fn() -> T>);
@@ -80,6 +80,24 @@ pub fn chain<In, Mid, A, B>(a: Typed<In, A>, b: Typed<Mid, B>) -> Typed<In, Chai
     }
 }
 
+pub fn metered_stage<In, S>(
+    t: Typed<In, S>,
+    b: &PipelineBuilder,
+    name: &str,
+) -> Typed<In, Named<Metered<S>>> {
+    Typed {
+        stage: b.stage(name, t.stage),
+        input: PhantomData,
+    }
+}
+
+pub fn named_stage<In, S>(t: Typed<In, S>, b: &PipelineBuilder, name: &str) -> Typed<In, Named<S>> {
+    Typed {
+        stage: b.named(name, t.stage),
+        input: PhantomData,
+    }
+}
+
 pub fn identity<T>(_: &Marker<T>) -> Typed<T, Identity> {
     Typed {
         stage: Identity,
@@ -131,6 +149,30 @@ pub fn fan_out_to_several_nodes<T: FanOutItem<T>, A: Output<T>, B: Output<T>>(
     FanOut::new(a, b)
 }
 
+/// The macro's own handle on a queue, after every producer took a clone: ended, so the queue's
+/// end of stream waits only for the real producers (dropping it would abandon the queue).
+pub trait UnusedSender {
+    fn release(self);
+}
+
+impl<T> UnusedSender for QueueSender<T> {
+    fn release(mut self) {
+        let _ = self.end();
+    }
+}
+
+impl<T> UnusedSender for Vec<QueueSender<T>> {
+    fn release(self) {
+        for s in self {
+            s.release();
+        }
+    }
+}
+
+pub fn release_unused_sender<S: UnusedSender>(s: S) {
+    s.release();
+}
+
 pub fn assert_source_item<T, S: Source<Item = T>>(_: &S) {}
 
 pub fn assert_sink_item<T, K: Sink<T>>(_: &K) {}
@@ -169,4 +211,5 @@ impl<T> Output<T> for Discard {
     fn finish(&mut self) -> Result<(), PipelineError> {
         Ok(())
     }
+    fn abort(&mut self) {}
 }

@@ -14,6 +14,11 @@ use crate::idle::IdleStrategy;
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 28;
 /// Largest batch size, in events.
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
+/// Most batches one queue holds (`queue_capacity / batch_size`, rounded up): each is a slot
+/// allocated up front.
+pub const MAX_QUEUE_SLOTS: usize = 1 << 16;
+/// Default bound on the memory one queue may reserve for its events, in bytes (1 GiB).
+pub const DEFAULT_QUEUE_MEMORY_LIMIT: usize = 1 << 30;
 
 /// How a pipeline runs. Build one with [`PipelineConfig::builder`].
 ///
@@ -35,6 +40,7 @@ pub struct PipelineConfig {
     metrics: bool,
     idle: IdleStrategy,
     stop_timeout: Duration,
+    queue_memory_limit: usize,
 }
 
 impl Default for PipelineConfig {
@@ -46,6 +52,7 @@ impl Default for PipelineConfig {
             metrics: true,
             idle: IdleStrategy::balanced(),
             stop_timeout: Duration::from_secs(5),
+            queue_memory_limit: DEFAULT_QUEUE_MEMORY_LIMIT,
         }
     }
 }
@@ -94,6 +101,39 @@ impl PipelineConfig {
         self.stop_timeout
     }
 
+    /// The most memory, in bytes, one queue may reserve for its events. A bounded queue
+    /// allocates all of it up front (so it never allocates while running):
+    /// `(queue_slots + 3) × batch_size × size_of::<Event>()` bytes.
+    pub fn queue_memory_limit(&self) -> usize {
+        self.queue_memory_limit
+    }
+
+    /// Checks that a queue of events of `event_size` bytes under these settings fits in
+    /// [`queue_memory_limit`](Self::queue_memory_limit).
+    pub fn check_queue_memory(
+        &self,
+        capacity: usize,
+        batch_size: usize,
+        event_size: usize,
+    ) -> Result<(), ConfigError> {
+        let buffers = capacity.div_ceil(batch_size.max(1)).saturating_add(3);
+        let bytes = buffers
+            .saturating_mul(batch_size)
+            .saturating_mul(event_size.max(1));
+        if bytes > self.queue_memory_limit {
+            return Err(ConfigError::OutOfRange {
+                field: "queue_capacity",
+                value: capacity.to_string(),
+                allowed: format!(
+                    "a queue that fits in queue_memory_limit ({} bytes): {capacity} events of {event_size} bytes \
+                     in batches of {batch_size} reserve {bytes} bytes; lower queue_capacity or raise queue_memory_limit",
+                    self.queue_memory_limit
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_QUEUE_CAPACITY).contains(&self.queue_capacity) {
@@ -118,6 +158,27 @@ impl PipelineConfig {
                     "1 to queue_capacity ({}): a queue must hold at least one batch",
                     self.queue_capacity
                 ),
+            });
+        }
+        let slots = self.queue_slots();
+        if slots > MAX_QUEUE_SLOTS {
+            return Err(ConfigError::OutOfRange {
+                field: "batch_size",
+                value: self.batch_size.to_string(),
+                allowed: format!(
+                    "at least queue_capacity / {MAX_QUEUE_SLOTS} ({}): a queue holds at most \
+                     {MAX_QUEUE_SLOTS} batches, and queue_capacity {} in batches of {} needs {slots}",
+                    self.queue_capacity.div_ceil(MAX_QUEUE_SLOTS),
+                    self.queue_capacity,
+                    self.batch_size
+                ),
+            });
+        }
+        if self.queue_memory_limit < 1024 {
+            return Err(ConfigError::OutOfRange {
+                field: "queue_memory_limit",
+                value: self.queue_memory_limit.to_string(),
+                allowed: "at least 1024 bytes".into(),
             });
         }
         self.idle.validate()?;
@@ -177,6 +238,12 @@ impl PipelineConfigBuilder {
         self
     }
 
+    /// The most memory one queue may reserve, in bytes (default 1 GiB; at least 1024).
+    pub fn queue_memory_limit(mut self, bytes: usize) -> Self {
+        self.config.queue_memory_limit = bytes;
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<PipelineConfig, ConfigError> {
         self.config.validate()?;
@@ -225,6 +292,37 @@ mod tests {
             msg,
             "invalid `queue_capacity`: 0 is out of range; allowed: 1 to 268435456 events"
         );
+    }
+
+    #[test]
+    fn settings_that_cannot_be_allocated_are_rejected() {
+        // 2^28 events in batches of 1 would be 2^28 slots: rejected before anything allocates.
+        let e = PipelineConfig::builder()
+            .queue_capacity(268_435_456)
+            .batch_size(1)
+            .build()
+            .unwrap_err();
+        assert_eq!(field_of(e.clone()), "batch_size");
+        assert!(e.to_string().contains("at most 65536 batches"), "{e}");
+        // Within the slot bound, the memory the event type implies is checked per queue.
+        let c = PipelineConfig::builder()
+            .queue_capacity(1 << 28)
+            .batch_size(1 << 12)
+            .build()
+            .unwrap();
+        let e = c.check_queue_memory(1 << 28, 1 << 12, 64).unwrap_err();
+        assert_eq!(field_of(e.clone()), "queue_capacity");
+        assert!(e.to_string().contains("queue_memory_limit"), "{e}");
+        assert!(c.check_queue_memory(1 << 16, 1 << 10, 64).is_ok());
+        assert_eq!(
+            field_of(b_limit(100).unwrap_err()),
+            "queue_memory_limit",
+            "a limit below 1 KiB is a mistake"
+        );
+    }
+
+    fn b_limit(bytes: usize) -> Result<PipelineConfig, ConfigError> {
+        PipelineConfig::builder().queue_memory_limit(bytes).build()
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub enum ConfigError {
 #[error("{message}")]
 pub struct StageError {
     message: String,
+    node: Option<String>,
 }
 
 impl StageError {
@@ -57,12 +58,27 @@ impl StageError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            node: None,
         }
     }
 
     /// The message given at creation.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The node that reported it, once the pipeline has attributed it (the innermost named
+    /// stage whose emitter received the failure).
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Attributes the error to `node` unless an inner stage already claimed it.
+    pub(crate) fn at_node(mut self, node: &str) -> Self {
+        if self.node.is_none() {
+            self.node = Some(node.to_string());
+        }
+        self
     }
 }
 
@@ -134,18 +150,24 @@ pub enum PipelineError {
         source: SinkError,
     },
     /// A stage reported an error through `Emit::fail`.
-    #[error("stage in segment `{segment}` failed: {source}")]
+    #[error("stage `{node}` (segment `{segment}`) failed: {source}")]
     Stage {
-        /// The segment the stage runs on.
+        /// The node that failed (its name in the pipeline), or the segment's name when the stage
+        /// was not named.
+        node: String,
+        /// The segment (thread) it runs on, for context; keyed workers are `name#worker`.
         segment: String,
         /// The stage's error.
         #[source]
         source: StageError,
     },
     /// A stage, source or sink panicked.
-    #[error("segment `{segment}` panicked: {message}")]
+    #[error("node `{node}` (segment `{segment}`) panicked: {message}")]
     Panicked {
-        /// The segment whose thread panicked.
+        /// The node that panicked (source, stage or sink), or the segment's name when the panic
+        /// happened outside any named node.
+        node: String,
+        /// The segment (thread) it runs on, for context; keyed workers are `name#worker`.
         segment: String,
         /// The panic payload, if it was a string.
         message: String,
@@ -158,7 +180,8 @@ pub enum PipelineError {
     StopTimeout {
         /// How long `stop()` waited.
         waited_ms: u128,
-        /// Segments that had not finished.
+        /// What had not finished: each segment, with the node it is blocked in when known
+        /// (``"src (blocked in sink `out`)"``).
         stuck: Vec<String>,
     },
     /// A thread could not be started.

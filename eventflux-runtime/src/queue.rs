@@ -18,6 +18,10 @@
 //! - **Fan-in.** A sender can be cloned; each clone is a producer. The consumer forwards the
 //!   *minimum* watermark over producers that have not ended, a barrier once every live producer
 //!   has sent it, and end of stream once every producer has ended and the queue is empty.
+//! - **A failure is never an end of stream.** Only [`QueueSender::end`] ends a producer's
+//!   stream. A sender dropped without it (its thread failed or panicked) *abandons* the queue:
+//!   the consumer's [`recv`](QueueReceiver::recv) returns [`RecvError::UpstreamFailed`] and no
+//!   [`Message::End`] ever follows, so nothing downstream flushes or commits a partial stream.
 //! - **Drop policies act on whole batches**, the unit of transfer. With `batch_size = 1` they are
 //!   per event.
 //!
@@ -117,6 +121,9 @@ pub enum RecvError {
     /// The pipeline is aborting.
     #[error("the pipeline is aborting")]
     Aborted,
+    /// A producer was dropped without ending its stream: it failed.
+    #[error("a producer failed before ending its stream")]
+    UpstreamFailed,
 }
 
 /// How a queue is built.
@@ -154,6 +161,8 @@ enum ControlKind {
     Watermark(Watermark),
     Barrier(CheckpointId),
     End,
+    /// The producer was dropped without ending: it failed.
+    Abandoned,
 }
 
 #[derive(Debug)]
@@ -230,6 +239,7 @@ impl<T> EventQueue<T> {
             watermark: None,
             barrier: None,
             finished: false,
+            failed: false,
         };
         (tx, rx)
     }
@@ -391,7 +401,10 @@ impl<T> QueueSender<T> {
         self.control(ControlKind::Barrier(checkpoint))
     }
 
-    /// Ends this producer's stream. Further calls do nothing. Dropping a sender ends it too.
+    /// Ends this producer's stream. Further calls do nothing.
+    ///
+    /// This is the only way a stream ends: a sender dropped without `end` abandons the queue
+    /// (see the [module docs](self)).
     pub fn end(&mut self) -> Result<(), SendFailure> {
         if self.ended {
             return Ok(());
@@ -399,13 +412,23 @@ impl<T> QueueSender<T> {
         self.ended = true;
         self.control(ControlKind::End)
     }
+
+    /// Tells the consumer that this producer failed: it receives
+    /// [`RecvError::UpstreamFailed`] instead of an end of stream. Dropping a sender that has not
+    /// ended does the same.
+    pub fn abandon(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        // Fails only when the consumer is gone or the pipeline aborts: nobody is listening then.
+        let _ = self.control(ControlKind::Abandoned);
+    }
 }
 
 impl<T> Drop for QueueSender<T> {
     fn drop(&mut self) {
-        // Best effort: fails only when the consumer is gone or the pipeline aborts, and then
-        // nobody is waiting for this end of stream.
-        let _ = self.end();
+        self.abandon();
     }
 }
 
@@ -427,6 +450,7 @@ pub struct QueueReceiver<T> {
     watermark: Option<Watermark>,
     barrier: Option<CheckpointId>,
     finished: bool,
+    failed: bool,
 }
 
 impl<T> fmt::Debug for QueueReceiver<T> {
@@ -442,7 +466,7 @@ impl<T> QueueReceiver<T> {
     /// Receives the next message, waiting (spin → yield → park) while there is none.
     pub fn recv(&mut self) -> Result<Message<T>, RecvError> {
         loop {
-            if let Some(m) = self.poll() {
+            if let Some(m) = self.poll()? {
                 return Ok(m);
             }
             let shared = Arc::clone(&self.shared);
@@ -456,8 +480,8 @@ impl<T> QueueReceiver<T> {
         }
     }
 
-    /// Receives the next message if one is ready now.
-    pub fn try_recv(&mut self) -> Option<Message<T>> {
+    /// Receives the next message if one is ready now (`Ok(None)` if none is).
+    pub fn try_recv(&mut self) -> Result<Option<Message<T>>, RecvError> {
         self.poll()
     }
 
@@ -503,9 +527,12 @@ impl<T> QueueReceiver<T> {
         Some(Message::Batch(b))
     }
 
-    fn poll(&mut self) -> Option<Message<T>> {
+    fn poll(&mut self) -> Result<Option<Message<T>>, RecvError> {
+        if self.failed {
+            return Err(RecvError::UpstreamFailed);
+        }
         if self.finished {
-            return Some(Message::End);
+            return Ok(Some(Message::End));
         }
         loop {
             // Data first, then control: a control message that must precede the batch we hold
@@ -516,23 +543,33 @@ impl<T> QueueReceiver<T> {
             if self.pending.is_none() {
                 self.pending = self.shared.control.pop();
             }
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(|c| matches!(c.kind, ControlKind::Abandoned))
+            {
+                // A failure overtakes whatever its producer sent before: nothing downstream
+                // may act on a stream that will never end.
+                self.failed = true;
+                return Err(RecvError::UpstreamFailed);
+            }
             match (&self.pending, &self.held) {
-                (Some(c), Some(b)) if b.seq < c.after => return self.take_batch(),
+                (Some(c), Some(b)) if b.seq < c.after => return Ok(self.take_batch()),
                 (Some(_), _) => {
                     if let Some(c) = self.pending.take()
                         && let Some(m) = self.apply(c)
                     {
-                        return Some(m);
+                        return Ok(Some(m));
                     }
                 }
-                (None, Some(_)) => return self.take_batch(),
+                (None, Some(_)) => return Ok(self.take_batch()),
                 (None, None) => {
                     let registered = self.shared.producers.load(Ordering::SeqCst);
                     if self.ended >= registered {
                         self.finished = true;
-                        return Some(Message::End);
+                        return Ok(Some(Message::End));
                     }
-                    return None;
+                    return Ok(None);
                 }
             }
         }
@@ -553,6 +590,7 @@ impl<T> QueueReceiver<T> {
                 self.producers[c.producer].barrier = Some(id);
                 self.advance_barrier()
             }
+            ControlKind::Abandoned => None,
             ControlKind::End => {
                 if !self.producers[c.producer].ended {
                     self.producers[c.producer].ended = true;
@@ -657,18 +695,44 @@ mod tests {
         let (mut a, mut rx) = EventQueue::<u32>::channel(opts(8, Backpressure::Block));
         let mut b = a.clone();
         a.watermark(Watermark(10)).unwrap();
-        assert!(rx.try_recv().is_none(), "b has no watermark yet");
+        assert!(rx.try_recv().unwrap().is_none(), "b has no watermark yet");
         b.watermark(Watermark(7)).unwrap();
         assert!(matches!(
             rx.try_recv(),
-            Some(Message::Watermark(Watermark(7)))
+            Ok(Some(Message::Watermark(Watermark(7))))
         ));
         b.barrier(CheckpointId(1)).unwrap();
         a.send_items(vec![1]).unwrap();
         a.end().unwrap();
         b.send_items(vec![2]).unwrap();
-        drop(b);
+        b.end().unwrap();
         assert_eq!(drain(&mut rx), ["[1]", "cp1", "[2]", "end"]);
+    }
+
+    #[test]
+    fn a_dropped_producer_is_a_failure_not_an_end() {
+        let (mut a, mut rx) = EventQueue::<u32>::channel(opts(8, Backpressure::Block));
+        let mut b = a.clone();
+        a.send_items(vec![1]).unwrap();
+        a.end().unwrap();
+        b.send_items(vec![2]).unwrap();
+        drop(b); // b's thread failed
+        let mut seen = Vec::new();
+        let err = loop {
+            match rx.recv() {
+                Ok(Message::Batch(batch)) => seen.extend_from_slice(batch.items()),
+                Ok(Message::End) => panic!("a failed producer must not end the stream"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, RecvError::UpstreamFailed);
+        assert!(seen.len() <= 2);
+        assert_eq!(
+            rx.recv().unwrap_err(),
+            RecvError::UpstreamFailed,
+            "it stays failed"
+        );
     }
 
     #[test]

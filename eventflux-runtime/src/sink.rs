@@ -4,6 +4,19 @@
 //! takes each event by value; `flush` is called when the upstream has nothing more to give for
 //! now (and before checkpoints), `close` once at end of stream. An `Err` from any of them stops
 //! the pipeline and is returned from `run()`/`join()`.
+//!
+//! # When the pipeline fails
+//! A failure is never an end of stream. If anything fails — a source's or stage's error, a panic
+//! anywhere, this or another sink's error, an abort or a `stop()` that timed out — every sink
+//! that was opened gets [`abort`](Sink::abort) instead of `close`, exactly once, whichever thread
+//! the failure happened on. After a `send` returns `Err`, that sink receives no further event.
+//!
+//! Events a sink accepted before the failure are **not flushed** by the runtime on abort: what
+//! an earlier `flush` (or `close`) made visible stays visible, and what was still buffered is
+//! the sink's to discard. The built-in file and stdout sinks discard it, so a failed run leaves
+//! only the output that was flushed while the stream was live; in-memory sinks
+//! ([`CollectSink`](crate::io::CollectSink), [`CallbackSink`](crate::io::CallbackSink)) have
+//! nothing to withdraw.
 
 use crate::error::SinkError;
 
@@ -46,6 +59,10 @@ pub trait Sink<T>: Send {
     fn close(&mut self) -> Result<(), SinkError> {
         self.flush()
     }
+
+    /// Called once instead of `close` when the pipeline fails (see the [module docs](self)):
+    /// release resources, discard what is buffered, commit nothing. The default does nothing.
+    fn abort(&mut self) {}
 }
 
 impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
@@ -60,5 +77,8 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
     }
     fn close(&mut self) -> Result<(), SinkError> {
         (**self).close()
+    }
+    fn abort(&mut self) {
+        (**self).abort()
     }
 }

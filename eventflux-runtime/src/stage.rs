@@ -24,6 +24,7 @@ mod flat_map;
 mod inspect;
 mod map;
 mod metered;
+mod named;
 mod stateful;
 mod watermarks;
 
@@ -32,6 +33,7 @@ pub use flat_map::{FlatMap, flat_map};
 pub use inspect::{Inspect, inspect};
 pub use map::{Map, map};
 pub use metered::Metered;
+pub use named::Named;
 pub use stateful::{Finish, NoFinish, Stateful, stateful};
 pub use watermarks::{Watermarks, watermarks};
 
@@ -154,6 +156,10 @@ pub trait Stage<In> {
     }
 
     /// Called once when the input ends; a stage holding events (a window) emits them here.
+    ///
+    /// Only a *complete* stream ends: when the pipeline fails (an error or panic anywhere, an
+    /// abort, a stop that timed out), no stage sees `on_end`, so no window flushes a partial
+    /// result.
     #[inline]
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         let _ = out;

@@ -35,6 +35,7 @@
 mod lifecycle;
 pub mod output;
 mod segment;
+pub(crate) mod site;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -44,7 +45,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub(crate) use lifecycle::Lifecycle;
-pub use output::{FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
+pub use output::{Busy, FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
 pub use segment::{QueueSegment, SourceSegment};
 
 use crate::backpressure::Backpressure;
@@ -54,7 +55,7 @@ use crate::io::{DeadLetter, DeadLetters};
 use crate::metrics::{MetricsRegistry, MetricsSnapshot, NodeKind};
 use crate::queue::{EventQueue, QueueOptions, QueueReceiver, QueueSender};
 use crate::source::Source;
-use crate::stage::{Metered, Stage};
+use crate::stage::{Metered, Named, Stage};
 
 /// What a segment thread sees of its pipeline.
 pub struct Runtime {
@@ -72,8 +73,12 @@ pub trait Segment: Send {
     fn is_source(&self) -> bool;
     /// Opens its sinks (and source).
     fn open(&mut self) -> Result<(), PipelineError>;
-    /// Runs to end of stream, stop or abort, consuming the segment.
+    /// Runs to end of stream, stop or abort, consuming the segment. On failure it aborts its
+    /// output itself (sinks get `abort`, never `close`; queues are abandoned).
     fn run(self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError>;
+    /// Aborts the output of a segment that will not run (its own or another segment's `open`
+    /// failed): sinks that opened get `abort`.
+    fn abort(&mut self);
 }
 
 /// Per-queue settings overriding the pipeline's (a `=>` edge's `[capacity = …]`).
@@ -94,6 +99,9 @@ pub struct PipelineBuilder {
     lifecycle: Arc<Lifecycle>,
     dead_letters: DeadLetters,
     segments: Vec<Box<dyn Segment>>,
+    busy: std::cell::RefCell<Vec<(String, Arc<Busy>)>>,
+    /// A queue whose settings could not be honoured; `build` returns it.
+    rejected: std::cell::RefCell<Option<ConfigError>>,
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -114,6 +122,8 @@ impl PipelineBuilder {
             lifecycle: Arc::new(Lifecycle::new()),
             dead_letters: DeadLetters::collect(),
             segments: Vec::new(),
+            busy: std::cell::RefCell::default(),
+            rejected: std::cell::RefCell::default(),
         }
     }
 
@@ -133,13 +143,22 @@ impl PipelineBuilder {
     }
 
     /// A queue with the pipeline's capacity, batch size and backpressure.
+    ///
+    /// If a queue of `T` under these settings would exceed the configuration's
+    /// [`queue_memory_limit`](PipelineConfig::queue_memory_limit), nothing large is allocated
+    /// and [`build`](Self::build) returns the error naming the setting.
     pub fn queue<T>(&self, name: &str) -> (QueueSender<T>, QueueReceiver<T>) {
-        self.make_queue(
-            name,
-            self.config.queue_capacity(),
-            self.config.batch_size(),
-            self.config.backpressure(),
-        )
+        let (capacity, batch) = (self.config.queue_capacity(), self.config.batch_size());
+        match self
+            .config
+            .check_queue_memory(capacity, batch, std::mem::size_of::<T>())
+        {
+            Ok(()) => self.make_queue(name, capacity, batch, self.config.backpressure()),
+            Err(e) => {
+                self.rejected.borrow_mut().get_or_insert(e);
+                self.make_queue(name, 1, 1, self.config.backpressure())
+            }
+        }
     }
 
     /// A queue with some settings overridden; the error names the bad setting.
@@ -153,7 +172,13 @@ impl PipelineBuilder {
             .batch_size(settings.batch_size.unwrap_or(self.config.batch_size()))
             .backpressure(settings.backpressure.unwrap_or(self.config.backpressure()))
             .idle(self.config.idle())
+            .queue_memory_limit(self.config.queue_memory_limit())
             .build()?;
+        config.check_queue_memory(
+            config.queue_capacity(),
+            config.batch_size(),
+            std::mem::size_of::<T>(),
+        )?;
         Ok(self.make_queue(
             name,
             config.queue_capacity(),
@@ -196,12 +221,22 @@ impl PipelineBuilder {
             .config
             .metrics()
             .then(|| self.registry.node(name, NodeKind::Sink));
-        SinkOutput::new(name, sink, metrics)
+        let out = SinkOutput::new(name, sink, metrics);
+        self.busy.borrow_mut().push((name.to_string(), out.busy()));
+        out
     }
 
-    /// A stage metered under `name`.
-    pub fn stage<S>(&self, name: &str, stage: S) -> Metered<S> {
-        Metered::new(stage, self.registry.node(name, NodeKind::Stage))
+    /// A stage metered and named `name` (errors and panics in it name the node).
+    pub fn stage<S>(&self, name: &str, stage: S) -> Named<Metered<S>> {
+        Named::new(
+            name,
+            Metered::new(stage, self.registry.node(name, NodeKind::Stage)),
+        )
+    }
+
+    /// A stage named `name`, not metered.
+    pub fn named<S>(&self, name: &str, stage: S) -> Named<S> {
+        Named::new(name, stage)
     }
 
     /// Adds a segment driven by `source`: its events go through `chain` into `output`.
@@ -249,6 +284,9 @@ impl PipelineBuilder {
     /// Checks the assembly and returns a runnable pipeline.
     pub fn build(self) -> Result<Pipeline, PipelineError> {
         self.config.validate()?;
+        if let Some(e) = self.rejected.into_inner() {
+            return Err(e.into());
+        }
         if !self.segments.iter().any(|s| s.is_source()) {
             return Err(PipelineError::Invalid(
                 "a pipeline needs at least one source segment".into(),
@@ -270,6 +308,7 @@ impl PipelineBuilder {
             }),
             registry: self.registry,
             segments: self.segments,
+            busy: self.busy.into_inner(),
         })
     }
 }
@@ -279,6 +318,7 @@ pub struct Pipeline {
     runtime: Arc<Runtime>,
     registry: Arc<MetricsRegistry>,
     segments: Vec<Box<dyn Segment>>,
+    busy: Vec<(String, Arc<Busy>)>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -292,7 +332,7 @@ impl fmt::Debug for Pipeline {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -302,9 +342,19 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Fills in the segment (and, for an unnamed stage, the node) of an error raised inside it.
 fn in_segment(e: PipelineError, segment: &str) -> PipelineError {
     match e {
-        PipelineError::Stage { segment: s, source } if s.is_empty() => PipelineError::Stage {
+        PipelineError::Stage {
+            node,
+            segment: s,
+            source,
+        } if s.is_empty() => PipelineError::Stage {
+            node: if node.is_empty() {
+                segment.to_string()
+            } else {
+                node
+            },
             segment: segment.to_string(),
             source,
         },
@@ -326,6 +376,7 @@ fn guarded(
         }
         Err(payload) => {
             rt.lifecycle.fail(PipelineError::Panicked {
+                node: site::take().unwrap_or_else(|| name.to_string()),
                 segment: name.to_string(),
                 message: panic_message(&*payload),
             });
@@ -351,11 +402,18 @@ impl Pipeline {
             let name = segment.name().to_string();
             rt.lifecycle.starting(&name);
             rt.lifecycle.register_thread(thread::current());
-            let _ = guarded(rt, &name, || {
+            let opened = guarded(rt, &name, || {
                 open_dead_letters(rt)?;
-                segment.open()?;
-                segment.run(rt)
+                segment.open()
             });
+            if opened.is_ok() {
+                let _ = guarded(rt, &name, || segment.run(rt));
+            } else {
+                let _ = guarded(rt, &name, || {
+                    segment.abort();
+                    Ok(())
+                });
+            }
             rt.lifecycle.finished(&name);
             return finish_report(rt, &self.registry, started);
         }
@@ -376,6 +434,7 @@ impl Pipeline {
             threads: Vec::new(),
             started,
             detached: false,
+            busy: self.busy,
         };
         for group in [others, sources] {
             let (ready_tx, ready_rx) = mpsc::channel::<bool>();
@@ -395,7 +454,10 @@ impl Pipeline {
                         let rt_ref = &*rt;
                         let _ = guarded(rt_ref, &name, move || segment.run(rt_ref));
                     } else {
-                        drop(segment);
+                        let _ = guarded(&rt, &name, || {
+                            segment.abort();
+                            Ok(())
+                        });
                     }
                     rt.lifecycle.finished(&name);
                 });
@@ -463,6 +525,7 @@ pub struct PipelineHandle {
     threads: Vec<JoinHandle<()>>,
     started: Instant,
     detached: bool,
+    busy: Vec<(String, Arc<Busy>)>,
 }
 
 impl fmt::Debug for PipelineHandle {
@@ -530,6 +593,21 @@ impl PipelineHandle {
             self.threads.clear();
         }
         stuck
+            .into_iter()
+            .map(|segment| {
+                let sinks: Vec<String> = self
+                    .busy
+                    .iter()
+                    .filter(|(_, b)| b.blocked_segment().as_deref() == Some(segment.as_str()))
+                    .map(|(sink, _)| format!("`{sink}`"))
+                    .collect();
+                if sinks.is_empty() {
+                    segment
+                } else {
+                    format!("{segment} (blocked in sink {})", sinks.join(", "))
+                }
+            })
+            .collect()
     }
 }
 

@@ -7,9 +7,11 @@
 //! a tree of these types — statically dispatched like the chain itself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::error::{PipelineError, SinkError, StageError};
+use crate::exec::site::in_node;
 use crate::metrics::NodeMetrics;
 use crate::queue::QueueSender;
 use crate::sink::Sink;
@@ -20,7 +22,8 @@ use crate::stage::{CheckpointId, Emit, Link, Stage, Watermark};
 /// The segment calls, in stream order: `open` once; for each input batch `begin_batch`, the
 /// events, `end_batch`; `flush` when its input has nothing ready; `watermark`/`barrier` in band;
 /// `finish` at end of stream. Errors (a failed sink, a stage's `fail`, an aborted queue) are
-/// returned from the next of these calls.
+/// returned from the next of these calls. When the run fails instead, the segment calls `abort`
+/// (never `finish`): sinks are aborted, queues are abandoned so their consumers fail too.
 ///
 /// Outputs do not count events one by one: the segment counts what it emits into its output in
 /// a register and reports the total through [`delivered`](Output::delivered) before each of the
@@ -51,12 +54,17 @@ pub trait Output<T>: Emit<T> + Send {
 
     /// End of stream: flush, forward the end, close sinks.
     fn finish(&mut self) -> Result<(), PipelineError>;
+
+    /// The run failed: abort sinks that were opened and not closed, abandon queues. Must not
+    /// fail; called at most once, instead of (or after a failed) `finish`.
+    fn abort(&mut self);
 }
 
 fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
     match failed.take() {
         None => Ok(()),
         Some(source) => Err(PipelineError::Stage {
+            node: source.node().unwrap_or_default().to_string(),
             segment: String::new(),
             source,
         }),
@@ -90,6 +98,39 @@ pub struct SinkOutput<K> {
     origin: Instant,
     error: Option<SinkError>,
     failed: Option<StageError>,
+    /// A send failed or a stage failed: nothing more is sent.
+    stopped: bool,
+    state: SinkState,
+    busy: Arc<Busy>,
+}
+
+/// Set while a sink's own code runs, with the segment (thread) it runs on: what a `stop()` that
+/// timed out reports as the node a segment is blocked in.
+#[derive(Debug, Default)]
+pub struct Busy {
+    flag: AtomicBool,
+    segment: std::sync::Mutex<Option<String>>,
+}
+
+impl Busy {
+    /// If the sink is inside its own code now, the segment it runs on.
+    pub fn blocked_segment(&self) -> Option<String> {
+        if !self.flag.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.segment
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Where a sink is in its life, so `abort` reaches exactly the sinks that are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkState {
+    New,
+    Open,
+    Done,
 }
 
 impl<K> std::fmt::Debug for SinkOutput<K> {
@@ -115,12 +156,36 @@ impl<K> SinkOutput<K> {
             origin: Instant::now(),
             error: None,
             failed: None,
+            stopped: false,
+            state: SinkState::New,
+            busy: Arc::default(),
         }
     }
 
     /// The sink.
     pub fn sink(&self) -> &K {
         &self.sink
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Set while the sink's own code runs (`send`, `flush`, `close`, …): a `stop()` that times
+    /// out reads it to say which sink a segment is blocked in.
+    pub fn busy(&self) -> Arc<Busy> {
+        Arc::clone(&self.busy)
+    }
+
+    /// Runs the sink's own code as node `name`, marked busy.
+    #[inline(always)]
+    fn call<R>(&mut self, f: impl FnOnce(&mut K) -> R) -> R {
+        self.busy.flag.store(true, Ordering::Relaxed);
+        let sink = &mut self.sink;
+        let r = in_node(&self.name, || f(sink));
+        self.busy.flag.store(false, Ordering::Relaxed);
+        r
     }
 
     fn check(&mut self, r: Result<(), SinkError>) -> Result<(), PipelineError> {
@@ -152,19 +217,23 @@ impl<K> SinkOutput<K> {
 impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
     #[inline]
     fn emit(&mut self, item: T) {
-        match self.sink.send(item) {
-            Ok(()) => {}
-            Err(e) => {
-                self.errors += 1;
-                self.failed_in_batch += 1;
-                if self.error.is_none() {
-                    self.error = Some(e);
-                }
+        if self.stopped {
+            // After a failure nothing more reaches the sink; the event is not delivered.
+            self.failed_in_batch += 1;
+            return;
+        }
+        if let Err(e) = self.call(|s| s.send(item)) {
+            self.errors += 1;
+            self.failed_in_batch += 1;
+            self.stopped = true;
+            if self.error.is_none() {
+                self.error = Some(e);
             }
         }
     }
 
     fn fail(&mut self, error: StageError) {
+        self.stopped = true;
         if self.failed.is_none() {
             self.failed = Some(error);
         }
@@ -178,7 +247,18 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
     }
 
     fn open(&mut self) -> Result<(), PipelineError> {
-        let r = self.sink.open();
+        // Opened on the thread it will run on: remember that segment's name for stop reports.
+        if let Some(segment) = std::thread::current().name() {
+            *self
+                .busy
+                .segment
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(segment.to_string());
+        }
+        let r = self.call(|s| s.open());
+        if r.is_ok() {
+            self.state = SinkState::Open;
+        }
         self.check(r)
     }
 
@@ -194,7 +274,8 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
     }
 
     fn flush(&mut self) -> Result<(), PipelineError> {
-        let r = self.sink.flush();
+        self.check(Ok(()))?;
+        let r = self.call(|s| s.flush());
         self.check(r)
     }
 
@@ -203,14 +284,25 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
     }
 
     fn barrier(&mut self, _: CheckpointId) -> Result<(), PipelineError> {
-        let r = self.sink.flush();
+        self.check(Ok(()))?;
+        let r = self.call(|s| s.flush());
         self.check(r)
     }
 
     fn finish(&mut self) -> Result<(), PipelineError> {
         self.publish();
-        let r = self.sink.close();
+        self.check(Ok(()))?;
+        self.state = SinkState::Done;
+        let r = self.call(|s| s.close());
         self.check(r)
+    }
+
+    fn abort(&mut self) {
+        self.publish();
+        if self.state == SinkState::Open {
+            self.state = SinkState::Done;
+            self.call(|s| s.abort());
+        }
     }
 }
 
@@ -348,6 +440,12 @@ impl<T: Send> Output<T> for QueueOutput<T> {
         self.check()?;
         self.tx.end().map_err(|_| PipelineError::Aborted)
     }
+
+    fn abort(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.tx.release_buffer(buf);
+        self.tx.abandon();
+    }
 }
 
 /// Sends every event to both outputs (a clone to the first, the original to the second).
@@ -439,6 +537,10 @@ where
     }
     fn finish(&mut self) -> Result<(), PipelineError> {
         both(self.first.finish(), self.second.finish())
+    }
+    fn abort(&mut self) {
+        self.first.abort();
+        self.second.abort();
     }
 }
 
@@ -543,6 +645,9 @@ where
     fn finish(&mut self) -> Result<(), PipelineError> {
         self.hook(|c, out| c.on_end(out));
         self.out.finish()
+    }
+    fn abort(&mut self) {
+        self.out.abort();
     }
 }
 
@@ -696,5 +801,10 @@ where
     }
     fn finish(&mut self) -> Result<(), PipelineError> {
         self.outs.iter_mut().try_for_each(|o| o.finish())
+    }
+    fn abort(&mut self) {
+        for o in &mut self.outs {
+            o.abort();
+        }
     }
 }

@@ -6,12 +6,14 @@
 //! forward control messages in order, and end the stream through the chain (so windows can
 //! flush) and the output.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{PipelineError, StageError};
 use crate::exec::output::{Output, Tally, push};
-use crate::exec::{Runtime, Segment};
+use crate::exec::site::{self, in_node};
+use crate::exec::{Runtime, Segment, panic_message};
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::queue::{Message, QueueReceiver, RecvError};
 use crate::source::{Source, SourceContext, SourcePoll};
@@ -91,70 +93,128 @@ where
             mut output,
             metrics,
         } = *self;
-        let batch = rt.config.batch_size();
-        let park = rt.config.idle().park;
-        let timing = rt.config.metrics();
-        let mut produced = 0u64;
-        let mut malformed = 0u64;
-        let mut stopping = false;
-        loop {
-            if rt.lifecycle.aborted() {
-                return Err(PipelineError::Aborted);
-            }
-            if !stopping && rt.lifecycle.stop_requested() {
-                stopping = true;
-                if !source.stop() {
-                    break;
-                }
-            }
-            if timing {
-                output.begin_batch(Instant::now());
-            }
-            let mut cx = SourceContext::new(batch, &rt.dead_letters);
-            let (polled, n) = tallied(&mut output, |out| {
-                let mut counted = Counted {
-                    chain: &mut chain,
-                    out,
-                    n: 0,
-                };
-                let polled = source.poll(&mut cx, &mut counted);
-                counted.chain.on_batch_end(counted.out);
-                (polled, counted.n)
-            });
-            produced += n;
-            if cx.dead_lettered > 0 {
-                malformed += cx.dead_lettered;
-                if let Some(m) = &metrics {
-                    m.add_dropped(DropReason::Malformed, cx.dead_lettered);
-                }
-            }
-            if let Some(m) = &metrics {
-                m.publish(produced, produced, malformed);
-            }
-            let failure = cx.failure.take();
-            let polled = polled.map_err(|source| PipelineError::Source {
-                segment: name.clone(),
-                source,
-            })?;
-            if let Some(source) = failure {
-                return Err(PipelineError::Source {
-                    segment: name.clone(),
-                    source,
-                });
-            }
-            output.end_batch()?;
-            match polled {
-                SourcePoll::Ready => {}
-                SourcePoll::Pending => {
-                    output.flush()?;
-                    source.wait(park);
-                }
-                SourcePoll::Done => break,
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            drive_source(rt, &name, &mut source, &mut chain, &mut output, &metrics)
+        }));
+        settle(result, &name, &mut output)
+    }
+
+    fn abort(&mut self) {
+        abort_output(&mut self.output);
+    }
+}
+
+/// Turns a segment's result into the run's: on any failure (an error, a panic) the output is
+/// aborted — sinks get `abort`, queues are abandoned — and never finished.
+fn settle<T, O: Output<T>>(
+    result: std::thread::Result<Result<(), PipelineError>>,
+    segment: &str,
+    output: &mut O,
+) -> Result<(), PipelineError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            abort_output(output);
+            Err(e)
+        }
+        Err(payload) => {
+            let node = site::take().unwrap_or_else(|| segment.to_string());
+            abort_output(output);
+            Err(PipelineError::Panicked {
+                node,
+                segment: segment.to_string(),
+                message: panic_message(&*payload),
+            })
+        }
+    }
+}
+
+/// Aborts an output; a panic in a sink's `abort` is swallowed (the run has failed already, and
+/// the first failure is the one reported).
+fn abort_output<T, O: Output<T>>(output: &mut O) {
+    let _ = catch_unwind(AssertUnwindSafe(|| output.abort()));
+    let _ = site::take();
+}
+
+fn drive_source<S, C, O>(
+    rt: &Runtime,
+    name: &str,
+    source: &mut S,
+    chain: &mut C,
+    output: &mut O,
+    metrics: &Option<Arc<NodeMetrics>>,
+) -> Result<(), PipelineError>
+where
+    S: Source,
+    C: Stage<S::Item>,
+    O: Output<C::Out>,
+{
+    let batch = rt.config.batch_size();
+    let park = rt.config.idle().park;
+    let timing = rt.config.metrics();
+    let mut produced = 0u64;
+    let mut malformed = 0u64;
+    let mut stopping = false;
+    loop {
+        if rt.lifecycle.aborted() {
+            return Err(PipelineError::Aborted);
+        }
+        if !stopping && rt.lifecycle.stop_requested() {
+            stopping = true;
+            if !in_node(name, || source.stop()) {
+                break;
             }
         }
-        tallied(&mut output, |out| chain.on_end(out));
-        output.finish()
+        if timing {
+            output.begin_batch(Instant::now());
+        }
+        let mut cx = SourceContext::new(batch, &rt.dead_letters);
+        let (polled, n) = tallied(output, |out| {
+            let mut counted = Counted {
+                chain: &mut *chain,
+                out,
+                n: 0,
+            };
+            let polled = in_node(name, || source.poll(&mut cx, &mut counted));
+            counted.chain.on_batch_end(counted.out);
+            (polled, counted.n)
+        });
+        produced += n;
+        if cx.dead_lettered > 0 {
+            malformed += cx.dead_lettered;
+            if let Some(m) = metrics {
+                m.add_dropped(DropReason::Malformed, cx.dead_lettered);
+            }
+        }
+        if let Some(m) = metrics {
+            m.publish(produced, produced, malformed);
+        }
+        let failure = cx.failure.take();
+        let polled = polled.map_err(|source| PipelineError::Source {
+            segment: name.to_string(),
+            source,
+        })?;
+        if let Some(source) = failure {
+            return Err(PipelineError::Source {
+                segment: name.to_string(),
+                source,
+            });
+        }
+        output.end_batch()?;
+        match polled {
+            SourcePoll::Ready => {}
+            SourcePoll::Pending => {
+                output.flush()?;
+                in_node(name, || source.wait(park));
+            }
+            SourcePoll::Done => break,
+        }
     }
+    if rt.lifecycle.aborted() {
+        return Err(PipelineError::Aborted);
+    }
+    tallied(output, |out| chain.on_end(out));
+    output.finish()
 }
 
 /// A queue's consumer, its fused chain and its output, run on one thread.
@@ -183,44 +243,79 @@ where
         self.output.open()
     }
 
-    fn run(mut self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError> {
-        let this = &mut *self;
-        let (input, chain, output) = (&mut this.input, &mut this.chain, &mut this.output);
-        loop {
-            if rt.lifecycle.aborted() {
-                return Err(PipelineError::Aborted);
-            }
-            let msg = input.recv().map_err(|e| match e {
-                RecvError::Aborted => PipelineError::Aborted,
-            })?;
-            match msg {
-                Message::Batch(b) => {
-                    output.begin_batch(b.origin());
-                    let mut items = b.into_items();
-                    tallied(output, |out| {
-                        for item in items.drain(..) {
-                            push(chain, out, item);
-                        }
-                        chain.on_batch_end(out);
-                    });
-                    input.recycle_buffer(items);
-                    output.end_batch()?;
-                    if input.is_empty() {
-                        output.flush()?;
-                    }
-                }
-                Message::Watermark(w) => {
-                    tallied(output, |out| chain.on_watermark(w, out));
-                    output.watermark(w)?;
-                }
-                Message::Barrier(c) => {
-                    tallied(output, |out| chain.on_barrier(c, out));
-                    output.barrier(c)?;
-                }
-                Message::End => break,
-            }
-        }
-        tallied(output, |out| chain.on_end(out));
-        output.finish()
+    fn run(self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError> {
+        let QueueSegment {
+            name,
+            mut input,
+            mut chain,
+            mut output,
+        } = *self;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            drive_queue(rt, &mut input, &mut chain, &mut output)
+        }));
+        // Whatever happened, this consumer stops here: closing the queue (dropping `input`)
+        // unblocks its producers.
+        drop(input);
+        settle(result, &name, &mut output)
     }
+
+    fn abort(&mut self) {
+        abort_output(&mut self.output);
+    }
+}
+
+fn drive_queue<T, C, O>(
+    rt: &Runtime,
+    input: &mut QueueReceiver<T>,
+    chain: &mut C,
+    output: &mut O,
+) -> Result<(), PipelineError>
+where
+    C: Stage<T>,
+    O: Output<C::Out>,
+{
+    loop {
+        if rt.lifecycle.aborted() {
+            return Err(PipelineError::Aborted);
+        }
+        let msg = input.recv().map_err(|e| match e {
+            RecvError::Aborted | RecvError::UpstreamFailed => PipelineError::Aborted,
+        })?;
+        match msg {
+            Message::Batch(b) => {
+                output.begin_batch(b.origin());
+                let mut items = b.into_items();
+                tallied(output, |out| {
+                    for item in items.drain(..) {
+                        push(chain, out, item);
+                    }
+                    chain.on_batch_end(out);
+                });
+                input.recycle_buffer(items);
+                output.end_batch()?;
+            }
+            Message::Watermark(w) => {
+                tallied(output, |out| chain.on_watermark(w, out));
+                output.watermark(w)?;
+            }
+            Message::Barrier(c) => {
+                tallied(output, |out| chain.on_barrier(c, out));
+                output.barrier(c)?;
+            }
+            Message::End => break,
+        }
+        // Whatever the message, results it produced reach sinks and downstream queues as
+        // soon as the input has nothing more ready: a live stream never waits for the next
+        // batch to see a window's row.
+        if input.is_empty() {
+            output.flush()?;
+        }
+    }
+    // The end was sent before any abort could be seen by its producer; a failure elsewhere
+    // that raced with it still wins, so a failed run never commits.
+    if rt.lifecycle.aborted() {
+        return Err(PipelineError::Aborted);
+    }
+    tallied(output, |out| chain.on_end(out));
+    output.finish()
 }

@@ -1,0 +1,119 @@
+//! `Named`: attributes a stage's failures and panics to its node name.
+//!
+//! `pipeline!` wraps every stage in one, so an error says which node failed (`win`), not only
+//! the segment (thread) it runs on. On the normal path it adds no work: the emitter wrapper
+//! inlines away and the panic guard is forgotten on return (see `exec::site`).
+
+use crate::error::StageError;
+use crate::exec::site::in_node;
+use crate::stage::{CheckpointId, Emit, Stage, Watermark};
+
+/// A stage known by its node name. See the [module docs](self).
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// use eventflux_runtime::stage::Named;
+///
+/// /// Fails on zero.
+/// struct NonZero;
+/// impl Stage<u8> for NonZero {
+///     type Out = u8;
+///     fn process<E: Emit<u8>>(&mut self, x: u8, out: &mut E) {
+///         if x == 0 { out.fail(StageError::new("zero")) } else { out.emit(x) }
+///     }
+/// }
+/// /// Keeps the failure it is given.
+/// struct Failures(Vec<StageError>);
+/// impl Emit<u8> for Failures {
+///     fn emit(&mut self, _: u8) {}
+///     fn fail(&mut self, e: StageError) { self.0.push(e); }
+/// }
+/// let mut s = Named::new("check", NonZero);
+/// let mut out = Failures(Vec::new());
+/// s.process(0, &mut out);
+/// assert_eq!(out.0[0].node(), Some("check"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Named<S> {
+    stage: S,
+    name: Box<str>,
+}
+
+impl<S> Named<S> {
+    /// Names `stage`.
+    pub fn new(name: &str, stage: S) -> Self {
+        Self {
+            stage,
+            name: name.into(),
+        }
+    }
+
+    /// The node name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The wrapped stage.
+    pub fn inner(&self) -> &S {
+        &self.stage
+    }
+}
+
+/// The emitter a named stage sees: failures reported through it carry the node's name.
+struct Tag<'a, E> {
+    out: &'a mut E,
+    name: &'a str,
+}
+
+impl<T, E: Emit<T>> Emit<T> for Tag<'_, E> {
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        self.out.emit(item);
+    }
+
+    fn fail(&mut self, error: StageError) {
+        self.out.fail(error.at_node(self.name));
+    }
+
+    #[inline]
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        self.out.emit_watermark(watermark);
+    }
+}
+
+macro_rules! named_hook {
+    ($self:ident, $out:ident, |$s:ident, $tag:ident| $call:expr) => {{
+        let name = &*$self.name;
+        let $s = &mut $self.stage;
+        in_node(name, || {
+            let $tag = &mut Tag { out: $out, name };
+            $call
+        })
+    }};
+}
+
+impl<In, S: Stage<In>> Stage<In> for Named<S> {
+    type Out = S::Out;
+
+    #[inline(always)]
+    fn process<E: Emit<S::Out>>(&mut self, item: In, out: &mut E) {
+        named_hook!(self, out, |s, tag| s.process(item, tag))
+    }
+
+    #[inline]
+    fn on_batch_end<E: Emit<S::Out>>(&mut self, out: &mut E) {
+        named_hook!(self, out, |s, tag| s.on_batch_end(tag))
+    }
+
+    fn on_watermark<E: Emit<S::Out>>(&mut self, watermark: Watermark, out: &mut E) {
+        named_hook!(self, out, |s, tag| s.on_watermark(watermark, tag))
+    }
+
+    fn on_barrier<E: Emit<S::Out>>(&mut self, checkpoint: CheckpointId, out: &mut E) {
+        named_hook!(self, out, |s, tag| s.on_barrier(checkpoint, tag))
+    }
+
+    fn on_end<E: Emit<S::Out>>(&mut self, out: &mut E) {
+        named_hook!(self, out, |s, tag| s.on_end(tag))
+    }
+}

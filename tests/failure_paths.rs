@@ -1,0 +1,419 @@
+//! Failure paths: a failure is never an end of stream. When anything fails, no stage sees
+//! `on_end` (windows do not flush partial rows), no sink sees `close()`, and every opened sink
+//! gets `abort()` exactly once — whichever thread failed. A sink whose `send` failed receives
+//! nothing more. Errors name the node that failed. Settings that cannot run are an `Err`.
+//!
+//! Every test that could hang runs under `within`.
+
+use std::fmt::Debug;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use eventflux::prelude::*;
+
+fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("did not finish within {bound:?}"))
+}
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// What a sink was asked to do, in order (flushes are not logged: they depend on timing).
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    fn push(&self, s: String) {
+        self.0.lock().unwrap().push(s);
+    }
+    fn count(&self, what: &str) -> usize {
+        self.entries().iter().filter(|e| *e == what).count()
+    }
+    fn sends(&self) -> Vec<String> {
+        self.entries()
+            .into_iter()
+            .filter_map(|e| e.strip_prefix("send ").map(str::to_string))
+            .collect()
+    }
+}
+
+/// A sink that logs every call; `fail_at` makes the n-th send (1-based) fail.
+struct Recorder {
+    log: Log,
+    fail_at: Option<usize>,
+    sends: usize,
+}
+
+fn recorder(log: &Log) -> Recorder {
+    Recorder {
+        log: log.clone(),
+        fail_at: None,
+        sends: 0,
+    }
+}
+
+impl<T: Debug> Sink<T> for Recorder {
+    fn open(&mut self) -> Result<(), SinkError> {
+        self.log.push("open".into());
+        Ok(())
+    }
+    fn send(&mut self, item: T) -> Result<(), SinkError> {
+        self.sends += 1;
+        self.log.push(format!("send {item:?}"));
+        if Some(self.sends) == self.fail_at {
+            return Err(SinkError::Other(format!("rejected send #{}", self.sends)));
+        }
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.log.push("close".into());
+        Ok(())
+    }
+    fn abort(&mut self) {
+        self.log.push("abort".into());
+    }
+}
+
+#[derive(Clone, Copy)]
+enum How {
+    Error,
+    Panic,
+}
+
+/// Counts 0, 1, 2, … and fails (or panics) when it reaches `fail_at`.
+struct FailsAfter {
+    next: u64,
+    fail_at: u64,
+    how: How,
+}
+
+impl Source for FailsAfter {
+    type Item = u64;
+    fn poll<E: Emit<u64>>(
+        &mut self,
+        cx: &mut SourceContext<'_>,
+        out: &mut E,
+    ) -> Result<SourcePoll, SourceError> {
+        for _ in 0..cx.max_items() {
+            if self.next == self.fail_at {
+                match self.how {
+                    How::Error => return Err(SourceError::Other("the disk is on fire".into())),
+                    How::Panic => panic!("source panicked at {}", self.next),
+                }
+            }
+            out.emit(self.next);
+            self.next += 1;
+        }
+        Ok(SourcePoll::Ready)
+    }
+}
+
+/// The case: a source failing after 1 500 events into
+/// `=> length_batch(1000).aggregate(count()) -> sink`. The complete window `[0, 1000)` may be
+/// delivered; the partial `[1000, 1500)` never is, and the sink is aborted, never closed.
+fn failing_source_into_window(how: How) -> (PipelineError, Log) {
+    let log = Log::default();
+    let sink_log = log.clone();
+    let err = within(BOUND, move || {
+        let app = pipeline! {
+            config { queue_capacity: 4096, batch_size: 256 }
+            source src = FailsAfter { next: 0, fail_at: 1500, how };
+            stage  win = length_batch(1000).aggregate(count());
+            sink   out = recorder(&sink_log);
+            src => win -> out;
+        };
+        app.run().expect_err("the source failed")
+    });
+    (err, log)
+}
+
+#[test]
+fn a_failing_source_never_flushes_windows_or_closes_sinks() {
+    for round in 0..20 {
+        for how in [How::Error, How::Panic] {
+            let (err, log) = failing_source_into_window(how);
+            match (how, &err) {
+                (How::Error, PipelineError::Source { segment, .. }) => assert_eq!(segment, "src"),
+                (How::Panic, PipelineError::Panicked { node, message, .. }) => {
+                    assert_eq!(node, "src");
+                    assert_eq!(message, "source panicked at 1500");
+                }
+                _ => panic!("round {round}: unexpected error {err}"),
+            }
+            let entries = log.entries();
+            assert_eq!(entries.first().map(String::as_str), Some("open"));
+            assert_eq!(
+                log.count("close"),
+                0,
+                "round {round}: closed a failed run: {entries:?}"
+            );
+            assert_eq!(log.count("abort"), 1, "round {round}: {entries:?}");
+            assert_eq!(entries.last().map(String::as_str), Some("abort"));
+            let sends = log.sends();
+            assert!(
+                sends.iter().all(|s| s.contains("values: 1000")),
+                "round {round}: a partial window leaked: {sends:?}"
+            );
+            assert!(sends.len() <= 1, "round {round}: {sends:?}");
+        }
+    }
+}
+
+/// A stage calling `Emit::fail` on the source's own thread: the consumer behind `=>` sees a
+/// failure, not an end of stream.
+#[test]
+fn a_failing_source_side_stage_is_not_an_end_of_stream() {
+    let log = Log::default();
+    let sink_log = log.clone();
+    let err = within(BOUND, move || {
+        let app = pipeline! {
+            config { batch_size: 64 }
+            source src = IterSource::new(0..10_000u64);
+            stage  check = Reject(700);
+            stage  win = length_batch(100).aggregate(count());
+            sink   out = recorder(&sink_log);
+            src -> check => win -> out;
+        };
+        app.run().expect_err("the stage failed")
+    });
+    match &err {
+        PipelineError::Stage {
+            node,
+            segment,
+            source,
+        } => {
+            assert_eq!((node.as_str(), segment.as_str()), ("check", "src"));
+            assert_eq!(source.message(), "700 is not allowed");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(log.count("close"), 0, "{:?}", log.entries());
+    assert_eq!(log.count("abort"), 1);
+    assert!(
+        log.sends().iter().all(|s| s.contains("values: 100")),
+        "{:?}",
+        log.sends()
+    );
+    assert!(
+        log.sends().len() <= 7,
+        "at most the 7 complete windows below 700"
+    );
+}
+
+/// Fails on `self.0`.
+struct Reject(u64);
+
+impl Stage<u64> for Reject {
+    type Out = u64;
+    fn process<E: Emit<u64>>(&mut self, x: u64, out: &mut E) {
+        if x == self.0 {
+            out.fail(StageError::new(format!("{x} is not allowed")));
+        } else {
+            out.emit(x);
+        }
+    }
+}
+
+/// A sink whose `send` fails at the 1000th event of a 1024-event batch receives nothing more,
+/// and is aborted (not closed) — here the failure is on the sink's own thread.
+#[test]
+fn a_sink_that_failed_receives_nothing_more() {
+    for crossing in [false, true] {
+        let log = Log::default();
+        let sink_log = log.clone();
+        let err = within(BOUND, move || {
+            let mut sink = recorder(&sink_log);
+            sink.fail_at = Some(1000);
+            let app = if crossing {
+                pipeline! {
+                    config { batch_size: 1024 }
+                    source src = IterSource::new(1..=5000u64);
+                    sink   out = sink;
+                    src => out;
+                }
+            } else {
+                pipeline! {
+                    config { batch_size: 1024 }
+                    source src = IterSource::new(1..=5000u64);
+                    sink   out = sink;
+                    src -> out;
+                }
+            };
+            app.run().expect_err("the sink failed")
+        });
+        assert_eq!(err.to_string(), "sink `out` failed: rejected send #1000");
+        let sends = log.sends();
+        assert_eq!(
+            sends.len(),
+            1000,
+            "sent after the failure: {:?}",
+            &sends[990..]
+        );
+        assert_eq!(sends.last().map(String::as_str), Some("1000"));
+        assert_eq!(log.count("close"), 0);
+        assert_eq!(log.count("abort"), 1);
+    }
+}
+
+/// Every opened sink of a failed run is aborted once, on whichever thread the failure was:
+/// here one sink is fused with the failing source and another is behind a queue.
+#[test]
+fn every_sink_is_aborted_whichever_thread_failed() {
+    let (near, far) = (Log::default(), Log::default());
+    let (n2, f2) = (near.clone(), far.clone());
+    within(BOUND, move || {
+        let app = pipeline! {
+            config { batch_size: 16 }
+            source src   = FailsAfter { next: 0, fail_at: 100, how: How::Error };
+            stage  pass  = map(|x: u64| x);
+            sink   near  = recorder(&n2);
+            sink   far   = recorder(&f2);
+            src -> near;
+            src -> pass => far;
+        };
+        app.run().expect_err("the source failed")
+    });
+    for log in [near, far] {
+        assert_eq!(log.count("abort"), 1, "{:?}", log.entries());
+        assert_eq!(log.count("close"), 0);
+    }
+}
+
+/// A panic in the second stage of a keyed worker segment names that stage (and the worker's
+/// segment), not the segment's first node.
+#[test]
+fn errors_name_the_node_not_its_segment() {
+    let err = within(BOUND, || {
+        let app = pipeline! {
+            source src = IterSource::new(0..1000u64);
+            stage  pre = map(|x: u64| x + 1);
+            stage  win = map(|x: u64| if x == 500 { panic!("win broke on {x}") } else { x });
+            sink   out = CollectSink::new();
+            src =>[workers = 2, key = |x: &u64| *x % 2] pre -> win => out;
+        };
+        app.run().expect_err("win panicked")
+    });
+    match &err {
+        PipelineError::Panicked {
+            node,
+            segment,
+            message,
+        } => {
+            assert_eq!(node, "win");
+            assert!(segment == "pre#0" || segment == "pre#1", "{segment}");
+            assert_eq!(message, "win broke on 500");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(
+        err.to_string().starts_with("node `win` (segment `pre#"),
+        "{err}"
+    );
+
+    // Without stage metrics, stages are still named.
+    let err = within(BOUND, || {
+        let app = pipeline! {
+            config { metrics: false }
+            source src = IterSource::new(0..10i64);
+            stage  a   = map(|x: i64| x - 5);
+            stage  b   = Reject2;
+            sink   out = CollectSink::new();
+            src -> a -> b -> out;
+        };
+        app.run().expect_err("b failed")
+    });
+    assert_eq!(
+        err.to_string(),
+        "stage `b` (segment `src`) failed: -5 is negative"
+    );
+}
+
+struct Reject2;
+
+impl Stage<i64> for Reject2 {
+    type Out = i64;
+    fn process<E: Emit<i64>>(&mut self, x: i64, out: &mut E) {
+        if x < 0 {
+            out.fail(StageError::new(format!("{x} is negative")));
+        } else {
+            out.emit(x);
+        }
+    }
+}
+
+/// A sink that blocks in `send` until released.
+struct Stuck(mpsc::Receiver<()>);
+
+impl Sink<u64> for Stuck {
+    fn send(&mut self, _: u64) -> Result<(), SinkError> {
+        let _ = self.0.recv();
+        Ok(())
+    }
+}
+
+/// `stop()` on a segment stuck in a fused sink names the sink.
+#[test]
+fn a_stuck_fused_sink_is_named_by_stop() {
+    let (release, blocked) = mpsc::channel::<()>();
+    let err = within(BOUND, move || {
+        let app = pipeline! {
+            config { stop_timeout_ms: 50 }
+            source src = IterSource::new(0..10u64);
+            stage  pass = map(|x: u64| x);
+            sink   out = Stuck(blocked);
+            src -> pass -> out;
+        };
+        let handle = app.spawn().expect("starts");
+        thread::sleep(Duration::from_millis(20)); // let it reach the sink (not a timing assertion)
+        handle.stop().expect_err("the sink never returns")
+    });
+    drop(release); // lets the detached thread finish
+    assert_eq!(
+        err.to_string().split("; ").nth(1).unwrap_or_default(),
+        "still running: src (blocked in sink `out`)"
+    );
+}
+
+/// A configuration whose queues cannot be allocated is an `Err` naming the setting, before
+/// anything large is allocated.
+#[test]
+fn settings_that_cannot_run_are_errors() {
+    let err = PipelineConfig::builder()
+        .queue_capacity(268_435_456)
+        .batch_size(1)
+        .build()
+        .expect_err("2^28 slots");
+    assert!(err.to_string().starts_with("invalid `batch_size`"), "{err}");
+
+    // Within the slot bound but 16 GiB of 64-byte events: `build` says which setting.
+    let config = PipelineConfig::builder()
+        .queue_capacity(1 << 28)
+        .batch_size(1 << 12)
+        .build()
+        .expect("slots are fine");
+    let mut p = PipelineBuilder::new(config);
+    let (tx, rx) = p.queue::<[u64; 8]>("big");
+    let out = p.sink("out", CollectSink::new());
+    p.add_source(
+        "src",
+        IterSource::new(std::iter::empty::<[u64; 8]>()),
+        Identity,
+        QueueOutput::new(tx),
+    );
+    p.add_queue_segment("use", rx, Identity, out);
+    let err = p.build().expect_err("too much memory");
+    assert!(
+        err.to_string()
+            .starts_with("invalid `queue_capacity`: 268435456 is out of range"),
+        "{err}"
+    );
+}
