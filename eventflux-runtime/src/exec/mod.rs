@@ -62,6 +62,8 @@ pub struct Runtime {
     pub(crate) config: PipelineConfig,
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) dead_letters: DeadLetters,
+    /// Named stages by id, to name the stage a panic came from.
+    pub(crate) stage_names: Vec<String>,
 }
 
 /// One fused chain on one thread (object-safe: the executor holds `Box<dyn Segment>`, one
@@ -102,6 +104,7 @@ pub struct PipelineBuilder {
     busy: std::cell::RefCell<Vec<(String, Arc<Busy>)>>,
     /// A queue whose settings could not be honoured; `build` returns it.
     rejected: std::cell::RefCell<Option<ConfigError>>,
+    node_ids: site::NodeIds,
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -124,6 +127,7 @@ impl PipelineBuilder {
             segments: Vec::new(),
             busy: std::cell::RefCell::default(),
             rejected: std::cell::RefCell::default(),
+            node_ids: site::NodeIds::default(),
         }
     }
 
@@ -228,15 +232,13 @@ impl PipelineBuilder {
 
     /// A stage metered and named `name` (errors and panics in it name the node).
     pub fn stage<S>(&self, name: &str, stage: S) -> Named<Metered<S>> {
-        Named::new(
-            name,
-            Metered::new(stage, self.registry.node(name, NodeKind::Stage)),
-        )
+        let metered = Metered::new(stage, self.registry.node(name, NodeKind::Stage));
+        self.named(name, metered)
     }
 
     /// A stage named `name`, not metered.
     pub fn named<S>(&self, name: &str, stage: S) -> Named<S> {
-        Named::new(name, stage)
+        Named::with_id(name, self.node_ids.register(name), stage)
     }
 
     /// Adds a segment driven by `source`: its events go through `chain` into `output`.
@@ -305,6 +307,7 @@ impl PipelineBuilder {
                 config: self.config,
                 lifecycle: self.lifecycle,
                 dead_letters: self.dead_letters,
+                stage_names: self.node_ids.into_names(),
             }),
             registry: self.registry,
             segments: self.segments,
@@ -376,7 +379,7 @@ fn guarded(
         }
         Err(payload) => {
             rt.lifecycle.fail(PipelineError::Panicked {
-                node: site::take().unwrap_or_else(|| name.to_string()),
+                node: site::take_with(&rt.stage_names).unwrap_or_else(|| name.to_string()),
                 segment: name.to_string(),
                 message: panic_message(&*payload),
             });

@@ -222,6 +222,8 @@ impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
             self.failed_in_batch += 1;
             return;
         }
+        // Marked busy per send (two relaxed stores): a sink blocked in `send` is the common way a
+        // segment gets stuck, and `stop()` must be able to name it.
         if let Err(e) = self.call(|s| s.send(item)) {
             self.errors += 1;
             self.failed_in_batch += 1;

@@ -96,7 +96,7 @@ where
         let result = catch_unwind(AssertUnwindSafe(|| {
             drive_source(rt, &name, &mut source, &mut chain, &mut output, &metrics)
         }));
-        settle(result, &name, &mut output)
+        settle(rt, result, &name, &mut output)
     }
 
     fn abort(&mut self) {
@@ -107,6 +107,7 @@ where
 /// Turns a segment's result into the run's: on any failure (an error, a panic) the output is
 /// aborted — sinks get `abort`, queues are abandoned — and never finished.
 fn settle<T, O: Output<T>>(
+    rt: &Runtime,
     result: std::thread::Result<Result<(), PipelineError>>,
     segment: &str,
     output: &mut O,
@@ -118,7 +119,7 @@ fn settle<T, O: Output<T>>(
             Err(e)
         }
         Err(payload) => {
-            let node = site::take().unwrap_or_else(|| segment.to_string());
+            let node = site::take_with(&rt.stage_names).unwrap_or_else(|| segment.to_string());
             abort_output(output);
             Err(PipelineError::Panicked {
                 node,
@@ -256,7 +257,7 @@ where
         // Whatever happened, this consumer stops here: closing the queue (dropping `input`)
         // unblocks its producers.
         drop(input);
-        settle(result, &name, &mut output)
+        settle(rt, result, &name, &mut output)
     }
 
     fn abort(&mut self) {

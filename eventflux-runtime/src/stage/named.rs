@@ -5,7 +5,7 @@
 //! inlines away and the panic guard is forgotten on return (see `exec::site`).
 
 use crate::error::StageError;
-use crate::exec::site::in_node;
+use crate::exec::site::{enter, in_node};
 use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 
 /// A stage known by its node name. See the [module docs](self).
@@ -37,14 +37,22 @@ use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 pub struct Named<S> {
     stage: S,
     name: Box<str>,
+    id: u32,
 }
 
 impl<S> Named<S> {
-    /// Names `stage`.
+    /// Names `stage`. (Inside a pipeline, build it with
+    /// [`PipelineBuilder::named`](crate::PipelineBuilder::named) so panics in its `process` can
+    /// be attributed too.)
     pub fn new(name: &str, stage: S) -> Self {
+        Self::with_id(name, 0, stage)
+    }
+
+    pub(crate) fn with_id(name: &str, id: u32, stage: S) -> Self {
         Self {
             stage,
             name: name.into(),
+            id,
         }
     }
 
@@ -59,16 +67,19 @@ impl<S> Named<S> {
     }
 }
 
-/// The emitter a named stage sees: failures reported through it carry the node's name.
+/// The emitter a named stage sees: failures reported through it carry the node's name, and
+/// after each downstream call the stage is marked running again.
 struct Tag<'a, E> {
     out: &'a mut E,
     name: &'a str,
+    id: u32,
 }
 
 impl<T, E: Emit<T>> Emit<T> for Tag<'_, E> {
     #[inline(always)]
     fn emit(&mut self, item: T) {
         self.out.emit(item);
+        enter(self.id);
     }
 
     fn fail(&mut self, error: StageError) {
@@ -83,10 +94,14 @@ impl<T, E: Emit<T>> Emit<T> for Tag<'_, E> {
 
 macro_rules! named_hook {
     ($self:ident, $out:ident, |$s:ident, $tag:ident| $call:expr) => {{
-        let name = &*$self.name;
+        let (name, id) = (&*$self.name, $self.id);
         let $s = &mut $self.stage;
         in_node(name, || {
-            let $tag = &mut Tag { out: $out, name };
+            let $tag = &mut Tag {
+                out: $out,
+                name,
+                id,
+            };
             $call
         })
     }};
@@ -97,7 +112,10 @@ impl<In, S: Stage<In>> Stage<In> for Named<S> {
 
     #[inline(always)]
     fn process<E: Emit<S::Out>>(&mut self, item: In, out: &mut E) {
-        named_hook!(self, out, |s, tag| s.process(item, tag))
+        // Per event: a one-store marker, not a panic guard (see `exec::site`).
+        enter(self.id);
+        let (name, id) = (&*self.name, self.id);
+        self.stage.process(item, &mut Tag { out, name, id });
     }
 
     #[inline]
