@@ -14,12 +14,12 @@ struct Trade {
     volume: u32,
 }
 
-fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eventflux-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
+/// A fixture file in a fresh temporary directory, removed when the returned guard drops.
+fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
     std::fs::write(&path, contents).expect("write fixture");
-    path
+    (dir, path)
 }
 
 fn trade(ts: u64) -> Trade {
@@ -71,7 +71,7 @@ fn malformed_json_lines_are_dead_lettered_with_line_numbers() {
     text.push_str("{\"ts\": \"six\", \"symbol\": 1, \"price\": 1.0, \"volume\": 1}\n"); // line 8
     text.push_str(&serde_json::to_string(&trade(9)).expect("serialise"));
     text.push_str("\r\nnot json at all"); // line 9 (CRLF), line 10 without a final newline
-    let path = temp_file("trades.jsonl", &text);
+    let (_dir, path) = temp_file("trades.jsonl", &text);
 
     let (got, report) = run_collect(JsonLinesSource::<Trade>::open(&path).expect("opens"), None);
 
@@ -110,7 +110,7 @@ fn malformed_csv_rows_are_dead_lettered_with_line_numbers() {
                 4,1,10.5,104\n\
                 5,2,10.5,105,extra\n\
                 6,0,10.5,106\n";
-    let path = temp_file("trades.csv", text);
+    let (_dir, path) = temp_file("trades.csv", text);
 
     let (got, report) = run_collect(CsvSource::<Trade>::open(&path).expect("opens"), None);
 
@@ -128,7 +128,7 @@ fn malformed_csv_rows_are_dead_lettered_with_line_numbers() {
 
 #[test]
 fn dead_letters_can_go_to_a_file() {
-    let path = temp_file(
+    let (_dir, path) = temp_file(
         "mixed.jsonl",
         "{\"ts\":0,\"symbol\":0,\"price\":1.0,\"volume\":1}\n[1,2\n",
     );

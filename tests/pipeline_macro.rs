@@ -274,7 +274,8 @@ fn stage_metrics_can_be_turned_off() {
 
 #[test]
 fn node_expressions_may_use_the_question_mark() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::temp_dir().join(format!("eventflux-macro-{}.jsonl", std::process::id()));
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("out.jsonl");
     let app = pipeline! {
         source s = IterSource::new(0..3u32);
         sink file = JsonLinesSink::<u32>::create(&path)?;
