@@ -50,7 +50,8 @@ impl<T: std::fmt::Debug> Sink<T> for Buffered {
 #[test]
 fn a_closed_window_reaches_the_sink_while_the_input_is_idle() {
     let visible = Visible::default();
-    let (source, tx) = channel_source::<(u64, u32)>(1024, Backpressure::Block, IdleStrategy::balanced());
+    let (source, tx) =
+        channel_source::<(u64, u32)>(1024, Backpressure::Block, IdleStrategy::balanced());
     let sink = Buffered {
         pending: Vec::new(),
         visible: visible.clone(),
@@ -64,9 +65,9 @@ fn a_closed_window_reaches_the_sink_while_the_input_is_idle() {
     };
     let handle = app.spawn().expect("starts");
     for ts in 0..10 {
-        tx.send((ts, 1)).expect("accepted");
+        assert_eq!(tx.send((ts, 1)), Ok(SendOutcome::Sent));
     }
-    tx.send((15, 1)).expect("accepted"); // closes [0, 10); then the input goes quiet
+    assert_eq!(tx.send((15, 1)), Ok(SendOutcome::Sent)); // closes [0, 10); then the input goes quiet
     let (rows, waited) = visible.wait_for(1, Duration::from_secs(5));
     assert_eq!(
         rows,
@@ -79,5 +80,9 @@ fn a_closed_window_reaches_the_sink_while_the_input_is_idle() {
     drop(tx);
     handle.join().expect("ends cleanly");
     let (rows, _) = visible.wait_for(2, Duration::ZERO);
-    assert_eq!(rows.len(), 2, "the last window flushes at the end: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        2,
+        "the last window flushes at the end: {rows:?}"
+    );
 }

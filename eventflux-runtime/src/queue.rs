@@ -183,6 +183,8 @@ struct Shared<T> {
     idle: IdleStrategy,
     abort: Arc<AtomicBool>,
     timing: bool,
+    /// Some producer's events come with watermarks (set while the pipeline is built).
+    watermarked: AtomicBool,
 }
 
 /// Constructor namespace for queues.
@@ -224,6 +226,7 @@ impl<T> EventQueue<T> {
             idle: options.idle,
             abort,
             timing: options.timing,
+            watermarked: AtomicBool::new(false),
         });
         let tx = QueueSender {
             shared: Arc::clone(&shared),
@@ -413,6 +416,13 @@ impl<T> QueueSender<T> {
         self.control(ControlKind::End)
     }
 
+    /// Declares that this producer's events come with watermarks (see
+    /// [`Stage::event_time`](crate::Stage::event_time)); the consumer reads it with
+    /// [`QueueReceiver::watermarked`].
+    pub fn mark_watermarked(&self) {
+        self.shared.watermarked.store(true, Ordering::SeqCst);
+    }
+
     /// Tells the consumer that this producer failed: it receives
     /// [`RecvError::UpstreamFailed`] instead of an end of stream. Dropping a sender that has not
     /// ended does the same.
@@ -478,6 +488,11 @@ impl<T> QueueReceiver<T> {
                 })
                 .map_err(|_| RecvError::Aborted)?;
         }
+    }
+
+    /// Whether some producer declared that its events come with watermarks.
+    pub fn watermarked(&self) -> bool {
+        self.shared.watermarked.load(Ordering::SeqCst)
     }
 
     /// Receives the next message if one is ready now (`Ok(None)` if none is).

@@ -132,6 +132,19 @@ pub trait Source: Send {
         false
     }
 
+    /// Whether this source is a side output of the pipeline itself (the late output of
+    /// event-time windows): its events are not counted as pipeline input. The default is
+    /// `false`.
+    fn is_side_output(&self) -> bool {
+        false
+    }
+
+    /// Whether this source reports watermarks itself (with [`Emit::emit_watermark`]); event-time
+    /// windows downstream then follow them. The default is `false`.
+    fn emits_watermarks(&self) -> bool {
+        false
+    }
+
     /// Waits, at most `bound`, for more input after a `Pending` poll. The default parks the thread
     /// for `bound`; sources that can be woken (a channel) return as soon as input arrives.
     fn wait(&mut self, bound: Duration) {

@@ -155,6 +155,23 @@ pub trait Stage<In> {
         let _ = (checkpoint, out);
     }
 
+    /// Events this stage has sent to a late side output so far (cumulative). The node's
+    /// metrics report them as dropped with reason `late`. The default is 0.
+    #[inline]
+    fn late_events(&self) -> u64 {
+        0
+    }
+
+    /// Called once while the pipeline is built, before any event: whether this stage's input
+    /// carries watermarks (some upstream source or stage emits them). Returns whether its output
+    /// does. The default passes the answer through; a watermark generator returns `true`; an
+    /// event-time window remembers it, to follow the upstream watermarks instead of deriving
+    /// its own.
+    #[inline]
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        input_watermarked
+    }
+
     /// Called once when the input ends; a stage holding events (a window) emits them here.
     ///
     /// Only a *complete* stream ends: when the pipeline fails (an error or panic anywhere, an
@@ -266,6 +283,15 @@ where
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         self.first.on_end(&mut Link::new(&mut self.second, out));
         self.second.on_end(out);
+    }
+
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        let mid = self.first.event_time(input_watermarked);
+        self.second.event_time(mid)
+    }
+
+    fn late_events(&self) -> u64 {
+        self.first.late_events() + self.second.late_events()
     }
 }
 

@@ -81,6 +81,10 @@ pub trait Segment: Send {
     /// Aborts the output of a segment that will not run (its own or another segment's `open`
     /// failed): sinks that opened get `abort`.
     fn abort(&mut self);
+    /// While the pipeline is built: tells the chain whether its input carries watermarks and
+    /// records on its output queues whether theirs does (see
+    /// [`Stage::event_time`]). Called until nothing changes.
+    fn plan_event_time(&mut self);
 }
 
 /// Per-queue settings overriding the pipeline's (a `=>` edge's `[capacity = …]`).
@@ -248,7 +252,12 @@ impl PipelineBuilder {
         C: Stage<S::Item> + Send + 'static,
         O: Output<C::Out> + 'static,
     {
-        let metrics = Some(self.registry.node(name, NodeKind::Source));
+        let kind = if source.is_side_output() {
+            NodeKind::SideOutput
+        } else {
+            NodeKind::Source
+        };
+        let metrics = Some(self.registry.node(name, kind));
         self.segments.push(Box::new(SourceSegment {
             name: name.to_string(),
             source,
@@ -289,12 +298,20 @@ impl PipelineBuilder {
         if let Some(e) = self.rejected.into_inner() {
             return Err(e.into());
         }
-        if !self.segments.iter().any(|s| s.is_source()) {
+        let mut segments = self.segments;
+        // Whether watermarks flow only grows along queues; one pass per segment reaches the
+        // fixpoint whatever order the segments were added in.
+        for _ in 0..segments.len() {
+            for s in &mut segments {
+                s.plan_event_time();
+            }
+        }
+        if !segments.iter().any(|s| s.is_source()) {
             return Err(PipelineError::Invalid(
                 "a pipeline needs at least one source segment".into(),
             ));
         }
-        let mut names: Vec<&str> = self.segments.iter().map(|s| s.name()).collect();
+        let mut names: Vec<&str> = segments.iter().map(|s| s.name()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(PipelineError::Invalid(format!(
@@ -310,7 +327,7 @@ impl PipelineBuilder {
                 stage_names: self.node_ids.into_names(),
             }),
             registry: self.registry,
-            segments: self.segments,
+            segments,
             busy: self.busy.into_inner(),
         })
     }

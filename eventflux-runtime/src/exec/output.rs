@@ -58,6 +58,12 @@ pub trait Output<T>: Emit<T> + Send {
     /// The run failed: abort sinks that were opened and not closed, abandon queues. Must not
     /// fail; called at most once, instead of (or after a failed) `finish`.
     fn abort(&mut self);
+
+    /// While the pipeline is built: whether the events reaching this output are accompanied by
+    /// watermarks (see [`Stage::event_time`]). Queues record it for their consumers.
+    fn event_time(&mut self, watermarked: bool) {
+        let _ = watermarked;
+    }
 }
 
 fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
@@ -448,6 +454,12 @@ impl<T: Send> Output<T> for QueueOutput<T> {
         self.tx.release_buffer(buf);
         self.tx.abandon();
     }
+
+    fn event_time(&mut self, watermarked: bool) {
+        if watermarked {
+            self.tx.mark_watermarked();
+        }
+    }
 }
 
 /// Sends every event to both outputs (a clone to the first, the original to the second).
@@ -543,6 +555,10 @@ where
     fn abort(&mut self) {
         self.first.abort();
         self.second.abort();
+    }
+    fn event_time(&mut self, watermarked: bool) {
+        self.first.event_time(watermarked);
+        self.second.event_time(watermarked);
     }
 }
 
@@ -650,6 +666,10 @@ where
     }
     fn abort(&mut self) {
         self.out.abort();
+    }
+    fn event_time(&mut self, watermarked: bool) {
+        let w = self.chain.event_time(watermarked);
+        self.out.event_time(w);
     }
 }
 
@@ -807,6 +827,11 @@ where
     fn abort(&mut self) {
         for o in &mut self.outs {
             o.abort();
+        }
+    }
+    fn event_time(&mut self, watermarked: bool) {
+        for o in &mut self.outs {
+            o.event_time(watermarked);
         }
     }
 }

@@ -102,6 +102,11 @@ where
     fn abort(&mut self) {
         abort_output(&mut self.output);
     }
+
+    fn plan_event_time(&mut self) {
+        let w = self.chain.event_time(self.source.emits_watermarks());
+        self.output.event_time(w);
+    }
 }
 
 /// Turns a segment's result into the run's: on any failure (an error, a panic) the output is
@@ -262,6 +267,11 @@ where
 
     fn abort(&mut self) {
         abort_output(&mut self.output);
+    }
+
+    fn plan_event_time(&mut self) {
+        let w = self.chain.event_time(self.input.watermarked());
+        self.output.event_time(w);
     }
 }
 

@@ -31,6 +31,12 @@ struct Shared<T> {
     idle: IdleStrategy,
     sent: AtomicU64,
     dropped: AtomicU64,
+    /// A side output: it ends when every *attached* writer (a window) has ended, whatever
+    /// plain handles are still held; a writer dropped without ending (it failed) keeps it from
+    /// ever ending, so a failure is not an end of stream.
+    side_output: bool,
+    attached: AtomicUsize,
+    abandoned: AtomicBool,
 }
 
 /// Creates a channel source holding up to `capacity` events under `backpressure`.
@@ -57,6 +63,9 @@ pub fn channel_source<T: Send>(
         idle,
         sent: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
+        side_output: false,
+        attached: AtomicUsize::new(0),
+        abandoned: AtomicBool::new(false),
     });
     (
         ChannelSource {
@@ -65,6 +74,34 @@ pub fn channel_source<T: Send>(
         ChannelHandle {
             shared,
             closed: false,
+            attached: false,
+        },
+    )
+}
+
+/// An unbounded channel whose source is a side output (see [`late_output`](crate::window::late_output)).
+pub(crate) fn side_output<T: Send>(idle: IdleStrategy) -> (ChannelSource<T>, ChannelHandle<T>) {
+    let shared = Arc::new(Shared {
+        lane: Lane::new(1, Backpressure::Unbounded),
+        handles: AtomicUsize::new(1),
+        stopped: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        never_abort: AtomicBool::new(false),
+        idle,
+        sent: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        side_output: true,
+        attached: AtomicUsize::new(0),
+        abandoned: AtomicBool::new(false),
+    });
+    (
+        ChannelSource {
+            shared: Arc::clone(&shared),
+        },
+        ChannelHandle {
+            shared,
+            closed: false,
+            attached: false,
         },
     )
 }
@@ -100,13 +137,22 @@ impl<T> Drop for ChannelSource<T> {
 impl<T> Shared<T> {
     /// No further event can arrive.
     fn finished(&self) -> bool {
-        self.handles.load(Ordering::SeqCst) == 0
+        let writers_done = if self.side_output {
+            self.attached.load(Ordering::SeqCst) == 0 && !self.abandoned.load(Ordering::SeqCst)
+        } else {
+            self.handles.load(Ordering::SeqCst) == 0
+        };
+        writers_done
             || (self.stopped.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) == 0)
     }
 }
 
 impl<T: Send> Source for ChannelSource<T> {
     type Item = T;
+
+    fn is_side_output(&self) -> bool {
+        self.shared.side_output
+    }
 
     fn stop(&mut self) -> bool {
         self.shared.stopped.store(true, Ordering::SeqCst);
@@ -159,6 +205,7 @@ impl<T: Send> Source for ChannelSource<T> {
 pub struct ChannelHandle<T> {
     shared: Arc<Shared<T>>,
     closed: bool,
+    attached: bool,
 }
 
 impl<T> std::fmt::Debug for ChannelHandle<T> {
@@ -175,6 +222,7 @@ impl<T> Clone for ChannelHandle<T> {
         Self {
             shared: Arc::clone(&self.shared),
             closed: false,
+            attached: false,
         }
     }
 }
@@ -229,10 +277,32 @@ impl<T> ChannelHandle<T> {
             self.shared.lane.not_empty.notify();
         }
     }
+
+    /// A writer of a side output (a window's late output): the side output's source ends when
+    /// every attached writer has [`end`](Self::end)ed.
+    pub(crate) fn attach(&self) -> Self {
+        let mut h = self.clone();
+        h.shared.attached.fetch_add(1, Ordering::SeqCst);
+        h.attached = true;
+        h
+    }
+
+    /// An attached writer's stream is complete.
+    pub(crate) fn end(mut self) {
+        if self.attached {
+            self.attached = false;
+            self.shared.attached.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.release();
+    }
 }
 
 impl<T> Drop for ChannelHandle<T> {
     fn drop(&mut self) {
+        if self.attached {
+            // Dropped without `end`: its window failed. The side output must not end.
+            self.shared.abandoned.store(true, Ordering::SeqCst);
+        }
         self.release();
     }
 }

@@ -18,7 +18,7 @@
 //! with the file, the line number and the parser's reason, is counted, and reading continues.
 
 mod callback;
-mod channel;
+pub(crate) mod channel;
 mod collect;
 mod csv_source;
 mod dead_letter;

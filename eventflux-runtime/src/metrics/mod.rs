@@ -80,6 +80,9 @@ pub enum NodeKind {
     Stage,
     /// A sink.
     Sink,
+    /// A side output read as a source (the late output of event-time windows): its events
+    /// were counted where they entered the pipeline, so they are not counted again as input.
+    SideOutput,
 }
 
 /// The shared counters of one stage, source or sink (one writer thread per registration).
@@ -387,6 +390,7 @@ impl fmt::Display for MetricsSnapshot {
                 NodeKind::Source => "source",
                 NodeKind::Stage => "stage",
                 NodeKind::Sink => "sink",
+                NodeKind::SideOutput => "side output",
             };
             writeln!(
                 f,

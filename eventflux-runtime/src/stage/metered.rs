@@ -30,6 +30,7 @@ pub struct Metered<S> {
     events_in: u64,
     events_out: u64,
     errors: u64,
+    late_published: u64,
 }
 
 impl<S> Metered<S> {
@@ -41,6 +42,7 @@ impl<S> Metered<S> {
             events_in: 0,
             events_out: 0,
             errors: 0,
+            late_published: 0,
         }
     }
 
@@ -49,9 +51,18 @@ impl<S> Metered<S> {
         &self.stage
     }
 
-    fn publish(&self) {
+    fn publish<In>(&mut self)
+    where
+        S: Stage<In>,
+    {
         self.metrics
             .publish(self.events_in, self.events_out, self.errors);
+        let late = self.stage.late_events();
+        if late > self.late_published {
+            self.metrics
+                .add_dropped(crate::metrics::DropReason::Late, late - self.late_published);
+            self.late_published = late;
+        }
     }
 }
 
@@ -99,7 +110,7 @@ impl<In, S: Stage<In>> Stage<In> for Metered<S> {
 
     fn on_batch_end<E: Emit<S::Out>>(&mut self, out: &mut E) {
         self.stage.on_batch_end(counting!(self, out));
-        self.publish();
+        self.publish::<In>();
     }
 
     fn on_watermark<E: Emit<S::Out>>(&mut self, watermark: Watermark, out: &mut E) {
@@ -112,6 +123,14 @@ impl<In, S: Stage<In>> Stage<In> for Metered<S> {
 
     fn on_end<E: Emit<S::Out>>(&mut self, out: &mut E) {
         self.stage.on_end(counting!(self, out));
-        self.publish();
+        self.publish::<In>();
+    }
+
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        self.stage.event_time(input_watermarked)
+    }
+
+    fn late_events(&self) -> u64 {
+        self.stage.late_events()
     }
 }

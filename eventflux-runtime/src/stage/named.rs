@@ -8,7 +8,8 @@ use crate::error::StageError;
 use crate::exec::site::{enter, in_node};
 use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 
-/// A stage known by its node name. See the [module docs](self).
+/// A stage known by its node name: failures it reports through `Emit::fail` and panics in its
+/// code name the node. On the normal path it adds no work beyond a one-store marker per event.
 ///
 /// ```
 /// use eventflux_runtime::prelude::*;
@@ -133,5 +134,13 @@ impl<In, S: Stage<In>> Stage<In> for Named<S> {
 
     fn on_end<E: Emit<S::Out>>(&mut self, out: &mut E) {
         named_hook!(self, out, |s, tag| s.on_end(tag))
+    }
+
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        self.stage.event_time(input_watermarked)
+    }
+
+    fn late_events(&self) -> u64 {
+        self.stage.late_events()
     }
 }

@@ -67,4 +67,8 @@ impl<T, F: Fn(&T) -> u64> Stage<T> for Watermarks<F> {
             out.emit_watermark(Watermark(w));
         }
     }
+
+    fn event_time(&mut self, _: bool) -> bool {
+        true
+    }
 }

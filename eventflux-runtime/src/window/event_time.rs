@@ -1,13 +1,11 @@
 //! Event-time windows: `tumbling(size, ts)` and `sliding(size, slide, ts)`.
 //!
 //! Windows are `[k·slide, k·slide + size)` in event time (`slide == size` for tumbling); an
-//! event belongs to every window containing its timestamp. The watermark `W` follows Flink's
-//! convention — no event with timestamp ≤ `W` is expected any more — and is the larger of the
-//! in-band watermark and `max_ts − out_of_orderness − 1`. A window fires when
-//! `W ≥ end − 1 + allowed_lateness`: one [`Row`] per group, in order of first appearance, with the
-//! window's [`Bounds`]; windows firing together are emitted in order of start. An event none of
-//! whose windows is still open is late: it goes to the late output and is counted. At end of
-//! stream all open windows fire.
+//! event belongs to every window containing its timestamp. The watermark and firing rule are
+//! stated once, in [the window module](crate::window#event-time): one [`Row`] per group, in
+//! order of first appearance, with the window's [`Bounds`]; windows firing together are emitted
+//! in order of start. An event none of whose windows is still open is late: it goes to the late
+//! output and is counted. At end of stream all open windows fire.
 //!
 //! Event-time windows are used with `.aggregate(..)`.
 
@@ -130,6 +128,8 @@ pub(crate) struct EventClock {
     allowed_lateness: u64,
     max_ts: Option<u64>,
     upstream: Option<u64>,
+    /// The input carries watermarks: follow them only, derive none.
+    follow_upstream: bool,
 }
 
 impl EventClock {
@@ -139,12 +139,23 @@ impl EventClock {
             allowed_lateness,
             max_ts: None,
             upstream: None,
+            follow_upstream: false,
         }
     }
 
-    /// The current watermark, if any.
+    /// Whether the input carries watermarks (from [`Stage::event_time`]).
+    pub(crate) fn follow_upstream(&mut self, yes: bool) {
+        self.follow_upstream = yes;
+    }
+
+    /// The current watermark, if any: the upstream one when the input carries watermarks,
+    /// else the window's own (`max_ts − out_of_orderness − 1`, or an in-band one fed by hand
+    /// if larger).
     #[inline]
     pub(crate) fn watermark(&self) -> Option<u64> {
+        if self.follow_upstream {
+            return self.upstream;
+        }
         let own = self
             .max_ts
             .and_then(|m| m.checked_sub(self.out_of_orderness.saturating_add(1)));
@@ -332,5 +343,15 @@ where
 
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         self.fire(None, out);
+        self.late.end();
+    }
+
+    fn late_events(&self) -> u64 {
+        self.late.count()
+    }
+
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        self.clock.follow_upstream(input_watermarked);
+        input_watermarked
     }
 }

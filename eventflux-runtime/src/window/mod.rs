@@ -29,13 +29,26 @@
 //! - State is bounded: a closed window's groups are released (their allocations are reused).
 //!
 //! # Event time
-//! Event-time windows take a timestamp extractor. Their watermark is the larger of the
-//! watermarks arriving in-band (`on_watermark`, the minimum over producers at a fan-in) and
-//! their own: the largest timestamp seen minus [`out_of_orderness`](Tumbling::out_of_orderness).
-//! A window `[start, end)` closes when the watermark reaches `end + allowed_lateness`. An event
-//! whose window has already closed is **late**: it is sent to the late output
-//! ([`late_to`](Tumbling::late_to); connect the matching [`late_output`] source in
-//! `pipeline!`) and counted in [`late_count`](Tumbling::late_count) — never silently dropped.
+//! Event-time windows take a timestamp extractor. A watermark `W` means, as in Flink, that no
+//! event with timestamp `≤ W` is expected any more. Which watermark a window uses:
+//! - **When its input carries watermarks** — some upstream source or stage emits them, such as
+//!   a [`watermarks`](crate::stage::watermarks) stage, on this thread or across `=>` queues —
+//!   the window follows those only: the minimum over the producers at a fan-in (and over the
+//!   workers after a keyed edge). Its own [`out_of_orderness`](Tumbling::out_of_orderness) is
+//!   then unused: the upstream generator already allowed for disorder, and a lagging input
+//!   holds the window back instead of making the other inputs' events late.
+//! - **Otherwise** it derives its own: `max_ts − out_of_orderness − 1` over the timestamps it
+//!   has seen.
+//!
+//! Which case applies is decided once, when the pipeline is built, from the graph.
+//!
+//! **The firing rule** (the one rule, for tumbling, sliding and session windows): a window
+//! `[start, end)` fires when `W ≥ end − 1 + allowed_lateness` — that is, once its last
+//! timestamp, `end − 1`, is complete, plus the allowed lateness. A session's `end` is its last
+//! event's timestamp plus the gap. An event whose windows have all fired is **late**: it is sent
+//! to the late output ([`late_to`](Tumbling::late_to); connect the matching [`late_output`]
+//! source in `pipeline!`), counted in [`late_count`](Tumbling::late_count) and in the window
+//! node's metrics as dropped with reason `late` — never silently lost.
 
 /// The lateness options shared by the event-time builders (`tumbling`/`sliding`, `session`),
 /// which hold `out_of_orderness`, `allowed_lateness` and `late: Late<T>` fields.
@@ -56,7 +69,7 @@ macro_rules! event_time_options {
 
         /// Sends late events to `late` (see [`late_output`](crate::window::late_output)).
         pub fn late_to(mut self, late: $crate::io::ChannelHandle<T>) -> Self {
-            self.late.to = Some(late);
+            self.late.to = Some(late.attach());
             self
         }
 
@@ -92,9 +105,8 @@ pub use time_batch::{TimeBatch, TimeBatchAgg, time_batch};
 pub use unique::{Unique, UniqueExpired, unique};
 
 use crate::aggregate::Aggregate;
-use crate::backpressure::Backpressure;
 use crate::idle::IdleStrategy;
-use crate::io::{ChannelHandle, ChannelSource, channel_source};
+use crate::io::{ChannelHandle, ChannelSource};
 use crate::stage::Emit;
 
 /// The span of a window: `[start, end)` in event time, clock time or event counts.
@@ -135,8 +147,14 @@ pub enum WindowEvent<T> {
 /// let (to_window, late_source) = late_output::<u64>();
 /// # drop((to_window, late_source));
 /// ```
+///
+/// The source ends when every window given the sender (or a clone of it, as each worker of a
+/// keyed edge needs) has ended — not when the handles are dropped — so the handle the user
+/// keeps never holds `run()` open. A window that fails never ends it. Its events were counted
+/// where they entered the pipeline, so the source is a [side output](crate::metrics::NodeKind)
+/// that does not add to the report's `events_in`.
 pub fn late_output<T: Send>() -> (ChannelHandle<T>, ChannelSource<T>) {
-    let (source, handle) = channel_source(1, Backpressure::Unbounded, IdleStrategy::balanced());
+    let (source, handle) = crate::io::channel::side_output(IdleStrategy::balanced());
     (handle, source)
 }
 
@@ -202,8 +220,19 @@ impl<T> Late<T> {
         }
     }
 
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
         std::sync::Arc::clone(&self.count)
+    }
+
+    /// The window's stream is complete: the late output may end once every window has.
+    pub(crate) fn end(&mut self) {
+        if let Some(to) = self.to.take() {
+            to.end();
+        }
     }
 
     pub(crate) fn send(&self, item: T) {

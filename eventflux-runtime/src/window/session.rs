@@ -264,5 +264,15 @@ where
 
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         self.fire(None, out);
+        self.late.end();
+    }
+
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        self.clock.follow_upstream(input_watermarked);
+        input_watermarked
+    }
+
+    fn late_events(&self) -> u64 {
+        self.late.count()
     }
 }

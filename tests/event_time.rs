@@ -1,0 +1,161 @@
+//! Event time in real pipelines: a window follows its input's watermarks when there are any
+//! (so a lagging input at a fan-in holds it back instead of making others late); late events
+//! are counted on the window's node; the late output ends with the windows feeding it.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use eventflux::metrics::DropReason;
+use eventflux::prelude::*;
+
+fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("did not finish within {bound:?}"))
+}
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// Readings out of order by up to 2 000 (a deterministic shuffle within blocks of 2 000).
+fn disordered(n: u64) -> Vec<(u64, u32)> {
+    (0..n)
+        .map(|i| {
+            let block = i / 2000 * 2000;
+            let off = (i % 2000) * 7919 % 2000;
+            (block + off, 1)
+        })
+        .collect()
+}
+
+/// `watermarks(ts, 2000)` upstream and a window without `.out_of_orderness(..)`: the window
+/// follows the upstream watermarks, so nothing is late (before: 6 % of readings were).
+#[test]
+fn a_window_follows_upstream_watermarks() {
+    let readings = disordered(100_000);
+    let (late_tx, late_rx) = late_output::<(u64, u32)>();
+    let rows = CollectSink::new();
+    let got = rows.handle();
+    let report = within(BOUND, move || {
+        let app = pipeline! {
+            source src   = IterSource::new(readings);
+            source late  = late_rx;
+            stage  marks = watermarks(|r: &(u64, u32)| r.0, 2000);
+            stage  win   = tumbling(1000, |r: &(u64, u32)| r.0).late_to(late_tx).aggregate(count());
+            sink   out   = rows;
+            sink   dead  = CollectSink::new();
+            src -> marks => win -> out;
+            late -> dead;
+        };
+        app.run().expect("runs")
+    });
+    let rows = got.take();
+    assert_eq!(rows.len(), 100, "one row per 1000-wide window");
+    assert!(rows.iter().all(|r| r.values == 1000), "{:?}", &rows[..3]);
+    let win = report.metrics.node("win").expect("metered");
+    assert!(
+        win.dropped.iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        win.dropped
+    );
+}
+
+/// Two sources into one window through `=>`; one lags far behind. The window follows the
+/// minimum watermark, so the lagging source's events are not late.
+#[test]
+fn a_lagging_input_at_a_fan_in_holds_the_window_back() {
+    let rows = CollectSink::new();
+    let got = rows.handle();
+    let report = within(BOUND, move || {
+        let app = pipeline! {
+            config { batch_size: 64 }
+            source fast  = IterSource::new((0..20_000u64).map(|t| (t, 0u32)));
+            source slow  = IterSource::new((0..20_000u64).map(|t| (t, 1u32)));
+            stage  mf    = watermarks(|r: &(u64, u32)| r.0, 0);
+            stage  ms    = map(|r: (u64, u32)| r).then(inspect(|_: &(u64, u32)| thread::yield_now()));
+            stage  mw    = watermarks(|r: &(u64, u32)| r.0, 0);
+            stage  win   = tumbling(1000, |r: &(u64, u32)| r.0).group_by(|r: &(u64, u32)| r.1).aggregate(count());
+            sink   out   = rows;
+            fast -> mf => win -> out;
+            slow -> ms -> mw => win;
+        };
+        app.run().expect("runs")
+    });
+    let rows = got.take();
+    assert_eq!(rows.len(), 40, "20 windows × 2 sources");
+    assert!(
+        rows.iter().all(|r| r.values == 1000),
+        "late events were dropped"
+    );
+    let win = report.metrics.node("win").expect("metered");
+    assert!(
+        win.dropped.iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        win.dropped
+    );
+}
+
+/// Late events are counted on the window's node (reason `late`), and the late output's source
+/// does not add them to the report's `events_in`.
+#[test]
+fn late_events_are_counted_on_the_window_node() {
+    // Timestamps 0..1000, then 5 stragglers from the first window after it closed.
+    let input: Vec<(u64, u32)> = (0..1000u64)
+        .map(|t| (t, 0))
+        .chain((0..5).map(|t| (t, 0)))
+        .collect();
+    let (late_tx, late_rx) = late_output::<(u64, u32)>();
+    let dead = CollectSink::new();
+    let late_seen = dead.handle();
+    let report = within(BOUND, move || {
+        let app = pipeline! {
+            config { batch_size: 100 }
+            source src   = IterSource::new(input);
+            source late  = late_rx;
+            stage  marks = watermarks(|r: &(u64, u32)| r.0, 0);
+            stage  win   = tumbling(100, |r: &(u64, u32)| r.0).late_to(late_tx).aggregate(count());
+            sink   out   = CollectSink::new();
+            sink   dead  = dead;
+            src -> marks => win -> out;
+            late -> dead;
+        };
+        app.run().expect("runs")
+    });
+    assert_eq!(late_seen.take().len(), 5);
+    let win = report.metrics.node("win").expect("metered");
+    assert_eq!(win.dropped, [(DropReason::Late, 5)]);
+    assert_eq!(
+        report.events_in, 1005,
+        "the late source does not count as input"
+    );
+}
+
+/// In a keyed segment each worker needs its own clone of the late handle; the user's original
+/// is still alive when `run()` is called, and `run()` still returns.
+#[test]
+fn the_late_output_ends_with_its_windows_whatever_the_user_holds() {
+    let (late_tx, late_rx) = late_output::<(u64, u32)>();
+    let keep = late_tx.clone();
+    let report = within(BOUND, move || {
+        let app = pipeline! {
+            source src   = IterSource::new((0..10_000u64).map(|t| (t, (t % 4) as u32)));
+            source late  = late_rx;
+            stage  marks = watermarks(|r: &(u64, u32)| r.0, 0);
+            stage  win   = tumbling(100, |r: &(u64, u32)| r.0)
+                               .late_to(late_tx.clone())
+                               .group_by(|r: &(u64, u32)| r.1)
+                               .aggregate(count());
+            sink   out   = CollectSink::new();
+            sink   dead  = CollectSink::new();
+            src -> marks =>[workers = 2, key = |r: &(u64, u32)| r.1] win => out;
+            late -> dead;
+        };
+        let report = app.run().expect("runs");
+        drop((late_tx, keep));
+        report
+    });
+    assert_eq!(report.events_out, 400, "100 windows × 4 keys");
+}
