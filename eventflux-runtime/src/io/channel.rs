@@ -54,6 +54,20 @@ pub fn channel_source<T: Send>(
     backpressure: Backpressure,
     idle: IdleStrategy,
 ) -> (ChannelSource<T>, ChannelHandle<T>) {
+    channel(capacity, backpressure, idle, false)
+}
+
+/// An unbounded channel whose source is a side output (see [`late_output`](crate::window::late_output)).
+pub(crate) fn side_output<T: Send>(idle: IdleStrategy) -> (ChannelSource<T>, ChannelHandle<T>) {
+    channel(1, Backpressure::Unbounded, idle, true)
+}
+
+fn channel<T: Send>(
+    capacity: usize,
+    backpressure: Backpressure,
+    idle: IdleStrategy,
+    side_output: bool,
+) -> (ChannelSource<T>, ChannelHandle<T>) {
     let shared = Arc::new(Shared {
         lane: Lane::new(capacity.max(1), backpressure),
         handles: AtomicUsize::new(1),
@@ -63,34 +77,7 @@ pub fn channel_source<T: Send>(
         idle,
         sent: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
-        side_output: false,
-        attached: AtomicUsize::new(0),
-        abandoned: AtomicBool::new(false),
-    });
-    (
-        ChannelSource {
-            shared: Arc::clone(&shared),
-        },
-        ChannelHandle {
-            shared,
-            closed: false,
-            attached: false,
-        },
-    )
-}
-
-/// An unbounded channel whose source is a side output (see [`late_output`](crate::window::late_output)).
-pub(crate) fn side_output<T: Send>(idle: IdleStrategy) -> (ChannelSource<T>, ChannelHandle<T>) {
-    let shared = Arc::new(Shared {
-        lane: Lane::new(1, Backpressure::Unbounded),
-        handles: AtomicUsize::new(1),
-        stopped: AtomicBool::new(false),
-        in_flight: AtomicUsize::new(0),
-        never_abort: AtomicBool::new(false),
-        idle,
-        sent: AtomicU64::new(0),
-        dropped: AtomicU64::new(0),
-        side_output: true,
+        side_output,
         attached: AtomicUsize::new(0),
         abandoned: AtomicBool::new(false),
     });
