@@ -2,23 +2,13 @@
 //! (so a lagging input at a fan-in holds it back instead of making others late); late events
 //! are counted on the window's node; the late output ends with the windows feeding it.
 
-use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use eventflux::metrics::DropReason;
 use eventflux::prelude::*;
 
-fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(bound)
-        .unwrap_or_else(|_| panic!("did not finish within {bound:?}"))
-}
-
-const BOUND: Duration = Duration::from_secs(20);
+mod common;
+use common::{BOUND, within};
 
 /// Readings out of order by up to 2 000 (a deterministic shuffle within blocks of 2 000).
 fn disordered(n: u64) -> Vec<(u64, u32)> {
@@ -158,4 +148,36 @@ fn the_late_output_ends_with_its_windows_whatever_the_user_holds() {
         report
     });
     assert_eq!(report.events_out, 400, "100 windows × 4 keys");
+}
+
+/// Re-pointing a window's late output ends the first one instead of leaving it open: `run()`
+/// returns, and the late events go to the second output.
+#[test]
+fn re_pointing_the_late_output_does_not_hang() {
+    let (first_tx, first_rx) = late_output::<(u64, u32)>();
+    let (late_tx, late_rx) = late_output::<(u64, u32)>();
+    let dead = CollectSink::new();
+    let late_seen = dead.handle();
+    let report = within(BOUND, move || {
+        let app = pipeline! {
+            config { batch_size: 16 }
+            source src   = IterSource::new((0..300u64).map(|t| (t, 0u32)).chain([(0, 0)]));
+            source first = first_rx;
+            source late  = late_rx;
+            stage  marks = watermarks(|r: &(u64, u32)| r.0, 0);
+            stage  win   = tumbling(100, |r: &(u64, u32)| r.0)
+                               .late_to(first_tx)
+                               .late_to(late_tx)
+                               .aggregate(count());
+            sink   out   = CollectSink::new();
+            sink   old   = CollectSink::new();
+            sink   dead  = dead;
+            src -> marks => win -> out;
+            first -> old;
+            late -> dead;
+        };
+        app.run().expect("runs")
+    });
+    assert_eq!(late_seen.take(), [(0, 0)]);
+    assert_eq!(report.metrics.node("old").map(|n| n.events_in), Some(0));
 }

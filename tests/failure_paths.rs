@@ -8,21 +8,11 @@
 use std::fmt::Debug;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::Duration;
 
 use eventflux::prelude::*;
 
-fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(bound)
-        .unwrap_or_else(|_| panic!("did not finish within {bound:?}"))
-}
-
-const BOUND: Duration = Duration::from_secs(20);
+mod common;
+use common::{BOUND, within};
 
 /// What a sink was asked to do, in order (flushes are not logged: they depend on timing).
 #[derive(Clone, Default)]
@@ -178,7 +168,7 @@ fn a_failing_source_side_stage_is_not_an_end_of_stream() {
         let app = pipeline! {
             config { batch_size: 64 }
             source src = IterSource::new(0..10_000u64);
-            stage  check = Reject(700);
+            stage  check = Reject(|x: &u64| (*x == 700).then(|| format!("{x} is not allowed")));
             stage  win = length_batch(100).aggregate(count());
             sink   out = recorder(&sink_log);
             src -> check => win -> out;
@@ -209,16 +199,16 @@ fn a_failing_source_side_stage_is_not_an_end_of_stream() {
     );
 }
 
-/// Fails on `self.0`.
-struct Reject(u64);
+/// Passes events through, and reports `Emit::fail` with the message `why` returns for an event
+/// it rejects.
+struct Reject<F>(F);
 
-impl Stage<u64> for Reject {
-    type Out = u64;
-    fn process<E: Emit<u64>>(&mut self, x: u64, out: &mut E) {
-        if x == self.0 {
-            out.fail(StageError::new(format!("{x} is not allowed")));
-        } else {
-            out.emit(x);
+impl<T, F: Fn(&T) -> Option<String>> Stage<T> for Reject<F> {
+    type Out = T;
+    fn process<E: Emit<T>>(&mut self, x: T, out: &mut E) {
+        match (self.0)(&x) {
+            Some(why) => out.fail(StageError::new(why)),
+            None => out.emit(x),
         }
     }
 }
@@ -325,7 +315,7 @@ fn errors_name_the_node_not_its_segment() {
             config { metrics: false }
             source src = IterSource::new(0..10i64);
             stage  a   = map(|x: i64| x - 5);
-            stage  b   = Reject2;
+            stage  b   = Reject(|x: &i64| (*x < 0).then(|| format!("{x} is negative")));
             sink   out = CollectSink::new();
             src -> a -> b -> out;
         };
@@ -337,25 +327,16 @@ fn errors_name_the_node_not_its_segment() {
     );
 }
 
-struct Reject2;
-
-impl Stage<i64> for Reject2 {
-    type Out = i64;
-    fn process<E: Emit<i64>>(&mut self, x: i64, out: &mut E) {
-        if x < 0 {
-            out.fail(StageError::new(format!("{x} is negative")));
-        } else {
-            out.emit(x);
-        }
-    }
+/// A sink that says when it is inside `send`, then blocks there until released.
+struct Stuck {
+    entered: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
 }
-
-/// A sink that blocks in `send` until released.
-struct Stuck(mpsc::Receiver<()>);
 
 impl Sink<u64> for Stuck {
     fn send(&mut self, _: u64) -> Result<(), SinkError> {
-        let _ = self.0.recv();
+        let _ = self.entered.send(());
+        let _ = self.release.recv();
         Ok(())
     }
 }
@@ -363,19 +344,21 @@ impl Sink<u64> for Stuck {
 /// `stop()` on a segment stuck in a fused sink names the sink.
 #[test]
 fn a_stuck_fused_sink_is_named_by_stop() {
-    let (release, blocked) = mpsc::channel::<()>();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let (entered, in_send) = mpsc::channel::<()>();
     let err = within(BOUND, move || {
         let app = pipeline! {
             config { stop_timeout_ms: 50 }
             source src = IterSource::new(0..10u64);
             stage  pass = map(|x: u64| x);
-            sink   out = Stuck(blocked);
+            sink   out = Stuck { entered, release };
             src -> pass -> out;
         };
         let handle = app.spawn().expect("starts");
-        thread::sleep(Duration::from_millis(20)); // let it reach the sink (not a timing assertion)
+        in_send.recv().expect("the sink is entered");
         handle.stop().expect_err("the sink never returns")
     });
+    let release = release_tx;
     drop(release); // lets the detached thread finish
     assert_eq!(
         err.to_string().split("; ").nth(1).unwrap_or_default(),
@@ -416,4 +399,26 @@ fn settings_that_cannot_run_are_errors() {
             .starts_with("invalid `queue_capacity`: 268435456 is out of range"),
         "{err}"
     );
+}
+
+/// The built-in JSON-lines sink discards what it buffered when the run fails: a failed run
+/// leaves only lines that were written out while the stream was live — here none (before, the
+/// file's buffered writer wrote all 100 lines when it was dropped).
+#[test]
+fn a_failed_run_leaves_no_buffered_lines_in_a_file() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("out.jsonl");
+    let file = JsonLinesSink::<u64>::create(&path)?;
+    let err = within(BOUND, move || {
+        let app = pipeline! {
+            config { batch_size: 1000 }
+            source src  = FailsAfter { next: 0, fail_at: 100, how: How::Error };
+            sink   file = file;
+            src -> file;
+        };
+        app.run().expect_err("the source failed")
+    });
+    assert!(matches!(err, PipelineError::Source { .. }), "{err}");
+    assert_eq!(std::fs::read_to_string(&path)?, "");
+    Ok(())
 }

@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 use eventflux::backpressure::SendFailure;
 use eventflux::prelude::*;
 
-/// Runs `f` on a thread and fails if it takes longer than `bound`.
-fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(bound)
-        .unwrap_or_else(|_| panic!("did not finish within {bound:?}"))
-}
-
-const BOUND: Duration = Duration::from_secs(20);
+mod common;
+use common::{BOUND, within};
 
 fn small_queues() -> PipelineConfig {
     PipelineConfig::builder()

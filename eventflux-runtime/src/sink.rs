@@ -12,9 +12,9 @@
 //! the failure happened on. After a `send` returns `Err`, that sink receives no further event.
 //!
 //! Events a sink accepted before the failure are **not flushed** by the runtime on abort: what
-//! an earlier `flush` (or `close`) made visible stays visible, and what was still buffered is
-//! the sink's to discard. The built-in file and stdout sinks discard it, so a failed run leaves
-//! only the output that was flushed while the stream was live; in-memory sinks
+//! the sink already wrote out (at a `flush`, or because its buffer filled) stays, and what it
+//! still buffers is the sink's to discard. The built-in JSON-lines and stdout sinks discard it,
+//! so a failed run leaves only the output written while the stream was live; in-memory sinks
 //! ([`CollectSink`](crate::io::CollectSink), [`CallbackSink`](crate::io::CallbackSink)) have
 //! nothing to withdraw.
 

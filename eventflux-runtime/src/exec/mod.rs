@@ -362,6 +362,28 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The error for a panic caught on `segment`'s thread, naming the node it came from.
+pub(crate) fn panicked(
+    rt: &Runtime,
+    segment: &str,
+    payload: &(dyn std::any::Any + Send),
+) -> PipelineError {
+    PipelineError::Panicked {
+        node: site::take_with(&rt.stage_names).unwrap_or_else(|| segment.to_string()),
+        segment: segment.to_string(),
+        message: panic_message(payload),
+    }
+}
+
+/// Aborts a segment that will not run (its `open`, or another's, failed), recording a panic in
+/// a sink's `abort` like any other failure.
+fn abort_unrun(rt: &Runtime, name: &str, segment: &mut dyn Segment) {
+    let _ = guarded(rt, name, || {
+        segment.abort();
+        Ok(())
+    });
+}
+
 /// Fills in the segment (and, for an unnamed stage, the node) of an error raised inside it.
 fn in_segment(e: PipelineError, segment: &str) -> PipelineError {
     match e {
@@ -395,11 +417,7 @@ fn guarded(
             Err(())
         }
         Err(payload) => {
-            rt.lifecycle.fail(PipelineError::Panicked {
-                node: site::take_with(&rt.stage_names).unwrap_or_else(|| name.to_string()),
-                segment: name.to_string(),
-                message: panic_message(&*payload),
-            });
+            rt.lifecycle.fail(panicked(rt, name, &*payload));
             Err(())
         }
     }
@@ -429,10 +447,7 @@ impl Pipeline {
             if opened.is_ok() {
                 let _ = guarded(rt, &name, || segment.run(rt));
             } else {
-                let _ = guarded(rt, &name, || {
-                    segment.abort();
-                    Ok(())
-                });
+                abort_unrun(rt, &name, &mut *segment);
             }
             rt.lifecycle.finished(&name);
             return finish_report(rt, &self.registry, started);
@@ -474,10 +489,7 @@ impl Pipeline {
                         let rt_ref = &*rt;
                         let _ = guarded(rt_ref, &name, move || segment.run(rt_ref));
                     } else {
-                        let _ = guarded(&rt, &name, || {
-                            segment.abort();
-                            Ok(())
-                        });
+                        abort_unrun(&rt, &name, &mut *segment);
                     }
                     rt.lifecycle.finished(&name);
                 });

@@ -173,11 +173,6 @@ impl<K> SinkOutput<K> {
         &self.sink
     }
 
-    /// The sink's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Set while the sink's own code runs (`send`, `flush`, `close`, …): a `stop()` that times
     /// out reads it to say which sink a segment is blocked in.
     pub fn busy(&self) -> Arc<Busy> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::error::{PipelineError, StageError};
 use crate::exec::output::{Output, Tally, push};
 use crate::exec::site::{self, in_node};
-use crate::exec::{Runtime, Segment, panic_message};
+use crate::exec::{Runtime, Segment, panicked};
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::queue::{Message, QueueReceiver, RecvError};
 use crate::source::{Source, SourceContext, SourcePoll};
@@ -124,13 +124,10 @@ fn settle<T, O: Output<T>>(
             Err(e)
         }
         Err(payload) => {
-            let node = site::take_with(&rt.stage_names).unwrap_or_else(|| segment.to_string());
+            // Read the panic's node before aborting: a sink's `abort` may run guarded code.
+            let error = panicked(rt, segment, &*payload);
             abort_output(output);
-            Err(PipelineError::Panicked {
-                node,
-                segment: segment.to_string(),
-                message: panic_message(&*payload),
-            })
+            Err(error)
         }
     }
 }

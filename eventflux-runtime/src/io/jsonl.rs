@@ -117,7 +117,9 @@ fn trim_line_end(mut b: &[u8]) -> &[u8] {
 /// Writes one JSON object per line to a file.
 ///
 /// The file is created by [`create`](Self::create) (truncating an existing one), written through
-/// a 64 KiB buffer, flushed when the upstream is idle, and flushed and `fsync`ed on close.
+/// a 64 KiB buffer, flushed when the upstream is idle, and flushed and `fsync`ed on close. On
+/// abort (a failed run) the buffered lines are discarded, not written: the file holds only what
+/// was written out while the stream was live.
 ///
 /// ```no_run
 /// use eventflux_runtime::prelude::*;
@@ -126,7 +128,8 @@ fn trim_line_end(mut b: &[u8]) -> &[u8] {
 /// ```
 pub struct JsonLinesSink<T> {
     path: PathBuf,
-    out: BufWriter<File>,
+    /// `None` once aborted.
+    out: Option<BufWriter<File>>,
     _item: PhantomData<fn(T)>,
 }
 
@@ -148,7 +151,7 @@ impl<T> JsonLinesSink<T> {
         })?;
         Ok(Self {
             path,
-            out: BufWriter::with_capacity(64 * 1024, file),
+            out: Some(BufWriter::with_capacity(64 * 1024, file)),
             _item: PhantomData,
         })
     }
@@ -159,26 +162,45 @@ impl<T> JsonLinesSink<T> {
             source,
         }
     }
+
+    fn writer(&mut self) -> Result<&mut BufWriter<File>, SinkError> {
+        match &mut self.out {
+            Some(w) => Ok(w),
+            None => Err(SinkError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("the sink was aborted"),
+            }),
+        }
+    }
 }
 
 impl<T: Serialize> Sink<T> for JsonLinesSink<T> {
     fn send(&mut self, item: T) -> Result<(), SinkError> {
-        serde_json::to_writer(&mut self.out, &item).map_err(|e| {
+        let out = self.writer()?;
+        let written = serde_json::to_writer(&mut *out, &item)
+            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
+        written.map_err(|e| {
             if e.is_io() {
                 self.io(io::Error::other(e))
             } else {
                 SinkError::Serialize(e.to_string())
             }
-        })?;
-        self.out.write_all(b"\n").map_err(|e| self.io(e))
+        })
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| self.io(e))
+        self.writer()?.flush().map_err(|e| self.io(e))
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
         self.flush()?;
-        self.out.get_ref().sync_all().map_err(|e| self.io(e))
+        self.writer()?.get_ref().sync_all().map_err(|e| self.io(e))
+    }
+
+    /// Discards the buffered lines (a `BufWriter` would write them when dropped).
+    fn abort(&mut self) {
+        if let Some(w) = self.out.take() {
+            let (_file, _unwritten) = w.into_parts();
+        }
     }
 }

@@ -17,7 +17,8 @@ type Format<T> = fn(&T, &mut dyn Write) -> io::Result<()>;
 /// # drop(sink);
 /// ```
 pub struct StdoutSink<T> {
-    out: BufWriter<io::Stdout>,
+    /// `None` once aborted.
+    out: Option<BufWriter<io::Stdout>>,
     format: Format<T>,
 }
 
@@ -30,7 +31,7 @@ impl<T> std::fmt::Debug for StdoutSink<T> {
 impl<T> StdoutSink<T> {
     fn with(format: Format<T>) -> Self {
         Self {
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            out: Some(BufWriter::with_capacity(64 * 1024, io::stdout())),
             format,
         }
     }
@@ -67,12 +68,28 @@ fn io_err(source: io::Error) -> SinkError {
     }
 }
 
+impl<T> StdoutSink<T> {
+    fn writer(&mut self) -> Result<&mut BufWriter<io::Stdout>, SinkError> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io_err(io::Error::other("the sink was aborted")))
+    }
+}
+
 impl<T> Sink<T> for StdoutSink<T> {
     fn send(&mut self, item: T) -> Result<(), SinkError> {
-        (self.format)(&item, &mut self.out).map_err(io_err)
+        let format = self.format;
+        format(&item, self.writer()?).map_err(io_err)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(io_err)
+        self.writer()?.flush().map_err(io_err)
+    }
+
+    /// Discards the buffered lines: a failed run prints only what was flushed while live.
+    fn abort(&mut self) {
+        if let Some(w) = self.out.take() {
+            let (_stdout, _unwritten) = w.into_parts();
+        }
     }
 }

@@ -1,15 +1,17 @@
 //! `Named`: attributes a stage's failures and panics to its node name.
 //!
 //! `pipeline!` wraps every stage in one, so an error says which node failed (`win`), not only
-//! the segment (thread) it runs on. On the normal path it adds no work: the emitter wrapper
-//! inlines away and the panic guard is forgotten on return (see `exec::site`).
+//! the segment (thread) it runs on. The emitter wrapper inlines away; hooks run under a panic
+//! guard that is forgotten on return; per-event `process` only stores the stage's id in a
+//! thread-local (see `exec::site`).
 
 use crate::error::StageError;
 use crate::exec::site::{enter, in_node};
 use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 
 /// A stage known by its node name: failures it reports through `Emit::fail` and panics in its
-/// code name the node. On the normal path it adds no work beyond a one-store marker per event.
+/// code name the node. On the normal path it costs one store of the stage's id on entry and one
+/// after each event it emits (measured: about 8 instructions per event on the W workload).
 ///
 /// ```
 /// use eventflux_runtime::prelude::*;

@@ -69,7 +69,7 @@ macro_rules! event_time_options {
 
         /// Sends late events to `late` (see [`late_output`](crate::window::late_output)).
         pub fn late_to(mut self, late: $crate::io::ChannelHandle<T>) -> Self {
-            self.late.to = Some(late.attach());
+            self.late.connect(late);
             self
         }
 
@@ -226,6 +226,14 @@ impl<T> Late<T> {
 
     pub(crate) fn counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
         std::sync::Arc::clone(&self.count)
+    }
+
+    /// Sends late events to `to` from now on. A previously connected output is ended (not
+    /// dropped, which would mark it failed and keep it open forever).
+    pub(crate) fn connect(&mut self, to: ChannelHandle<T>) {
+        if let Some(old) = self.to.replace(to.attach()) {
+            old.end();
+        }
     }
 
     /// The window's stream is complete: the late output may end once every window has.
