@@ -285,3 +285,50 @@ fn node_expressions_may_use_the_question_mark() -> Result<(), Box<dyn std::error
     assert_eq!(std::fs::read_to_string(&path)?, "0\n1\n2\n");
     Ok(())
 }
+
+/// A sink inside a keyed segment is opt-in per worker: each worker writes its own file, and
+/// together they hold every event exactly once, each key in exactly one file.
+#[test]
+fn per_worker_sinks_write_one_file_each() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_path_buf();
+    let app = pipeline! {
+        config { batch_size: 16, queue_capacity: 256 }
+        source feed = IterSource::new(trades(5_000));
+        stage tag = map(|t: Trade| (t.symbol, t.ts));
+        sink out = per_worker(move |w| JsonLinesSink::create(path.join(format!("part-{w}.jsonl"))));
+        feed =>[workers = 3, key = |t: &Trade| t.symbol] tag -> out;
+    };
+    let report = app.run().expect("runs");
+    let mut all = Vec::new();
+    let mut file_of: BTreeMap<u32, usize> = BTreeMap::new();
+    for w in 0..3 {
+        let text = std::fs::read_to_string(dir.path().join(format!("part-{w}.jsonl")))
+            .expect("every worker's file exists");
+        for line in text.lines() {
+            let (symbol, ts): (u32, u64) = serde_json::from_str(line).expect("whole JSON lines");
+            assert_eq!(*file_of.entry(symbol).or_insert(w), w, "key {symbol} in two files");
+            all.push(ts);
+        }
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..5_000).collect::<Vec<u64>>());
+    assert_eq!(report.metrics.node("out").map(|n| n.events_in), Some(5_000));
+}
+
+/// A per-worker factory that fails is a construction error naming the sink and the worker.
+#[test]
+fn per_worker_factory_error_names_the_worker() {
+    let app = pipeline! {
+        source feed = IterSource::new(trades(10));
+        stage tag = map(|t: Trade| t.ts);
+        sink out = per_worker(|w| if w == 1 {
+            Err(SinkError::Other("no disk for worker 1".into()))
+        } else {
+            Ok(CollectSink::new())
+        });
+        feed =>[workers = 2, key = |t: &Trade| t.symbol] tag -> out;
+    };
+    let err = app.run().expect_err("worker 1 has no sink");
+    assert_eq!(err.to_string(), "sink `out#1` failed: no disk for worker 1");
+}

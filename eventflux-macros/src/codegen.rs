@@ -16,7 +16,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
 use crate::parse::NodeKind;
-use crate::validate::{Graph, QueueSpec};
+use crate::validate::{Graph, QueueSpec, is_per_worker};
 
 struct Gen<'g> {
     g: &'g Graph,
@@ -25,6 +25,8 @@ struct Gen<'g> {
     /// Segment index of each node (for the graph description).
     segment_of: Vec<usize>,
     segments: Vec<(String, u64)>,
+    /// Items (edge-check traits) declared at the top of the expansion.
+    items: Vec<TokenStream>,
 }
 
 fn local(name: &Ident) -> Ident {
@@ -175,6 +177,34 @@ impl<'g> Gen<'g> {
         (chain, last, m)
     }
 
+    /// A trait that holds when `from` sends the type `to` takes across a `=>`, with an error
+    /// message in the user's terms (node names, sender's view); its two methods pass the queue's
+    /// senders through unchanged when it holds.
+    fn edge_check(&mut self, from: usize, to: usize) -> Ident {
+        let (from, to) = (&self.g.nodes[from].name, &self.g.nodes[to].name);
+        // Named in the user's terms: rustc's help line names the trait.
+        let check = Ident::new(&format!("Edge_{from}_into_{to}"), Span::mixed_site());
+        let message = format!("`{to}` takes events of type `{{E}}`, but `{from}` sends `{{Self}}`");
+        let label = format!("`{from}` sends `{{Self}}` into `{to}` here");
+        let note = format!(
+            "every edge into `{to}` must carry the type `{to}` takes: convert the events with a \
+             `map` stage before this arrow, or change what `{to}` takes"
+        );
+        self.items.push(quote_spanned! {Span::mixed_site()=>
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+            #[allow(non_camel_case_types)]
+            trait #check<E>: ::core::marker::Sized {
+                fn sender(tx: &::eventflux::__private::QueueSender<E>) -> &::eventflux::__private::QueueSender<Self>;
+                fn senders(tx: &[::eventflux::__private::QueueSender<E>]) -> &[::eventflux::__private::QueueSender<Self>];
+            }
+            impl<T> #check<T> for T {
+                fn sender(tx: &::eventflux::__private::QueueSender<T>) -> &::eventflux::__private::QueueSender<T> { tx }
+                fn senders(tx: &[::eventflux::__private::QueueSender<T>]) -> &[::eventflux::__private::QueueSender<T>] { tx }
+            }
+        });
+        check
+    }
+
     /// The output that receives what `node` emits (events of `marker`).
     fn outputs(&mut self, node: usize, marker: &Ident, out: &mut Vec<TokenStream>) -> TokenStream {
         let edges: Vec<(usize, Span, Span, Option<QueueSpec>)> = self
@@ -189,19 +219,21 @@ impl<'g> Gen<'g> {
             let mk = at(marker, span);
             let branch = match queue {
                 Some(spec) if spec.workers.is_some() => {
-                    let txs = tx(&target.name);
+                    let txs = at(&tx(&target.name), span);
+                    let check = at(&self.edge_check(node, to), span);
                     let key = spec
                         .key
                         .clone()
                         .map_or_else(|| quote!(|_: &_| 0u8), |k| quote!(#k));
                     quote_spanned! {ms(span)=>
-                        ::eventflux::__private::keyed_edge_across_threads(&#marker, #key, &#txs)
+                        ::eventflux::__private::keyed_edge_across_threads(&#mk, #key, #check::senders(&#txs))
                     }
                 }
                 Some(_) => {
                     let t = at(&tx(&target.name), span);
+                    let check = at(&self.edge_check(node, to), span);
                     quote_spanned! {ms(span)=>
-                        ::eventflux::__private::edge_across_threads(&#mk, &#t)
+                        ::eventflux::__private::edge_across_threads(&#mk, #check::sender(&#t))
                     }
                 }
                 None if target.kind == NodeKind::Sink => {
@@ -316,7 +348,7 @@ impl<'g> Gen<'g> {
                 let evals: Vec<TokenStream> = self
                     .fused_members(root)
                     .into_iter()
-                    .map(|n| self.eval(n))
+                    .map(|n| self.eval_in_worker(n))
                     .collect();
                 let w = Ident::new("__ef_worker", Span::mixed_site());
                 let wrx = Ident::new("__ef_worker_rx", Span::mixed_site());
@@ -328,6 +360,25 @@ impl<'g> Gen<'g> {
                     }
                 }
             }
+        }
+    }
+
+    /// A node of a keyed segment, once per worker: its expression, or for a `per_worker(..)`
+    /// sink (evaluated once, outside the workers) this worker's sink from its factory.
+    fn eval_in_worker(&self, n: usize) -> TokenStream {
+        let node = &self.g.nodes[n];
+        if node.kind != NodeKind::Sink || !is_per_worker(&node.expr) {
+            return self.eval(n);
+        }
+        let l = local(&node.name);
+        let name = node.name.to_string();
+        let w = Ident::new("__ef_worker", Span::mixed_site());
+        quote_spanned! {ms(syn::spanned::Spanned::span(&node.expr))=>
+            #[allow(unused_mut)]
+            let mut #l = match ::eventflux::__private::worker_sink(&mut #l, #w, #name) {
+                ::core::result::Result::Ok(s) => s,
+                ::core::result::Result::Err(e) => break '__ef_build ::core::result::Result::Err(e),
+            };
         }
     }
 
@@ -382,6 +433,7 @@ pub fn generate(g: &Graph) -> TokenStream {
         stage_metrics: c.stage_metrics.unwrap_or(c.metrics.unwrap_or(true)),
         segment_of: vec![0; g.nodes.len()],
         segments: Vec::new(),
+        items: Vec::new(),
     };
 
     // Configuration.
@@ -412,7 +464,10 @@ pub fn generate(g: &Graph) -> TokenStream {
         .collect();
     for &r in &roots {
         if cg.keyed(r).is_some() {
-            worker_nodes.extend(cg.fused_members(r));
+            // A `per_worker` sink is evaluated once; each worker calls its factory.
+            worker_nodes.extend(cg.fused_members(r).into_iter().filter(|&n| {
+                g.nodes[n].kind != NodeKind::Sink || !is_per_worker(&g.nodes[n].expr)
+            }));
         }
     }
     let evals: Vec<TokenStream> = (0..g.nodes.len())
@@ -463,6 +518,21 @@ pub fn generate(g: &Graph) -> TokenStream {
         drops.push(quote! { ::eventflux::__private::release_unused_sender(#t); });
     }
 
+    // The consumer of each queue states the queue's type first (when its own input type is
+    // known), so a mismatched edge into it is reported at that edge, in the consumer's terms.
+    let mut consumers = Vec::new();
+    for &r in &roots {
+        let node = &g.nodes[r];
+        if node.kind == NodeKind::Source || cg.keyed(r).is_some() {
+            continue;
+        }
+        let (x, l) = (rx(&node.name), local(&node.name));
+        consumers.push(match node.kind {
+            NodeKind::Sink => quote!(::eventflux::__private::queue_into_sink(&#x, &#l);),
+            _ => quote!(::eventflux::__private::queue_into_stage(&#x, &#l);),
+        });
+    }
+
     // Segments.
     let mut segments = Vec::new();
     for &r in &roots {
@@ -503,7 +573,9 @@ pub fn generate(g: &Graph) -> TokenStream {
         quote!((#name, #w))
     });
 
+    let items = &cg.items;
     quote_spanned! {Span::mixed_site()=> {
+        #(#items)*
         #(#evals)*
         let __ef_config = #(#cfg)*.build();
         let __ef_graph = ::eventflux::__private::graph(
@@ -519,6 +591,7 @@ pub fn generate(g: &Graph) -> TokenStream {
             #[allow(unused_mut)]
             let mut #b = ::eventflux::__private::PipelineBuilder::new(__ef_config);
             #(#queues)*
+            #(#consumers)*
             #(#segments)*
             #(#drops)*
             #b.build()

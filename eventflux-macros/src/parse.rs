@@ -9,6 +9,7 @@
 //! ```
 
 use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -100,15 +101,18 @@ impl Parse for PipelineDef {
             paths: Vec::new(),
         };
         while !input.is_empty() {
+            // `source x`, `stage x`, `sink x`: a declaration when a name follows (a Rust
+            // keyword there is a declaration with a bad name, reported by `parse_node`).
+            let declares = input.peek2(Ident::peek_any);
             if input.peek(kw::config) && input.peek2(syn::token::Brace) {
                 def.configs.push(input.parse()?);
-            } else if input.peek(kw::source) && input.peek2(Ident) {
+            } else if input.peek(kw::source) && declares {
                 input.parse::<kw::source>()?;
                 def.nodes.push(parse_node(input, NodeKind::Source)?);
-            } else if input.peek(kw::stage) && input.peek2(Ident) {
+            } else if input.peek(kw::stage) && declares {
                 input.parse::<kw::stage>()?;
                 def.nodes.push(parse_node(input, NodeKind::Stage)?);
-            } else if input.peek(kw::sink) && input.peek2(Ident) {
+            } else if input.peek(kw::sink) && declares {
                 input.parse::<kw::sink>()?;
                 def.nodes.push(parse_node(input, NodeKind::Sink)?);
             } else if input.peek(Ident) {
@@ -149,8 +153,33 @@ impl Parse for ConfigBlock {
     }
 }
 
+/// Words with a meaning in `pipeline!` that cannot name a node (`source source = ..;` would
+/// parse, but `source -> x;` reads as a half-written declaration).
+const RESERVED: [&str; 4] = ["config", "source", "stage", "sink"];
+
 fn parse_node(input: ParseStream<'_>, kind: NodeKind) -> syn::Result<NodeDef> {
-    let name: Ident = input.parse()?;
+    let name = Ident::parse_any(input)?;
+    let text = name.to_string();
+    if !text.starts_with("r#") && syn::parse_str::<Ident>(&text).is_err() {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "`{text}` is a Rust keyword, so it cannot name a node; pick another name, \
+                 e.g. `{text}_node`"
+            ),
+        ));
+    }
+    if RESERVED.contains(&text.as_str()) {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "`{text}` is a `pipeline!` keyword, so it cannot name a node; pick another \
+                 name, e.g. `{text}_node`"
+            ),
+        ));
+    }
+    // `r#type` names the node `type` (generated names and edges use the unraw form).
+    let name = name.unraw();
     let ty = if input.peek(Token![:]) {
         input.parse::<Token![:]>()?;
         Some(input.parse::<Type>()?)
@@ -180,7 +209,7 @@ fn parse_node(input: ParseStream<'_>, kind: NodeKind) -> syn::Result<NodeDef> {
 
 impl Parse for PathDef {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let first: Ident = input.parse()?;
+        let first = input.parse::<Ident>()?.unraw();
         let mut hops = Vec::new();
         loop {
             if input.peek(Token![->]) {
@@ -241,7 +270,7 @@ impl Parse for PathDef {
 
 fn parse_target(input: ParseStream<'_>) -> syn::Result<Ident> {
     if input.peek(Ident) {
-        input.parse()
+        Ok(input.parse::<Ident>()?.unraw())
     } else {
         Err(input.error("expected the name of a node after the arrow"))
     }

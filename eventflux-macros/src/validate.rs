@@ -550,10 +550,14 @@ pub fn validate(def: PipelineDef) -> Result<Graph, Vec<Diagnostic>> {
 
 /// Fan-in rules, usage, reachability and cycles.
 fn structure(g: &Graph, tainted: &BTreeSet<usize>, errors: &mut Vec<Diagnostic>) {
+    // Cycles first (each reported once, naming every node on it): a node on a cycle has an
+    // input from the cycle, and its fan-in rules would only restate the cycle.
+    let on_cycle = cycles(g, errors);
+    keyed_sinks(g, errors);
     for (i, n) in g.nodes.iter().enumerate() {
         let inputs: Vec<&Edge> = g.incoming(i).map(|(_, e)| e).collect();
         let outputs = g.outgoing(i).count();
-        if inputs.len() > 1 {
+        if inputs.len() > 1 && !on_cycle[i] {
             for e in inputs.iter().filter(|e| e.queue.is_none()) {
                 errors.push(Diagnostic::new(
                     e.span,
@@ -629,9 +633,6 @@ fn structure(g: &Graph, tainted: &BTreeSet<usize>, errors: &mut Vec<Diagnostic>)
         ));
     }
 
-    // Cycles (each reported once, naming every node on it).
-    let on_cycle = cycles(g, errors);
-
     // Reachability from sources, for nodes that do have inputs.
     let mut reached = vec![false; g.nodes.len()];
     let mut stack: Vec<usize> = (0..g.nodes.len())
@@ -648,6 +649,69 @@ fn structure(g: &Graph, tainted: &BTreeSet<usize>, errors: &mut Vec<Diagnostic>)
             errors.push(Diagnostic::new(
                 n.name.span(),
                 format!("`{}` is not reachable from any source; every path into it starts at a node that is never fed", n.name),
+            ));
+        }
+    }
+}
+
+/// Whether a sink expression is `per_worker(..)`: one sink per worker of a keyed segment, made
+/// by the user's factory (the opt-in for sinks inside a parallel segment).
+pub fn is_per_worker(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call(call) => matches!(&*call.func, Expr::Path(p)
+            if p.path.segments.last().is_some_and(|s| s.ident == "per_worker")),
+        _ => false,
+    }
+}
+
+/// A sink fused into a keyed parallel segment would be instantiated once per worker (each
+/// opening, say, the same file): rejected unless the user asks for one sink per worker.
+fn keyed_sinks(g: &Graph, errors: &mut Vec<Diagnostic>) {
+    let mut parallel = BTreeSet::new();
+    for e in &g.edges {
+        let Some(workers) = e.queue.as_ref().and_then(|q| q.workers) else {
+            continue;
+        };
+        let mut seen = BTreeSet::new();
+        // (node, the span naming it on the edge that fuses it into the parallel segment)
+        let mut stack = vec![(e.to, e.target_span)];
+        while let Some((n, span)) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            parallel.insert(n);
+            stack.extend(
+                g.outgoing(n)
+                    .filter(|(_, o)| o.queue.is_none())
+                    .map(|(_, o)| (o.to, o.target_span)),
+            );
+            let sink = &g.nodes[n];
+            if sink.kind == NodeKind::Sink && !is_per_worker(&sink.expr) {
+                errors.push(Diagnostic::new(
+                    span,
+                    format!(
+                        "sink `{name}` is fused into the parallel segment after \
+                             `=>[workers = {workers}, ..]`, so each of the {workers} workers \
+                             would run its own `{name}` (a file sink would be opened and \
+                             truncated by every worker); put a plain `=>` (without `workers`) \
+                             before `{name}` so the workers merge into one sink, or declare one sink per worker with \
+                             `sink {name} = per_worker(|worker| ..);`",
+                        name = sink.name
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, n) in g.nodes.iter().enumerate() {
+        if n.kind == NodeKind::Sink && is_per_worker(&n.expr) && !parallel.contains(&i) {
+            errors.push(Diagnostic::new(
+                n.expr.span(),
+                format!(
+                    "`per_worker` makes one sink per worker of a parallel segment, but `{}` is \
+                     not in one; declare the sink itself (without `per_worker`), or fuse it \
+                     after a `=>[workers = N, key = ..]` edge with `->`",
+                    n.name
+                ),
             ));
         }
     }

@@ -18,7 +18,8 @@ pub use crate::metrics::NodeKind;
 use crate::error::StageError;
 use crate::exec::{FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
 use crate::graph::PipelineGraph;
-use crate::queue::{QueueReceiver, QueueSender};
+use crate::queue::QueueReceiver;
+pub use crate::queue::QueueSender;
 use crate::sink::Sink;
 use crate::source::Source;
 use crate::stage::{Chain, Emit, Identity, Metered, Named, Stage};
@@ -66,6 +67,12 @@ pub fn edge_into_stage<T, S: Stage<T>>(_: &Marker<T>, stage: S) -> Typed<T, S> {
         input: PhantomData,
     }
 }
+
+/// States a queue's event type from its consumer (a stage), before any producer is typed.
+pub fn queue_into_stage<T, S: Stage<T>>(_: &QueueReceiver<T>, _: &S) {}
+
+/// States a queue's event type from its consumer (a sink), before any producer is typed.
+pub fn queue_into_sink<T, K: Sink<T>>(_: &QueueReceiver<T>, _: &K) {}
 
 pub fn marker_of<In, C: Stage<In>>(_: &Typed<In, C>) -> Marker<C::Out> {
     marker()
@@ -212,4 +219,21 @@ impl<T> Output<T> for Discard {
         Ok(())
     }
     fn abort(&mut self) {}
+}
+
+/// The sink of one worker, from a `per_worker(..)` sink node.
+pub fn worker_sink<F, K>(
+    sinks: &mut crate::sink::PerWorker<F>,
+    worker: usize,
+    name: &str,
+) -> Result<K, PipelineError>
+where
+    F: FnMut(usize) -> Result<K, crate::error::SinkError>,
+{
+    sinks
+        .for_worker(worker)
+        .map_err(|source| PipelineError::Sink {
+            sink: format!("{name}#{worker}"),
+            source,
+        })
 }

@@ -57,7 +57,7 @@ pub use config::{PipelineConfig, PipelineConfigBuilder};
 pub use error::{ConfigError, PipelineError, SinkError, SourceError, StageError};
 pub use exec::{Pipeline, PipelineBuilder, PipelineHandle, RunReport};
 pub use idle::IdleStrategy;
-pub use sink::Sink;
+pub use sink::{PerWorker, Sink, per_worker};
 pub use source::{Source, SourceContext, SourcePoll};
 pub use stage::{
     Chain, CheckpointId, Emit, Identity, Stage, StageExt, Watermark, filter, flat_map, inspect,
@@ -82,7 +82,7 @@ pub mod prelude {
         CallbackSink, ChannelHandle, ChannelSource, CollectSink, CsvSource, DeadLetter, IterSource,
         JsonLinesSink, JsonLinesSource, StdoutSink, channel_source,
     };
-    pub use crate::sink::Sink;
+    pub use crate::sink::{Sink, per_worker};
     pub use crate::source::{Source, SourceContext, SourcePoll};
     pub use crate::stage::{
         Chain, CheckpointId, Emit, Identity, Metered, Stage, StageExt, Watermark, filter, flat_map,

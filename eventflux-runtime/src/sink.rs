@@ -82,3 +82,55 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
         (**self).abort()
     }
 }
+
+/// One sink per worker of a keyed parallel segment, made by `factory(worker)` (workers are
+/// numbered from 0; the factory returns `Result<sink, SinkError>`, and an `Err` fails the
+/// pipeline's construction naming the sink and worker).
+///
+/// A sink fused after a `=>[workers = N, key = ..]` edge would run once per worker, so
+/// `pipeline!` rejects it there — N copies of a file sink would each truncate the same file.
+/// Either put a plain `=>` before the sink (the workers merge into one sink) or opt in to one
+/// sink per worker with `per_worker`, giving each its own destination:
+///
+/// ```
+/// use eventflux::prelude::*;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().to_path_buf();
+/// let app = pipeline! {
+///     source nums = IterSource::new(0..100u64);
+///     stage  tag  = map(|x: u64| x * 10);
+///     sink   out  = per_worker(move |w| JsonLinesSink::create(path.join(format!("part-{w}.jsonl"))));
+///     nums =>[workers = 2, key = |x: &u64| *x % 2] tag -> out;
+/// };
+/// app.run().unwrap();
+/// let lines = |w: usize| std::fs::read_to_string(dir.path().join(format!("part-{w}.jsonl"))).unwrap().lines().count();
+/// assert_eq!(lines(0) + lines(1), 100);
+/// ```
+pub struct PerWorker<F> {
+    factory: F,
+}
+
+impl<F> std::fmt::Debug for PerWorker<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PerWorker")
+    }
+}
+
+/// Declares one sink per worker of a keyed parallel segment: see [`PerWorker`].
+pub fn per_worker<F, K>(factory: F) -> PerWorker<F>
+where
+    F: FnMut(usize) -> Result<K, SinkError>,
+{
+    PerWorker { factory }
+}
+
+impl<F> PerWorker<F> {
+    /// The sink of worker `worker`.
+    pub fn for_worker<K>(&mut self, worker: usize) -> Result<K, SinkError>
+    where
+        F: FnMut(usize) -> Result<K, SinkError>,
+    {
+        (self.factory)(worker)
+    }
+}

@@ -75,8 +75,16 @@
 //! worker chosen by the hash of its key. Ordering: all events with equal keys go through the
 //! same worker in their original order, and stay in that order through any later `=>` (queues
 //! are FIFO per producer). Events with different keys have no order between them downstream of
-//! the workers. Stateful stages and sinks inside the segment have one instance per worker;
-//! their metrics are merged under the node's name.
+//! the workers. Stateful stages inside the segment have one instance per worker; their
+//! metrics are merged under the node's name. A sink fused into the segment would also run once
+//! per worker (N copies of a file sink, each truncating the same file), so it is a compile
+//! error: end the segment with a plain `=>` before the sink (the workers merge into one sink),
+//! or opt in with `sink out = per_worker(|worker| JsonLinesSink::create(format!("out-{worker}.jsonl")));`
+//! — the factory is called once per worker and returns `Result<sink, SinkError>`.
+//!
+//! **Names.** A node name is any Rust identifier except a Rust keyword and the words of the
+//! language itself (`config`, `source`, `stage`, `sink`): `source source = ..` would read as a
+//! half-written declaration at every use. A raw identifier (`r#type`) names the node `type`.
 //!
 //! **Config keys** (all optional): `queue_capacity` (default 65 536), `batch_size` (1024),
 //! `backpressure` (`Block`), `metrics` (`true`: latency histograms, counters),
@@ -88,9 +96,12 @@
 //! stage never fed, stage output going nowhere, sink unreachable, cycles (every node named),
 //! duplicate edges, fan-in through `->`, conflicting fan-in settings, unknown or invalid config
 //! keys and values, unknown edge settings, `workers` without `key` (and vice versa), empty
-//! pipelines. Type errors are rustc's, at the offending arrow or node: a stage's input not
-//! matching its upstream's output, a sink's type, a non-`Send` event crossing `=>`, fan-out of a
-//! non-`Clone` event.
+//! pipelines, a sink inside a keyed parallel segment (unless `per_worker`), keywords as node
+//! names. Type errors are rustc's, at the offending arrow or node: a stage's input not matching
+//! its upstream's output, a sink's type, a non-`Send` event crossing `=>`, fan-out of a
+//! non-`Clone` event. Across a `=>` (and at a fan-in) the error is in the receiver's terms —
+//! "`b` takes events of type `u32`, but `a` sends `String`" — at the arrow of the edge that
+//! sends the wrong type.
 //!
 //! **The value** of a `pipeline!` block is an [`App`](runtime::App): `run()` (returns a
 //! [`RunReport`](runtime::RunReport)), `spawn()` (a handle with `metrics()`, `stop()`,
