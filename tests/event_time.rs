@@ -181,3 +181,39 @@ fn re_pointing_the_late_output_does_not_hang() {
     assert_eq!(late_seen.take(), [(0, 0)]);
     assert_eq!(report.metrics.node("old").map(|n| n.events_in), Some(0));
 }
+
+/// The one firing rule at its boundary: `[start, end)` fires when `W ≥ end − 1 +
+/// allowed_lateness`, not one tick earlier; an event is late exactly when all its windows fired.
+#[test]
+fn windows_fire_exactly_at_the_documented_watermark() {
+    for lateness in [0u64, 5] {
+        let mut w = tumbling(1000, |t: &u64| *t)
+            .allowed_lateness(lateness)
+            .aggregate(count());
+        assert!(w.event_time(true), "follows the input's watermarks");
+        let mut out = Vec::new();
+        w.process(10, &mut out);
+        w.on_watermark(Watermark(998 + lateness), &mut out);
+        assert!(out.is_empty(), "W = end − 2 + lateness: [0, 1000) still open");
+        w.process(999, &mut out); // not late: its window is open
+        w.on_watermark(Watermark(999 + lateness), &mut out);
+        let rows: Vec<_> = out.iter().map(|r| (r.window.map(|b| b.start), r.values)).collect();
+        assert_eq!(rows, [(Some(0), 2)], "fires at W = end − 1 + lateness");
+        w.process(999, &mut out); // late now: its only window fired
+        assert_eq!(w.late_events(), 1);
+        assert_eq!(out.len(), 1);
+    }
+
+    // A session's end is its last event + gap: events at 100 and 140 with gap 50 end at 190.
+    let mut s = session(50, |t: &(u64, u8)| t.0, |t: &(u64, u8)| t.1).aggregate(count());
+    assert!(s.event_time(true));
+    let mut out = Vec::new();
+    s.process((100, 0), &mut out);
+    s.process((140, 0), &mut out);
+    s.on_watermark(Watermark(188), &mut out);
+    assert!(out.is_empty(), "W = 188 < 190 − 1");
+    s.on_watermark(Watermark(189), &mut out);
+    assert_eq!(out.len(), 1, "fires at W = end − 1 = 189");
+    assert_eq!(out[0].window.map(|b| (b.start, b.end)), Some((100, 190)));
+    assert_eq!(out[0].values, 2);
+}
