@@ -194,10 +194,16 @@ fn windows_fire_exactly_at_the_documented_watermark() {
         let mut out = Vec::new();
         w.process(10, &mut out);
         w.on_watermark(Watermark(998 + lateness), &mut out);
-        assert!(out.is_empty(), "W = end − 2 + lateness: [0, 1000) still open");
+        assert!(
+            out.is_empty(),
+            "W = end − 2 + lateness: [0, 1000) still open"
+        );
         w.process(999, &mut out); // not late: its window is open
         w.on_watermark(Watermark(999 + lateness), &mut out);
-        let rows: Vec<_> = out.iter().map(|r| (r.window.map(|b| b.start), r.values)).collect();
+        let rows: Vec<_> = out
+            .iter()
+            .map(|r| (r.window.map(|b| b.start), r.values))
+            .collect();
         assert_eq!(rows, [(Some(0), 2)], "fires at W = end − 1 + lateness");
         w.process(999, &mut out); // late now: its only window fired
         assert_eq!(w.late_events(), 1);

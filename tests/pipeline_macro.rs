@@ -307,7 +307,11 @@ fn per_worker_sinks_write_one_file_each() {
             .expect("every worker's file exists");
         for line in text.lines() {
             let (symbol, ts): (u32, u64) = serde_json::from_str(line).expect("whole JSON lines");
-            assert_eq!(*file_of.entry(symbol).or_insert(w), w, "key {symbol} in two files");
+            assert_eq!(
+                *file_of.entry(symbol).or_insert(w),
+                w,
+                "key {symbol} in two files"
+            );
             all.push(ts);
         }
     }

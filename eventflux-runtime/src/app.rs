@@ -23,16 +23,16 @@ use crate::graph::PipelineGraph;
 /// # Ok::<(), PipelineError>(())
 /// ```
 #[derive(Debug)]
-pub struct App {
-    pipeline: Result<Pipeline, PipelineError>,
+pub struct App<'a> {
+    pipeline: Result<Pipeline<'a>, PipelineError>,
     config: Option<PipelineConfig>,
     graph: PipelineGraph,
 }
 
-impl App {
+impl<'a> App<'a> {
     /// Wraps a built pipeline (or the error that prevented building it).
     pub fn new(
-        pipeline: Result<Pipeline, PipelineError>,
+        pipeline: Result<Pipeline<'a>, PipelineError>,
         config: Option<PipelineConfig>,
         graph: PipelineGraph,
     ) -> Self {
@@ -56,14 +56,11 @@ impl App {
         }
     }
 
-    /// Runs to completion on the current thread (one segment) or one thread per segment.
+    /// Runs to completion on the current thread (one segment) or one scoped thread per
+    /// segment, so node expressions may borrow the caller's locals (a source over a borrowed
+    /// slice, a sink pushing into a local `Vec`).
     pub fn run(self) -> Result<RunReport, PipelineError> {
         self.pipeline?.run()
-    }
-
-    /// Starts the pipeline and returns a handle: `metrics()`, `stop()`, `join()`.
-    pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
-        self.pipeline?.spawn()
     }
 
     /// The configuration (`None` only if it failed to build, which `pipeline!` rules out at
@@ -75,5 +72,14 @@ impl App {
     /// The graph that was built: nodes, edges, segments.
     pub fn graph(&self) -> &PipelineGraph {
         &self.graph
+    }
+}
+
+impl App<'static> {
+    /// Starts the pipeline and returns a handle: `metrics()`, `stop()`, `join()`. The threads
+    /// outlive this call, so every node must own what it uses (`'static`); use
+    /// [`run`](Self::run) for a pipeline that borrows locals.
+    pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
+        self.pipeline?.spawn()
     }
 }

@@ -83,6 +83,29 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
     }
 }
 
+/// A local `Vec` as a sink, for `run()` (which runs segments on scoped threads, so nodes may
+/// borrow the caller's locals; in `pipeline!`: `sink out = &mut results;`): every event is
+/// pushed.
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+///
+/// let data = vec![1u32, 2, 3, 4];
+/// let mut doubled = Vec::new();
+/// let mut p = PipelineBuilder::new(PipelineConfig::default());
+/// let out = p.sink("out", &mut doubled);
+/// p.add_source("nums", IterSource::new(data.iter().map(|x| x * 2)), Identity, out);
+/// p.build()?.run()?;
+/// assert_eq!(doubled, [2, 4, 6, 8]);
+/// # Ok::<(), PipelineError>(())
+/// ```
+impl<T: Send> Sink<T> for &mut Vec<T> {
+    fn send(&mut self, item: T) -> Result<(), SinkError> {
+        self.push(item);
+        Ok(())
+    }
+}
+
 /// One sink per worker of a keyed parallel segment, made by `factory(worker)` (workers are
 /// numbered from 0; the factory returns `Result<sink, SinkError>`, and an `Err` fails the
 /// pipeline's construction naming the sink and worker).
@@ -93,19 +116,21 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
 /// sink per worker with `per_worker`, giving each its own destination:
 ///
 /// ```
-/// use eventflux::prelude::*;
+/// use eventflux_runtime::prelude::*;
 ///
-/// let dir = tempfile::tempdir().unwrap();
-/// let path = dir.path().to_path_buf();
-/// let app = pipeline! {
-///     source nums = IterSource::new(0..100u64);
-///     stage  tag  = map(|x: u64| x * 10);
-///     sink   out  = per_worker(move |w| JsonLinesSink::create(path.join(format!("part-{w}.jsonl"))));
-///     nums =>[workers = 2, key = |x: &u64| *x % 2] tag -> out;
-/// };
-/// app.run().unwrap();
-/// let lines = |w: usize| std::fs::read_to_string(dir.path().join(format!("part-{w}.jsonl"))).unwrap().lines().count();
-/// assert_eq!(lines(0) + lines(1), 100);
+/// // In `pipeline!`:
+/// //   sink out = per_worker(|w| JsonLinesSink::create(format!("out-{w}.jsonl")));
+/// //   feed =>[workers = 4, key = |t: &Trade| t.symbol] stats -> out;
+/// let mut made = Vec::new();
+/// let mut sinks = per_worker(|w| {
+///     made.push(w);
+///     Ok(CollectSink::<u64>::new())
+/// });
+/// let _first = sinks.for_worker(0)?;
+/// let _second = sinks.for_worker(1)?;
+/// drop(sinks);
+/// assert_eq!(made, [0, 1]);
+/// # Ok::<(), SinkError>(())
 /// ```
 pub struct PerWorker<F> {
     factory: F,

@@ -14,6 +14,9 @@ pub fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send +
     thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(bound)
-        .unwrap_or_else(|_| panic!("did not finish within {bound:?}"))
+    match rx.recv_timeout(bound) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {bound:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test body panicked (above)"),
+    }
 }

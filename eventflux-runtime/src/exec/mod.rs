@@ -99,19 +99,19 @@ pub struct QueueSettings {
 }
 
 /// Assembles a pipeline from segments. See the [module docs](self).
-pub struct PipelineBuilder {
+pub struct PipelineBuilder<'a> {
     config: PipelineConfig,
     registry: Arc<MetricsRegistry>,
     lifecycle: Arc<Lifecycle>,
     dead_letters: DeadLetters,
-    segments: Vec<Box<dyn Segment>>,
+    segments: Vec<Box<dyn Segment + 'a>>,
     busy: std::cell::RefCell<Vec<(String, Arc<Busy>)>>,
     /// A queue whose settings could not be honoured; `build` returns it.
     rejected: std::cell::RefCell<Option<ConfigError>>,
     node_ids: site::NodeIds,
 }
 
-impl fmt::Debug for PipelineBuilder {
+impl fmt::Debug for PipelineBuilder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("config", &self.config)
@@ -120,7 +120,7 @@ impl fmt::Debug for PipelineBuilder {
     }
 }
 
-impl PipelineBuilder {
+impl<'a> PipelineBuilder<'a> {
     /// A builder for a pipeline running under `config`.
     pub fn new(config: PipelineConfig) -> Self {
         Self {
@@ -248,9 +248,9 @@ impl PipelineBuilder {
     /// Adds a segment driven by `source`: its events go through `chain` into `output`.
     pub fn add_source<S, C, O>(&mut self, name: &str, source: S, chain: C, output: O)
     where
-        S: Source + 'static,
-        C: Stage<S::Item> + Send + 'static,
-        O: Output<C::Out> + 'static,
+        S: Source + 'a,
+        C: Stage<S::Item> + Send + 'a,
+        O: Output<C::Out> + 'a,
     {
         let kind = if source.is_side_output() {
             NodeKind::SideOutput
@@ -275,9 +275,9 @@ impl PipelineBuilder {
         chain: C,
         output: O,
     ) where
-        T: Send + 'static,
-        C: Stage<T> + Send + 'static,
-        O: Output<C::Out> + 'static,
+        T: Send + 'a,
+        C: Stage<T> + Send + 'a,
+        O: Output<C::Out> + 'a,
     {
         self.segments.push(Box::new(QueueSegment {
             name: name.to_string(),
@@ -288,12 +288,12 @@ impl PipelineBuilder {
     }
 
     /// Adds any segment.
-    pub fn add_segment(&mut self, segment: Box<dyn Segment>) {
+    pub fn add_segment(&mut self, segment: Box<dyn Segment + 'a>) {
         self.segments.push(segment);
     }
 
     /// Checks the assembly and returns a runnable pipeline.
-    pub fn build(self) -> Result<Pipeline, PipelineError> {
+    pub fn build(self) -> Result<Pipeline<'a>, PipelineError> {
         self.config.validate()?;
         if let Some(e) = self.rejected.into_inner() {
             return Err(e.into());
@@ -334,14 +334,14 @@ impl PipelineBuilder {
 }
 
 /// A pipeline ready to run. See the [module docs](self).
-pub struct Pipeline {
+pub struct Pipeline<'a> {
     runtime: Arc<Runtime>,
     registry: Arc<MetricsRegistry>,
-    segments: Vec<Box<dyn Segment>>,
+    segments: Vec<Box<dyn Segment + 'a>>,
     busy: Vec<(String, Arc<Busy>)>,
 }
 
-impl fmt::Debug for Pipeline {
+impl fmt::Debug for Pipeline<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field(
@@ -377,7 +377,7 @@ pub(crate) fn panicked(
 
 /// Aborts a segment that will not run (its `open`, or another's, failed), recording a panic in
 /// a sink's `abort` like any other failure.
-fn abort_unrun(rt: &Runtime, name: &str, segment: &mut dyn Segment) {
+fn abort_unrun(rt: &Runtime, name: &str, segment: &mut (dyn Segment + '_)) {
     let _ = guarded(rt, name, || {
         segment.abort();
         Ok(())
@@ -423,18 +423,80 @@ fn guarded(
     }
 }
 
-impl Pipeline {
+/// The body of one segment's thread: open, report whether it opened, run (or abort if it
+/// did not open), mark it finished.
+fn segment_thread<'a>(
+    rt: &Arc<Runtime>,
+    mut segment: Box<dyn Segment + 'a>,
+    ready: mpsc::Sender<bool>,
+) -> impl FnOnce() + Send + 'a {
+    let rt = Arc::clone(rt);
+    move || {
+        let name = segment.name().to_string();
+        rt.lifecycle.register_thread(thread::current());
+        let opened = guarded(&rt, &name, || segment.open()).is_ok();
+        let _ = ready.send(opened);
+        if opened {
+            let rt_ref = &*rt;
+            let _ = guarded(rt_ref, &name, move || segment.run(rt_ref));
+        } else {
+            abort_unrun(&rt, &name, &mut *segment);
+        }
+        rt.lifecycle.finished(&name);
+    }
+}
+
+/// Starts every segment on its own thread through `spawn` (a named thread, scoped or not):
+/// the queue-fed segments first, then — once all of those opened — the sources. Returns
+/// whether everything opened; if not, the pipeline is aborted.
+fn start_segments<'a, F>(
+    rt: &Arc<Runtime>,
+    segments: Vec<Box<dyn Segment + 'a>>,
+    mut spawn: F,
+) -> bool
+where
+    F: FnMut(String, Box<dyn FnOnce() + Send + 'a>) -> std::io::Result<()>,
+{
+    let (sources, others): (Vec<_>, Vec<_>) = segments.into_iter().partition(|s| s.is_source());
+    for group in [others, sources] {
+        let (ready_tx, ready_rx) = mpsc::channel::<bool>();
+        let count = group.len();
+        for segment in group {
+            let name = segment.name().to_string();
+            rt.lifecycle.starting(&name);
+            let body = segment_thread(rt, segment, ready_tx.clone());
+            if let Err(source) = spawn(name.clone(), Box::new(body)) {
+                rt.lifecycle.finished(&name);
+                rt.lifecycle.fail(PipelineError::Spawn {
+                    segment: name,
+                    source,
+                });
+            }
+        }
+        drop(ready_tx);
+        // A thread that could not be spawned never reports; its sender is gone with it.
+        let all_opened = ready_rx.iter().take(count).all(|ok| ok);
+        if !all_opened || rt.lifecycle.aborted() {
+            rt.lifecycle.abort();
+            return false;
+        }
+    }
+    true
+}
+
+impl<'a> Pipeline<'a> {
     /// The configuration.
     pub fn config(&self) -> &PipelineConfig {
         &self.runtime.config
     }
 
-    /// Runs to completion: on the caller's thread if there is one segment, else one thread per
-    /// segment. Returns the report, or the first error.
+    /// Runs to completion: on the caller's thread if there is one segment, else one scoped
+    /// thread per segment — so sources, stages and sinks may borrow the caller's locals.
+    /// Returns the report, or the first error.
     pub fn run(mut self) -> Result<RunReport, PipelineError> {
+        let started = Instant::now();
+        let rt = Arc::clone(&self.runtime);
         if self.segments.len() == 1 {
-            let started = Instant::now();
-            let rt = Arc::clone(&self.runtime);
             let mut segment = self.segments.remove(0);
             let rt = &*rt;
             let name = segment.name().to_string();
@@ -452,67 +514,44 @@ impl Pipeline {
             rt.lifecycle.finished(&name);
             return finish_report(rt, &self.registry, started);
         }
-        self.spawn()?.join()
+        open_dead_letters(&rt)?;
+        let segments = std::mem::take(&mut self.segments);
+        // Every thread is joined when the scope ends; segment threads catch their own panics.
+        thread::scope(|scope| {
+            start_segments(&rt, segments, |name, body| {
+                thread::Builder::new()
+                    .name(name)
+                    .spawn_scoped(scope, body)
+                    .map(drop)
+            })
+        });
+        finish_report(&rt, &self.registry, started)
     }
+}
 
-    /// Starts every segment on its own thread and returns a handle.
+impl Pipeline<'static> {
+    /// Starts every segment on its own thread and returns a handle. The pipeline must own
+    /// everything it uses (`'static`); [`run`](Self::run) also accepts borrowed nodes.
     pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
         let started = Instant::now();
         let rt = self.runtime;
         open_dead_letters(&rt)?;
-        let (sources, others): (Vec<_>, Vec<_>) =
-            self.segments.into_iter().partition(|s| s.is_source());
         let mut threads = Vec::new();
+        let all_opened = start_segments(&rt, self.segments, |name, body| {
+            threads.push(thread::Builder::new().name(name).spawn(body)?);
+            Ok(())
+        });
         let mut handle = PipelineHandle {
             runtime: Arc::clone(&rt),
             registry: self.registry,
-            threads: Vec::new(),
+            threads,
             started,
             detached: false,
             busy: self.busy,
         };
-        for group in [others, sources] {
-            let (ready_tx, ready_rx) = mpsc::channel::<bool>();
-            let count = group.len();
-            for mut segment in group {
-                let thread_rt = Arc::clone(&rt);
-                let ready = ready_tx.clone();
-                let name = segment.name().to_string();
-                let thread_name = name.clone();
-                rt.lifecycle.starting(&name);
-                let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
-                    let (rt, name) = (thread_rt, thread_name);
-                    rt.lifecycle.register_thread(thread::current());
-                    let opened = guarded(&rt, &name, || segment.open()).is_ok();
-                    let _ = ready.send(opened);
-                    if opened {
-                        let rt_ref = &*rt;
-                        let _ = guarded(rt_ref, &name, move || segment.run(rt_ref));
-                    } else {
-                        abort_unrun(&rt, &name, &mut *segment);
-                    }
-                    rt.lifecycle.finished(&name);
-                });
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(source) => {
-                        rt.lifecycle.finished(&name);
-                        rt.lifecycle.fail(PipelineError::Spawn {
-                            segment: name,
-                            source,
-                        });
-                    }
-                }
-            }
-            drop(ready_tx);
-            let all_opened = ready_rx.iter().take(count).all(|ok| ok);
-            if !all_opened || rt.lifecycle.aborted() {
-                rt.lifecycle.abort();
-                handle.threads = threads;
-                return Err(handle.join_inner().err().unwrap_or(PipelineError::Aborted));
-            }
+        if !all_opened {
+            return Err(handle.join_inner().err().unwrap_or(PipelineError::Aborted));
         }
-        handle.threads = threads;
         Ok(handle)
     }
 }
