@@ -82,6 +82,17 @@
 //! or opt in with `sink out = per_worker(|worker| JsonLinesSink::create(format!("out-{worker}.jsonl")));`
 //! — the factory is called once per worker and returns `Result<sink, SinkError>`.
 //!
+//! **Closure parameter types.** A closure that uses its parameter (`filter(|r: &Reading|
+//! r.value > 3)`) needs the parameter's type written out; one that only passes it on (`map(|x|
+//! x)`, `filter(|_| true)`) does not. This is a decision, not an oversight: node expressions are
+//! ordinary Rust, type-checked where you wrote them, and rustc fixes a closure's parameter type
+//! when it checks the closure's body — it does not carry it back from a later use through a
+//! generic constructor such as `filter(..)` (tried: a typed helper wrapping the constructor
+//! still gets "type annotations needed"). Supplying the type would mean rewriting your
+//! expressions per built-in, which would break for your own stage types and move evaluation
+//! away from your code. Without the annotation rustc says so at the parameter, with the fix
+//! (`tests/ui/closure_needs_type.rs`).
+//!
 //! **Names.** A node name is any Rust identifier except a Rust keyword and the words of the
 //! language itself (`config`, `source`, `stage`, `sink`): `source source = ..` would read as a
 //! half-written declaration at every use. A raw identifier (`r#type`) names the node `type`.
