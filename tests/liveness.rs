@@ -86,3 +86,105 @@ fn a_closed_window_reaches_the_sink_while_the_input_is_idle() {
         "the last window flushes at the end: {rows:?}"
     );
 }
+
+/// An open but quiet channel does not stall event time: with `idle_timeout`, once the input has
+/// been idle for the timeout (by the pipeline's clock, a manual one here), the watermark moves
+/// with processing time and the session closes — while the channel is still open, across `=>`.
+#[test]
+fn an_idle_input_closes_its_session_while_the_channel_is_open() {
+    let visible = Visible::default();
+    let clock = ManualClock::new(0);
+    let (source, tx) =
+        channel_source::<(u64, u32)>(1024, Backpressure::Block, IdleStrategy::balanced());
+    let sink = Buffered {
+        pending: Vec::new(),
+        visible: visible.clone(),
+    };
+    let marks = watermarks(|r: &(u64, u32)| r.0, 0)
+        .idle_timeout_with_clock(Duration::from_millis(100), clock.clone());
+    let app = pipeline! {
+        source readings = source;
+        stage  marks    = marks;
+        stage  sessions = session(50, |r: &(u64, u32)| r.0, |r: &(u64, u32)| r.1).aggregate(count());
+        sink   out      = sink;
+        readings -> marks => sessions -> out;
+    };
+    let handle = app.spawn().expect("starts");
+    assert_eq!(tx.send((100, 7)), Ok(SendOutcome::Sent));
+    assert_eq!(tx.send((140, 7)), Ok(SendOutcome::Sent)); // one session [100, 190)
+    // Not idle yet (the clock has not moved): the session stays open.
+    let (rows, _) = visible.wait_for(1, Duration::from_millis(150));
+    assert!(rows.is_empty(), "closed before the input was idle: {rows:?}");
+    // 100 ms of quiet: the watermark becomes 140 − 0 − 1 + 100 = 239 ≥ 189.
+    clock.advance(100_000_000);
+    let (rows, _) = visible.wait_for(1, Duration::from_secs(5));
+    assert_eq!(
+        rows,
+        ["Row { key: 7, window: Some(Bounds { start: 100, end: 190 }), values: 2 }"],
+        "the session closed while the channel was open"
+    );
+    drop(tx);
+    handle.join().expect("ends cleanly");
+    assert_eq!(visible.wait_for(2, Duration::ZERO).0.len(), 1, "nothing more");
+}
+
+/// A custom stage's processing-time timer fires while its input is quiet: a debounce that
+/// releases what it holds once its clock has moved `quiet` past the last event.
+#[test]
+fn a_custom_stage_timer_fires_on_a_quiet_input() {
+    struct Debounce {
+        clock: ManualClock,
+        quiet: u64,
+        last: u64,
+        held: Vec<u32>,
+    }
+    impl Stage<u32> for Debounce {
+        type Out = Vec<u32>;
+        fn process<E: Emit<Vec<u32>>>(&mut self, x: u32, _: &mut E) {
+            self.held.push(x);
+            self.last = self.clock.now();
+        }
+        fn next_timer(&self) -> Option<Duration> {
+            let due = self.last + self.quiet;
+            (!self.held.is_empty())
+                .then(|| Duration::from_nanos(due.saturating_sub(self.clock.now())))
+        }
+        fn on_timer<E: Emit<Vec<u32>>>(&mut self, out: &mut E) {
+            if self.clock.now() >= self.last + self.quiet && !self.held.is_empty() {
+                out.emit(std::mem::take(&mut self.held));
+            }
+        }
+    }
+    use eventflux::window::Clock;
+
+    let visible = Visible::default();
+    let clock = ManualClock::new(0);
+    let (source, tx) = channel_source::<u32>(1024, Backpressure::Block, IdleStrategy::balanced());
+    let sink = Buffered {
+        pending: Vec::new(),
+        visible: visible.clone(),
+    };
+    let debounce = Debounce {
+        clock: clock.clone(),
+        quiet: 1_000_000,
+        last: 0,
+        held: Vec::new(),
+    };
+    let app = pipeline! {
+        source input = source;
+        stage  calm  = debounce;
+        sink   out   = sink;
+        input => calm -> out;
+    };
+    let handle = app.spawn().expect("starts");
+    for x in [1, 2, 3] {
+        assert_eq!(tx.send(x), Ok(SendOutcome::Sent));
+    }
+    let (rows, _) = visible.wait_for(1, Duration::from_millis(100));
+    assert!(rows.is_empty(), "released before the quiet period: {rows:?}");
+    clock.advance(1_000_000);
+    let (rows, _) = visible.wait_for(1, Duration::from_secs(5));
+    assert_eq!(rows, ["[1, 2, 3]"], "released while the channel is open");
+    drop(tx);
+    handle.join().expect("ends cleanly");
+}

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::ConfigError;
 
@@ -146,8 +146,23 @@ impl Signal {
         &self,
         idle: &IdleStrategy,
         abort: &AtomicBool,
-        mut attempt: impl FnMut() -> Option<T>,
+        attempt: impl FnMut() -> Option<T>,
     ) -> Result<T, WaitEnd> {
+        self.wait_until(idle, abort, None, attempt)?
+            .ok_or(WaitEnd::Aborted)
+    }
+
+    /// [`wait`](Self::wait) that also gives up at `deadline` (`Ok(None)`); parks never
+    /// overrun it.
+    pub(crate) fn wait_until<T>(
+        &self,
+        idle: &IdleStrategy,
+        abort: &AtomicBool,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Option<T>,
+    ) -> Result<Option<T>, WaitEnd> {
+        let mut attempt = move || attempt().map(Some);
+        let expired = || deadline.is_some_and(|d| Instant::now() >= d);
         for _ in 0..idle.spin {
             if let Some(v) = attempt() {
                 return Ok(v);
@@ -160,6 +175,9 @@ impl Signal {
             }
             if abort.load(Ordering::Relaxed) {
                 return Err(WaitEnd::Aborted);
+            }
+            if expired() {
+                return Ok(None);
             }
             thread::yield_now();
         }
@@ -177,7 +195,14 @@ impl Signal {
             if abort.load(Ordering::SeqCst) {
                 break Err(WaitEnd::Aborted);
             }
-            thread::park_timeout(idle.park);
+            let park = match deadline {
+                None => idle.park,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(idle.park),
+                    _ => break Ok(None),
+                },
+            };
+            thread::park_timeout(park);
         };
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
         let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);

@@ -42,7 +42,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::backpressure::{Backpressure, Lane, SendError, SendFailure, SendOutcome};
 use crate::idle::IdleStrategy;
@@ -487,6 +487,28 @@ impl<T> QueueReceiver<T> {
                     (!shared.data.is_empty() || !shared.control.is_empty()).then_some(())
                 })
                 .map_err(|_| RecvError::Aborted)?;
+        }
+    }
+
+    /// Receives the next message, waiting at most `timeout` (`Ok(None)` if none came): how a
+    /// consumer with processing-time timers waits.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message<T>>, RecvError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.poll()? {
+                return Ok(Some(m));
+            }
+            let shared = Arc::clone(&self.shared);
+            let ready = shared
+                .data
+                .not_empty
+                .wait_until(&shared.idle, &shared.abort, Some(deadline), || {
+                    (!shared.data.is_empty() || !shared.control.is_empty()).then_some(())
+                })
+                .map_err(|_| RecvError::Aborted)?;
+            if ready.is_none() {
+                return self.poll();
+            }
         }
     }
 

@@ -162,6 +162,64 @@ pub trait Stage<In> {
         0
     }
 
+    /// Processing-time timers: how long from now this stage wants [`on_timer`](Self::on_timer)
+    /// called, or `None` (the default) for no timer. `Some(Duration::ZERO)` means "due now".
+    ///
+    /// The runtime asks after every input batch and whenever the input is idle, and waits for
+    /// input no longer than this — so a timer fires while the stream is quiet, and a stage with
+    /// no timer costs nothing (the default is inlined away). The stage keeps its own clock (a
+    /// [`Clock`](crate::window::Clock), so tests use a manual one); a timer may be called a
+    /// little late, never early by the stage's clock if it checks it in `on_timer`.
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Called on the stage's thread when a timer it asked for with
+    /// [`next_timer`](Self::next_timer) is due (by the runtime's clock: check your own). What
+    /// it emits goes downstream like any event, and reaches sinks at once when the input is
+    /// idle. The default does nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventflux_runtime::prelude::*;
+    /// use eventflux_runtime::window::Clock;
+    ///
+    /// /// Holds events and releases them once none has arrived for `quiet` (a debounce).
+    /// struct Debounce<C: Clock> { clock: C, quiet: u64, last: u64, held: Vec<u32> }
+    /// impl<C: Clock> Stage<u32> for Debounce<C> {
+    ///     type Out = Vec<u32>;
+    ///     fn process<E: Emit<Vec<u32>>>(&mut self, x: u32, _: &mut E) {
+    ///         self.held.push(x);
+    ///         self.last = self.clock.now();
+    ///     }
+    ///     fn next_timer(&self) -> Option<Duration> {
+    ///         let due = self.last + self.quiet;
+    ///         (!self.held.is_empty()).then(|| Duration::from_nanos(due.saturating_sub(self.clock.now())))
+    ///     }
+    ///     fn on_timer<E: Emit<Vec<u32>>>(&mut self, out: &mut E) {
+    ///         if self.clock.now() >= self.last + self.quiet && !self.held.is_empty() {
+    ///             out.emit(std::mem::take(&mut self.held));
+    ///         }
+    ///     }
+    /// }
+    /// let clock = ManualClock::new(0);
+    /// let mut d = Debounce { clock: clock.clone(), quiet: 1_000, last: 0, held: Vec::new() };
+    /// let mut out = Vec::new();
+    /// d.process(1, &mut out);
+    /// d.process(2, &mut out);
+    /// assert_eq!(d.next_timer(), Some(Duration::from_nanos(1_000)));
+    /// clock.advance(1_000);
+    /// assert_eq!(d.next_timer(), Some(Duration::ZERO));
+    /// d.on_timer(&mut out);
+    /// assert_eq!(out, [vec![1, 2]]);
+    /// assert_eq!(d.next_timer(), None);
+    /// ```
+    #[inline]
+    fn on_timer<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        let _ = out;
+    }
+
     /// Called once while the pipeline is built, before any event: whether this stage's input
     /// carries watermarks (some upstream source or stage emits them). Returns whether its output
     /// does. The default passes the answer through; a watermark generator returns `true`; an
@@ -292,6 +350,19 @@ where
 
     fn late_events(&self) -> u64 {
         self.first.late_events() + self.second.late_events()
+    }
+
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        match (self.first.next_timer(), self.second.next_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timer<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        self.first.on_timer(&mut Link::new(&mut self.second, out));
+        self.second.on_timer(out);
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{PipelineError, StageError};
 use crate::exec::output::{Output, Tally, push};
@@ -50,6 +50,19 @@ fn tallied<O: Output<T>, T, R>(out: &mut O, f: impl FnOnce(&mut Tally<'_, O>) ->
     let n = tally.count();
     out.delivered(n);
     r
+}
+
+/// The shortest wait for a timer: a stage that keeps answering "due now" is called at most
+/// this often instead of spinning a core.
+const MIN_TIMER_WAIT: Duration = Duration::from_micros(200);
+
+/// Calls the chain's due timers and sends what they emitted on at once (the input is idle).
+fn fire_timers<T, C: Stage<T>, O: Output<C::Out>>(
+    chain: &mut C,
+    output: &mut O,
+) -> Result<(), PipelineError> {
+    tallied(output, |out| chain.on_timer(out));
+    output.flush()
 }
 
 /// A source, its fused chain and its output, run on one thread.
@@ -205,10 +218,23 @@ where
         }
         output.end_batch()?;
         match polled {
-            SourcePoll::Ready => {}
+            SourcePoll::Ready => {
+                if chain.next_timer().is_some_and(|d| d.is_zero()) {
+                    fire_timers(chain, output)?;
+                }
+            }
             SourcePoll::Pending => {
                 output.flush()?;
-                in_node(name, || source.wait(park));
+                // A stage's processing-time timer bounds the wait, then fires.
+                match chain.next_timer() {
+                    None => in_node(name, || source.wait(park)),
+                    Some(due) => {
+                        in_node(name, || source.wait(due.max(MIN_TIMER_WAIT).min(park)));
+                        if chain.next_timer().is_some_and(|d| d.is_zero()) {
+                            fire_timers(chain, output)?;
+                        }
+                    }
+                }
             }
             SourcePoll::Done => break,
         }
@@ -286,9 +312,23 @@ where
         if rt.lifecycle.aborted() {
             return Err(PipelineError::Aborted);
         }
-        let msg = input.recv().map_err(|e| match e {
+        let upstream = |e| match e {
             RecvError::Aborted | RecvError::UpstreamFailed => PipelineError::Aborted,
-        })?;
+        };
+        // A stage with a processing-time timer bounds the wait; without one, this is `recv`.
+        let msg = match chain.next_timer() {
+            None => input.recv().map_err(upstream)?,
+            Some(due) => match input
+                .recv_timeout(due.max(MIN_TIMER_WAIT))
+                .map_err(upstream)?
+            {
+                Some(msg) => msg,
+                None => {
+                    fire_timers(chain, output)?;
+                    continue;
+                }
+            },
+        };
         match msg {
             Message::Batch(b) => {
                 output.begin_batch(b.origin());
@@ -301,6 +341,9 @@ where
                 });
                 input.recycle_buffer(items);
                 output.end_batch()?;
+                if chain.next_timer().is_some_and(|d| d.is_zero()) {
+                    fire_timers(chain, output)?;
+                }
             }
             Message::Watermark(w) => {
                 tallied(output, |out| chain.on_watermark(w, out));

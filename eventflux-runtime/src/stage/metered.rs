@@ -133,4 +133,14 @@ impl<In, S: Stage<In>> Stage<In> for Metered<S> {
     fn late_events(&self) -> u64 {
         self.stage.late_events()
     }
+
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        self.stage.next_timer()
+    }
+
+    fn on_timer<E: Emit<S::Out>>(&mut self, out: &mut E) {
+        self.stage.on_timer(counting!(self, out));
+        self.publish::<In>();
+    }
 }

@@ -145,4 +145,13 @@ impl<In, S: Stage<In>> Stage<In> for Named<S> {
     fn late_events(&self) -> u64 {
         self.stage.late_events()
     }
+
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        self.stage.next_timer()
+    }
+
+    fn on_timer<E: Emit<S::Out>>(&mut self, out: &mut E) {
+        named_hook!(self, out, |s, tag| s.on_timer(tag))
+    }
 }
