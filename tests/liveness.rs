@@ -114,7 +114,10 @@ fn an_idle_input_closes_its_session_while_the_channel_is_open() {
     assert_eq!(tx.send((140, 7)), Ok(SendOutcome::Sent)); // one session [100, 190)
     // Not idle yet (the clock has not moved): the session stays open.
     let (rows, _) = visible.wait_for(1, Duration::from_millis(150));
-    assert!(rows.is_empty(), "closed before the input was idle: {rows:?}");
+    assert!(
+        rows.is_empty(),
+        "closed before the input was idle: {rows:?}"
+    );
     // 100 ms of quiet: the watermark becomes 140 − 0 − 1 + 100 = 239 ≥ 189.
     clock.advance(100_000_000);
     let (rows, _) = visible.wait_for(1, Duration::from_secs(5));
@@ -125,7 +128,11 @@ fn an_idle_input_closes_its_session_while_the_channel_is_open() {
     );
     drop(tx);
     handle.join().expect("ends cleanly");
-    assert_eq!(visible.wait_for(2, Duration::ZERO).0.len(), 1, "nothing more");
+    assert_eq!(
+        visible.wait_for(2, Duration::ZERO).0.len(),
+        1,
+        "nothing more"
+    );
 }
 
 /// A custom stage's processing-time timer fires while its input is quiet: a debounce that
@@ -181,10 +188,66 @@ fn a_custom_stage_timer_fires_on_a_quiet_input() {
         assert_eq!(tx.send(x), Ok(SendOutcome::Sent));
     }
     let (rows, _) = visible.wait_for(1, Duration::from_millis(100));
-    assert!(rows.is_empty(), "released before the quiet period: {rows:?}");
+    assert!(
+        rows.is_empty(),
+        "released before the quiet period: {rows:?}"
+    );
     clock.advance(1_000_000);
     let (rows, _) = visible.wait_for(1, Duration::from_secs(5));
     assert_eq!(rows, ["[1, 2, 3]"], "released while the channel is open");
     drop(tx);
+    handle.join().expect("ends cleanly");
+}
+
+/// At a fan-in the minimum watermark rules, so one quiet input holds every window back; with
+/// `idle_timeout` its watermark moves on with processing time and the busy input's windows close.
+#[test]
+fn an_idle_input_stops_holding_back_a_fan_in() {
+    let visible = Visible::default();
+    let clock = ManualClock::new(0);
+    let channel =
+        || channel_source::<(u64, u32)>(4096, Backpressure::Block, IdleStrategy::balanced());
+    let ((busy, busy_tx), (quiet, quiet_tx)) = (channel(), channel());
+    let marks = || {
+        watermarks(|r: &(u64, u32)| r.0, 0)
+            .idle_timeout_with_clock(Duration::from_millis(100), clock.clone())
+    };
+    let (mb, mq) = (marks(), marks());
+    let sink = Buffered {
+        pending: Vec::new(),
+        visible: visible.clone(),
+    };
+    let app = pipeline! {
+        source busy  = busy;
+        source quiet = quiet;
+        stage  mb    = mb;
+        stage  mq    = mq;
+        stage  win   = tumbling(1000, |r: &(u64, u32)| r.0).group_by(|r: &(u64, u32)| r.1).aggregate(count());
+        sink   out   = sink;
+        busy -> mb => win -> out;
+        quiet -> mq => win;
+    };
+    let handle = app.spawn().expect("starts");
+    assert_eq!(quiet_tx.send((0, 1)), Ok(SendOutcome::Sent));
+    for ts in (0..=2000).step_by(10) {
+        assert_eq!(busy_tx.send((ts, 0)), Ok(SendOutcome::Sent));
+    }
+    let (rows, _) = visible.wait_for(1, Duration::from_millis(150));
+    assert!(
+        rows.is_empty(),
+        "the quiet input (watermark < 0) holds [0, 1000): {rows:?}"
+    );
+    // One second of quiet for both: the quiet input's watermark is 0 − 1 + 1000 = 999.
+    clock.advance(1_000_000_000);
+    let (mut rows, _) = visible.wait_for(2, Duration::from_secs(5));
+    rows.sort(); // the two inputs race into the window: first-appearance order varies
+    assert_eq!(
+        rows,
+        [
+            "Row { key: 0, window: Some(Bounds { start: 0, end: 1000 }), values: 100 }",
+            "Row { key: 1, window: Some(Bounds { start: 0, end: 1000 }), values: 1 }",
+        ]
+    );
+    drop((busy_tx, quiet_tx));
     handle.join().expect("ends cleanly");
 }
