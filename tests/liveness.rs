@@ -4,6 +4,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use eventflux::prelude::*;
+use eventflux::window::Clock;
 
 /// A sink that, like a buffered file writer, makes rows visible only on `flush`.
 #[derive(Clone, Default)]
@@ -23,6 +24,18 @@ impl Visible {
             rows = cv.wait_timeout(rows, left).unwrap().0;
         }
         (rows.clone(), t0.elapsed())
+    }
+}
+
+/// Waits (bounded) until node `node` of a running pipeline has taken in `n` events.
+fn wait_for_events(handle: &PipelineHandle, node: &str, n: u64) {
+    let t0 = Instant::now();
+    while handle.metrics().node(node).map_or(0, |m| m.events_in) < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "`{node}` never saw {n} events"
+        );
+        std::thread::yield_now();
     }
 }
 
@@ -112,8 +125,9 @@ fn an_idle_input_closes_its_session_while_the_channel_is_open() {
     let handle = app.spawn().expect("starts");
     assert_eq!(tx.send((100, 7)), Ok(SendOutcome::Sent));
     assert_eq!(tx.send((140, 7)), Ok(SendOutcome::Sent)); // one session [100, 190)
+    wait_for_events(&handle, "sessions", 2);
     // Not idle yet (the clock has not moved): the session stays open.
-    let (rows, _) = visible.wait_for(1, Duration::from_millis(150));
+    let (rows, _) = visible.wait_for(1, Duration::from_millis(50));
     assert!(
         rows.is_empty(),
         "closed before the input was idle: {rows:?}"
@@ -135,35 +149,34 @@ fn an_idle_input_closes_its_session_while_the_channel_is_open() {
     );
 }
 
+/// Holds events and releases them once its clock has moved `quiet` past the last one.
+struct Debounce {
+    clock: ManualClock,
+    quiet: u64,
+    last: u64,
+    held: Vec<u32>,
+}
+impl Stage<u32> for Debounce {
+    type Out = Vec<u32>;
+    fn process<E: Emit<Vec<u32>>>(&mut self, x: u32, _: &mut E) {
+        self.held.push(x);
+        self.last = self.clock.now();
+    }
+    fn next_timer(&self) -> Option<Duration> {
+        let due = self.last + self.quiet;
+        (!self.held.is_empty()).then(|| Duration::from_nanos(due.saturating_sub(self.clock.now())))
+    }
+    fn on_timer<E: Emit<Vec<u32>>>(&mut self, out: &mut E) {
+        if self.clock.now() >= self.last + self.quiet && !self.held.is_empty() {
+            out.emit(std::mem::take(&mut self.held));
+        }
+    }
+}
+
 /// A custom stage's processing-time timer fires while its input is quiet: a debounce that
 /// releases what it holds once its clock has moved `quiet` past the last event.
 #[test]
 fn a_custom_stage_timer_fires_on_a_quiet_input() {
-    struct Debounce {
-        clock: ManualClock,
-        quiet: u64,
-        last: u64,
-        held: Vec<u32>,
-    }
-    impl Stage<u32> for Debounce {
-        type Out = Vec<u32>;
-        fn process<E: Emit<Vec<u32>>>(&mut self, x: u32, _: &mut E) {
-            self.held.push(x);
-            self.last = self.clock.now();
-        }
-        fn next_timer(&self) -> Option<Duration> {
-            let due = self.last + self.quiet;
-            (!self.held.is_empty())
-                .then(|| Duration::from_nanos(due.saturating_sub(self.clock.now())))
-        }
-        fn on_timer<E: Emit<Vec<u32>>>(&mut self, out: &mut E) {
-            if self.clock.now() >= self.last + self.quiet && !self.held.is_empty() {
-                out.emit(std::mem::take(&mut self.held));
-            }
-        }
-    }
-    use eventflux::window::Clock;
-
     let visible = Visible::default();
     let clock = ManualClock::new(0);
     let (source, tx) = channel_source::<u32>(1024, Backpressure::Block, IdleStrategy::balanced());
@@ -187,7 +200,8 @@ fn a_custom_stage_timer_fires_on_a_quiet_input() {
     for x in [1, 2, 3] {
         assert_eq!(tx.send(x), Ok(SendOutcome::Sent));
     }
-    let (rows, _) = visible.wait_for(1, Duration::from_millis(100));
+    wait_for_events(&handle, "calm", 3);
+    let (rows, _) = visible.wait_for(1, Duration::from_millis(50));
     assert!(
         rows.is_empty(),
         "released before the quiet period: {rows:?}"
@@ -232,7 +246,8 @@ fn an_idle_input_stops_holding_back_a_fan_in() {
     for ts in (0..=2000).step_by(10) {
         assert_eq!(busy_tx.send((ts, 0)), Ok(SendOutcome::Sent));
     }
-    let (rows, _) = visible.wait_for(1, Duration::from_millis(150));
+    wait_for_events(&handle, "win", 202);
+    let (rows, _) = visible.wait_for(1, Duration::from_millis(50));
     assert!(
         rows.is_empty(),
         "the quiet input (watermark < 0) holds [0, 1000): {rows:?}"
@@ -250,4 +265,47 @@ fn an_idle_input_stops_holding_back_a_fan_in() {
     );
     drop((busy_tx, quiet_tx));
     handle.join().expect("ends cleanly");
+}
+
+/// A timer in a fused branch after a fan-out (not the segment's main chain) fires too.
+#[test]
+fn a_timer_in_a_fan_out_branch_fires() {
+    let visible = Visible::default();
+    let clock = ManualClock::new(0);
+    let (source, tx) = channel_source::<u32>(1024, Backpressure::Block, IdleStrategy::balanced());
+    let sink = Buffered {
+        pending: Vec::new(),
+        visible: visible.clone(),
+    };
+    let debounce = Debounce {
+        clock: clock.clone(),
+        quiet: 1_000_000,
+        last: 0,
+        held: Vec::new(),
+    };
+    let copies = CollectSink::new();
+    let copied = copies.handle();
+    let app = pipeline! {
+        source input = source;
+        stage  calm  = debounce;
+        sink   out   = sink;
+        sink   copy  = copies;
+        input -> calm -> out;
+        input -> copy;
+    };
+    let handle = app.spawn().expect("starts");
+    for x in [4, 5] {
+        assert_eq!(tx.send(x), Ok(SendOutcome::Sent));
+    }
+    // The copy sink is flushed after the poll that fed both branches: the debounce has both.
+    let t0 = Instant::now();
+    while copied.len() < 2 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::yield_now();
+    }
+    clock.advance(1_000_000);
+    let (rows, _) = visible.wait_for(1, Duration::from_secs(5));
+    assert_eq!(rows, ["[4, 5]"]);
+    drop(tx);
+    handle.join().expect("ends cleanly");
+    assert_eq!(copied.take(), [4, 5]);
 }

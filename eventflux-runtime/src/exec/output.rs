@@ -64,6 +64,27 @@ pub trait Output<T>: Emit<T> + Send {
     fn event_time(&mut self, watermarked: bool) {
         let _ = watermarked;
     }
+
+    /// Processing-time timers of stages inside this output (a fused branch after a fan-out):
+    /// as [`Stage::next_timer`](crate::stage::Stage::next_timer). The default is `None`.
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Fires the due timers of stages inside this output. The default does nothing.
+    fn on_timer(&mut self) {}
+}
+
+/// The earlier of two optional timers.
+pub(crate) fn earlier(
+    a: Option<std::time::Duration>,
+    b: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
@@ -547,6 +568,14 @@ where
     fn finish(&mut self) -> Result<(), PipelineError> {
         both(self.first.finish(), self.second.finish())
     }
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        earlier(self.first.next_timer(), self.second.next_timer())
+    }
+    fn on_timer(&mut self) {
+        self.first.on_timer();
+        self.second.on_timer();
+    }
     fn abort(&mut self) {
         self.first.abort();
         self.second.abort();
@@ -665,6 +694,14 @@ where
     fn event_time(&mut self, watermarked: bool) {
         let w = self.chain.event_time(watermarked);
         self.out.event_time(w);
+    }
+    #[inline]
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        earlier(self.chain.next_timer(), self.out.next_timer())
+    }
+    fn on_timer(&mut self) {
+        self.hook(|c, out| c.on_timer(out));
+        self.out.on_timer();
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{PipelineError, StageError};
-use crate::exec::output::{Output, Tally, push};
+use crate::exec::output::{Output, Tally, earlier, push};
 use crate::exec::site::{self, in_node};
 use crate::exec::{Runtime, Segment, panicked};
 use crate::metrics::{DropReason, NodeMetrics};
@@ -62,7 +62,14 @@ fn fire_timers<T, C: Stage<T>, O: Output<C::Out>>(
     output: &mut O,
 ) -> Result<(), PipelineError> {
     tallied(output, |out| chain.on_timer(out));
+    output.on_timer();
     output.flush()
+}
+
+/// The segment's next processing-time timer: its chain's or a fused branch's.
+#[inline(always)]
+fn next_timer<T, C: Stage<T>, O: Output<C::Out>>(chain: &C, output: &O) -> Option<Duration> {
+    earlier(chain.next_timer(), output.next_timer())
 }
 
 /// A source, its fused chain and its output, run on one thread.
@@ -219,18 +226,18 @@ where
         output.end_batch()?;
         match polled {
             SourcePoll::Ready => {
-                if chain.next_timer().is_some_and(|d| d.is_zero()) {
+                if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
                     fire_timers(chain, output)?;
                 }
             }
             SourcePoll::Pending => {
                 output.flush()?;
                 // A stage's processing-time timer bounds the wait, then fires.
-                match chain.next_timer() {
+                match next_timer(chain, output) {
                     None => in_node(name, || source.wait(park)),
                     Some(due) => {
                         in_node(name, || source.wait(due.max(MIN_TIMER_WAIT).min(park)));
-                        if chain.next_timer().is_some_and(|d| d.is_zero()) {
+                        if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
                             fire_timers(chain, output)?;
                         }
                     }
@@ -315,19 +322,30 @@ where
         let upstream = |e| match e {
             RecvError::Aborted | RecvError::UpstreamFailed => PipelineError::Aborted,
         };
-        // A stage with a processing-time timer bounds the wait; without one, this is `recv`.
-        let msg = match chain.next_timer() {
-            None => input.recv().map_err(upstream)?,
-            Some(due) => match input
-                .recv_timeout(due.max(MIN_TIMER_WAIT))
-                .map_err(upstream)?
-            {
-                Some(msg) => msg,
-                None => {
-                    fire_timers(chain, output)?;
-                    continue;
+        let msg = match input.try_recv().map_err(upstream)? {
+            Some(msg) => msg,
+            None => {
+                // The input has nothing ready: whatever the messages so far produced reaches
+                // sinks and downstream queues now — a live stream never waits for the next
+                // batch to see a window's row. (Checked here, not after each message: a
+                // control message may be absorbed, say a fan-in watermark that does not move
+                // the minimum, and leave nothing to receive.)
+                output.flush()?;
+                // A stage with a processing-time timer bounds the wait.
+                match next_timer(chain, output) {
+                    None => input.recv().map_err(upstream)?,
+                    Some(due) => match input
+                        .recv_timeout(due.max(MIN_TIMER_WAIT))
+                        .map_err(upstream)?
+                    {
+                        Some(msg) => msg,
+                        None => {
+                            fire_timers(chain, output)?;
+                            continue;
+                        }
+                    },
                 }
-            },
+            }
         };
         match msg {
             Message::Batch(b) => {
@@ -341,7 +359,7 @@ where
                 });
                 input.recycle_buffer(items);
                 output.end_batch()?;
-                if chain.next_timer().is_some_and(|d| d.is_zero()) {
+                if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
                     fire_timers(chain, output)?;
                 }
             }
@@ -354,12 +372,6 @@ where
                 output.barrier(c)?;
             }
             Message::End => break,
-        }
-        // Whatever the message, results it produced reach sinks and downstream queues as
-        // soon as the input has nothing more ready: a live stream never waits for the next
-        // batch to see a window's row.
-        if input.is_empty() {
-            output.flush()?;
         }
     }
     // The end was sent before any abort could be seen by its producer; a failure elsewhere
