@@ -35,6 +35,7 @@ pub enum SourcePoll {
 /// Per-poll services for a source.
 pub struct SourceContext<'a> {
     pub(crate) max_items: usize,
+    pub(crate) node: &'a str,
     pub(crate) dead_letters: &'a DeadLetters,
     pub(crate) dead_lettered: u64,
     pub(crate) failure: Option<SourceError>,
@@ -56,10 +57,17 @@ impl<'a> SourceContext<'a> {
     pub fn new(max_items: usize, dead_letters: &'a DeadLetters) -> Self {
         Self {
             max_items: max_items.max(1),
+            node: "",
             dead_letters,
             dead_lettered: 0,
             failure: None,
         }
+    }
+
+    /// The context of the source node `node` (dead letters name it).
+    pub(crate) fn for_node(mut self, node: &'a str) -> Self {
+        self.node = node;
+        self
     }
 
     /// The most events this poll should emit (the pipeline's batch size).
@@ -70,8 +78,16 @@ impl<'a> SourceContext<'a> {
 
     /// Routes a malformed record to the dead-letter output and counts it. Nothing is lost: if the
     /// dead-letter output itself fails, the pipeline stops with that error.
-    pub fn dead_letter(&mut self, letter: DeadLetter) {
+    pub fn dead_letter(&mut self, mut letter: DeadLetter) {
         self.dead_lettered += 1;
+        if letter.node.is_empty() {
+            letter.node = self.node.to_string();
+        }
+        if letter.time_ms == 0 {
+            letter.time_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        }
         if let Err(e) = self.dead_letters.send(letter)
             && self.failure.is_none()
         {
@@ -143,6 +159,13 @@ pub trait Source: Send {
     /// windows downstream then follow them. The default is `false`.
     fn emits_watermarks(&self) -> bool {
         false
+    }
+
+    /// For the pipeline's own dead-letter node ([`dead_letters`](crate::io::dead_letters)): the
+    /// route by which the pipeline sends it every dead letter. Other sources return `None` (the
+    /// default).
+    fn dead_letter_route(&mut self) -> Option<crate::io::DeadLetterRoute> {
+        None
     }
 
     /// Waits, at most `bound`, for more input after a `Pending` poll. The default parks the thread

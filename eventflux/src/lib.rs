@@ -120,6 +120,13 @@
 //! stages and sinks by their node names and each queue by the node it feeds (`b#0`, `b#1`, ...
 //! for workers).
 //!
+//! **Dead letters** are a node: `source bad = dead_letters(1024);` receives every malformed
+//! record any source rejects (a [`DeadLetter`](io::DeadLetter): node, origin, line, byte
+//! offset, column, reason, raw record, time), streamed through a bounded channel while the
+//! pipeline runs; connect it to any sink (`bad -> errors;` with `sink errors =
+//! JsonLinesSink::create("bad.jsonl")?;`). Without one, the run report keeps the first
+//! [`KEPT_IN_MEMORY`](io::KEPT_IN_MEMORY) and counts them all.
+//!
 //! **Windows and aggregates** are stages too (see [`window`] and [`aggregate`]):
 //! `stage stats = tumbling(1_000, |t: &Trade| t.ts).out_of_orderness(50)
 //! .group_by_index(|t: &Trade| t.symbol as usize).aggregate((count(), sum(|t: &Trade| t.volume)));`

@@ -75,6 +75,11 @@ pub trait Segment: Send {
     fn is_source(&self) -> bool;
     /// Opens its sinks (and source).
     fn open(&mut self) -> Result<(), PipelineError>;
+    /// Whether it is driven by a side output of the pipeline (a late or dead-letter source),
+    /// which produces no dead letters of its own.
+    fn is_side_output(&self) -> bool {
+        false
+    }
     /// Runs to end of stream, stop or abort, consuming the segment. On failure it aborts its
     /// output itself (sinks get `abort`, never `close`; queues are abandoned).
     fn run(self: Box<Self>, rt: &Runtime) -> Result<(), PipelineError>;
@@ -109,6 +114,10 @@ pub struct PipelineBuilder<'a> {
     /// A queue whose settings could not be honoured; `build` returns it.
     rejected: std::cell::RefCell<Option<ConfigError>>,
     node_ids: site::NodeIds,
+    /// The `dead_letters()` source node, if any.
+    dead_letter_node: Option<String>,
+    /// A problem found while assembling; `build` returns it.
+    invalid: Option<String>,
 }
 
 impl fmt::Debug for PipelineBuilder<'_> {
@@ -132,6 +141,8 @@ impl<'a> PipelineBuilder<'a> {
             busy: std::cell::RefCell::default(),
             rejected: std::cell::RefCell::default(),
             node_ids: site::NodeIds::default(),
+            dead_letter_node: None,
+            invalid: None,
         }
     }
 
@@ -145,8 +156,19 @@ impl<'a> PipelineBuilder<'a> {
         &self.registry
     }
 
+    /// Records the first assembly problem; `build` returns it.
+    fn invalid(&mut self, message: &str) {
+        self.invalid.get_or_insert_with(|| message.to_string());
+    }
+
     /// Sends dead letters to `dead_letters` instead of collecting them in the report.
     pub fn dead_letters(&mut self, dead_letters: DeadLetters) {
+        if self.dead_letter_node.is_some() {
+            self.invalid(
+                "dead letters go to a `dead_letters()` node already; remove it or the \
+                 `dead_letters` setting",
+            );
+        }
         self.dead_letters = dead_letters;
     }
 
@@ -246,12 +268,23 @@ impl<'a> PipelineBuilder<'a> {
     }
 
     /// Adds a segment driven by `source`: its events go through `chain` into `output`.
-    pub fn add_source<S, C, O>(&mut self, name: &str, source: S, chain: C, output: O)
+    pub fn add_source<S, C, O>(&mut self, name: &str, mut source: S, chain: C, output: O)
     where
         S: Source + 'a,
         C: Stage<S::Item> + Send + 'a,
         O: Output<C::Out> + 'a,
     {
+        if let Some(route) = source.dead_letter_route() {
+            if let Some(first) = &self.dead_letter_node {
+                let msg = format!(
+                    "`{name}` and `{first}` are both `dead_letters()` nodes; a pipeline has one \
+                     dead-letter output: connect one node to several sinks instead"
+                );
+                self.invalid(&msg);
+            }
+            self.dead_letter_node = Some(name.to_string());
+            self.dead_letters = DeadLetters::to_node(route);
+        }
         let kind = if source.is_side_output() {
             NodeKind::SideOutput
         } else {
@@ -298,6 +331,9 @@ impl<'a> PipelineBuilder<'a> {
         if let Some(e) = self.rejected.into_inner() {
             return Err(e.into());
         }
+        if let Some(message) = self.invalid {
+            return Err(PipelineError::Invalid(message));
+        }
         let mut segments = self.segments;
         // Whether watermarks flow only grows along queues; one pass per segment reaches the
         // fixpoint whatever order the segments were added in.
@@ -311,6 +347,14 @@ impl<'a> PipelineBuilder<'a> {
                 "a pipeline needs at least one source segment".into(),
             ));
         }
+        // Every source that is not a side output may send dead letters; a dead-letter node's
+        // stream ends when all of them have ended.
+        self.dead_letters.expect_writers(
+            segments
+                .iter()
+                .filter(|s| s.is_source() && !s.is_side_output())
+                .count(),
+        );
         let mut names: Vec<&str> = segments.iter().map(|s| s.name()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {

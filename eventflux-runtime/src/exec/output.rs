@@ -66,7 +66,7 @@ pub trait Output<T>: Emit<T> + Send {
     }
 
     /// Processing-time timers of stages inside this output (a fused branch after a fan-out):
-    /// as [`Stage::next_timer`](crate::stage::Stage::next_timer). The default is `None`.
+    /// as [`Stage::next_timer`]. The default is `None`.
     #[inline]
     fn next_timer(&self) -> Option<std::time::Duration> {
         None

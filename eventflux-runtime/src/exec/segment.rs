@@ -95,6 +95,10 @@ where
         true
     }
 
+    fn is_side_output(&self) -> bool {
+        self.source.is_side_output()
+    }
+
     fn open(&mut self) -> Result<(), PipelineError> {
         self.output.open()?;
         self.source.open().map_err(|source| PipelineError::Source {
@@ -116,7 +120,12 @@ where
         let result = catch_unwind(AssertUnwindSafe(|| {
             drive_source(rt, &name, &mut source, &mut chain, &mut output, &metrics)
         }));
-        settle(rt, result, &name, &mut output)
+        let result = settle(rt, result, &name, &mut output);
+        if result.is_ok() && !source.is_side_output() {
+            // Its stream is complete: it sends no more dead letters.
+            rt.dead_letters.writer_done();
+        }
+        result
     }
 
     fn abort(&mut self) {
@@ -191,7 +200,7 @@ where
         if timing {
             output.begin_batch(Instant::now());
         }
-        let mut cx = SourceContext::new(batch, &rt.dead_letters);
+        let mut cx = SourceContext::new(batch, &rt.dead_letters).for_node(name);
         let (polled, n) = tallied(output, |out| {
             let mut counted = Counted {
                 chain: &mut *chain,

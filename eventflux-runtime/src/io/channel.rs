@@ -62,6 +62,18 @@ pub(crate) fn side_output<T: Send>(idle: IdleStrategy) -> (ChannelSource<T>, Cha
     channel(1, Backpressure::Unbounded, idle, true)
 }
 
+/// A bounded, blocking side output (the dead-letter node's channel).
+pub(crate) fn side_output_bounded<T: Send>(
+    capacity: usize,
+) -> (ChannelSource<T>, ChannelHandle<T>) {
+    channel(
+        capacity,
+        Backpressure::Block,
+        IdleStrategy::balanced(),
+        true,
+    )
+}
+
 fn channel<T: Send>(
     capacity: usize,
     backpressure: Backpressure,

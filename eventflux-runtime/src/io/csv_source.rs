@@ -1,4 +1,4 @@
-//! `CsvSource`: rows of a CSV file with a header row, deserialised with serde by column name.
+//! `CsvSource`: rows of a CSV file, deserialised with serde by column name or position.
 
 use std::io::Read;
 use std::marker::PhantomData;
@@ -11,12 +11,18 @@ use crate::io::DeadLetter;
 use crate::source::{Source, SourceContext, SourcePoll};
 use crate::stage::Emit;
 
-/// Reads one `T` per CSV row, matching columns to fields by the header row.
+/// Reads one `T` per CSV row: by the header row's column names (the default), or by position
+/// without a header ([`has_headers(false)`](Self::has_headers)).
+///
+/// Options, set before the first read: [`delimiter`](Self::delimiter) (default `,`),
+/// [`has_headers`](Self::has_headers) (default `true`), [`trim`](Self::trim) (default
+/// `false`: whitespace around fields and headers is kept).
 ///
 /// A row that cannot be deserialised (a wrong type, a missing column, a wrong number of fields,
-/// invalid UTF-8) goes to the dead-letter output with the file name, its 1-based line number
-/// and the reason; reading continues. Only I/O errors stop the source. The row buffer is reused,
-/// so reading allocates only what `T` itself owns.
+/// invalid UTF-8) goes to the dead-letter output with the file name, its 1-based line number,
+/// its byte offset, the column that failed (by its header name, or `column N` counting from 1
+/// without a header) and the reason; reading continues. Only I/O errors stop the source. The row
+/// buffer is reused, so reading allocates only what `T` itself owns.
 ///
 /// ```
 /// use eventflux_runtime::prelude::*;
@@ -30,11 +36,28 @@ use crate::stage::Emit;
 /// let mut out = Vec::new();
 /// while src.poll(&mut cx, &mut out).unwrap() != SourcePoll::Done {}
 /// assert_eq!(out.len(), 2);
-/// assert_eq!(letters.take()[0].line, Some(3));
+/// let bad = &letters.take()[0];
+/// assert_eq!((bad.line, bad.column.as_deref()), (Some(3), Some("id")));
+/// assert!(bad.reason.starts_with("column `id`: "), "{}", bad.reason);
+///
+/// // Semicolons, no header row, padded fields:
+/// let data = " 1 ; a\n2;b\n";
+/// let mut src = CsvSource::<Row>::from_reader("mem.csv", data.as_bytes())
+///     .delimiter(b';')
+///     .has_headers(false)
+///     .trim(true);
+/// let mut out = Vec::new();
+/// while src.poll(&mut cx, &mut out).unwrap() != SourcePoll::Done {}
+/// assert_eq!(out, [Row { id: 1, name: "a".into() }, Row { id: 2, name: "b".into() }]);
 /// ```
 pub struct CsvSource<T> {
     name: String,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    /// The input until the first read builds the reader with the options.
+    input: Option<Box<dyn Read + Send>>,
+    reader: Option<csv::Reader<Box<dyn Read + Send>>>,
+    delimiter: u8,
+    has_headers: bool,
+    trim: bool,
     headers: Option<csv::ByteRecord>,
     record: csv::ByteRecord,
     _item: PhantomData<fn() -> T>,
@@ -44,6 +67,9 @@ impl<T> std::fmt::Debug for CsvSource<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CsvSource")
             .field("name", &self.name)
+            .field("delimiter", &char::from(self.delimiter))
+            .field("has_headers", &self.has_headers)
+            .field("trim", &self.trim)
             .finish_non_exhaustive()
     }
 }
@@ -57,17 +83,36 @@ impl<T> CsvSource<T> {
 
     /// Reads from any reader; `name` identifies it in dead letters and errors.
     pub fn from_reader(name: impl Into<String>, reader: impl Read + Send + 'static) -> Self {
-        let reader: Box<dyn Read + Send> = Box::new(reader);
         Self {
             name: name.into(),
-            reader: csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .from_reader(reader),
+            input: Some(Box::new(reader)),
+            reader: None,
+            delimiter: b',',
+            has_headers: true,
+            trim: false,
             headers: None,
             record: csv::ByteRecord::new(),
             _item: PhantomData,
         }
+    }
+
+    /// The field delimiter (default `b','`; `b';'`, `b'\t'`, ...).
+    pub fn delimiter(mut self, delimiter: u8) -> Self {
+        self.delimiter = delimiter;
+        self
+    }
+
+    /// Whether the first row names the columns (default `true`). Without a header, fields map
+    /// to `T`'s fields by position.
+    pub fn has_headers(mut self, yes: bool) -> Self {
+        self.has_headers = yes;
+        self
+    }
+
+    /// Whether to trim whitespace around every field and header (default `false`).
+    pub fn trim(mut self, yes: bool) -> Self {
+        self.trim = yes;
+        self
     }
 
     fn raw(&self) -> String {
@@ -76,7 +121,30 @@ impl<T> CsvSource<T> {
             .iter()
             .map(|f| String::from_utf8_lossy(f).into_owned())
             .collect();
-        fields.join(",")
+        fields.join(&char::from(self.delimiter).to_string())
+    }
+
+    /// The name of 0-based column `i`: its header, or `column N` (1-based) without one.
+    fn column(&self, i: u64) -> String {
+        self.headers
+            .as_ref()
+            .and_then(|h| usize::try_from(i).ok().and_then(|i| h.get(i)))
+            .map_or_else(
+                || format!("column {}", i + 1),
+                |h| String::from_utf8_lossy(h).into_owned(),
+            )
+    }
+
+    fn letter(&self, reason: String, column: Option<String>) -> DeadLetter {
+        let pos = self.record.position();
+        let mut letter = DeadLetter::new(&self.name, pos.map(|p| p.line()), reason, self.raw());
+        if let Some(p) = pos {
+            letter = letter.with_offset(p.byte());
+        }
+        match column {
+            Some(c) => letter.with_column(c),
+            None => letter,
+        }
     }
 
     fn io_error(&self, e: csv::Error) -> SourceError {
@@ -99,42 +167,72 @@ impl<T: DeserializeOwned> Source for CsvSource<T> {
         cx: &mut SourceContext<'_>,
         out: &mut E,
     ) -> Result<SourcePoll, SourceError> {
+        if self.reader.is_none()
+            && let Some(input) = self.input.take()
+        {
+            self.reader = Some(
+                csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .delimiter(self.delimiter)
+                    .trim(if self.trim {
+                        csv::Trim::All
+                    } else {
+                        csv::Trim::None
+                    })
+                    .from_reader(input),
+            );
+        }
         for _ in 0..cx.max_items() {
-            match self.reader.read_byte_record(&mut self.record) {
+            let read = match self.reader.as_mut() {
+                Some(reader) => reader.read_byte_record(&mut self.record),
+                None => return Ok(SourcePoll::Done),
+            };
+            match read {
                 Ok(false) => return Ok(SourcePoll::Done),
                 Ok(true) => {}
                 Err(e) if e.is_io_error() => return Err(self.io_error(e)),
                 Err(e) => {
-                    let line = e.position().map(|p| p.line());
-                    let raw = self.raw();
-                    cx.dead_letter(DeadLetter::new(&self.name, line, e.to_string(), raw));
+                    let mut letter = self.letter(e.to_string(), None);
+                    if let Some(p) = e.position() {
+                        (letter.line, letter.offset) = (Some(p.line()), Some(p.byte()));
+                    }
+                    cx.dead_letter(letter);
                     continue;
                 }
             }
-            let line = self.record.position().map(|p| p.line());
-            let Some(headers) = &self.headers else {
+            if self.has_headers && self.headers.is_none() {
                 self.headers = Some(self.record.clone());
                 continue;
-            };
-            if self.record.len() != headers.len() {
+            }
+            if let Some(headers) = &self.headers
+                && self.record.len() != headers.len()
+            {
                 let reason = format!(
                     "expected {} fields (as in the header row), found {}",
                     headers.len(),
                     self.record.len()
                 );
-                let raw = self.raw();
-                cx.dead_letter(DeadLetter::new(&self.name, line, reason, raw));
+                cx.dead_letter(self.letter(reason, None));
                 continue;
             }
-            match self.record.deserialize::<T>(Some(headers)) {
+            match self.record.deserialize::<T>(self.headers.as_ref()) {
                 Ok(item) => out.emit(item),
                 Err(e) => {
-                    let reason = match e.kind() {
-                        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
-                        _ => e.to_string(),
+                    let letter = match e.kind() {
+                        csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                            Some(i) => {
+                                let column = self.column(i);
+                                self.letter(
+                                    format!("column `{column}`: {}", err.kind()),
+                                    Some(column),
+                                )
+                            }
+                            None => self.letter(err.kind().to_string(), None),
+                        },
+                        _ => self.letter(e.to_string(), None),
                     };
-                    let raw = self.raw();
-                    cx.dead_letter(DeadLetter::new(&self.name, line, reason, raw));
+                    cx.dead_letter(letter);
                 }
             }
         }

@@ -36,6 +36,8 @@ pub struct JsonLinesSource<T> {
     name: String,
     reader: Box<dyn BufRead + Send>,
     line: u64,
+    /// Byte offset of the next line.
+    offset: u64,
     buf: Vec<u8>,
     _item: PhantomData<fn() -> T>,
 }
@@ -62,6 +64,7 @@ impl<T> JsonLinesSource<T> {
             name: name.into(),
             reader: Box::new(BufReader::with_capacity(64 * 1024, reader)),
             line: 0,
+            offset: 0,
             buf: Vec::with_capacity(256),
             _item: PhantomData,
         }
@@ -89,18 +92,23 @@ impl<T: DeserializeOwned> Source for JsonLinesSource<T> {
                 return Ok(SourcePoll::Done);
             }
             self.line += 1;
+            let start = self.offset;
+            self.offset += n as u64;
             let text = trim_line_end(&self.buf);
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             match serde_json::from_slice::<T>(text) {
                 Ok(item) => out.emit(item),
-                Err(e) => cx.dead_letter(DeadLetter::new(
-                    &self.name,
-                    Some(self.line),
-                    e.to_string(),
-                    String::from_utf8_lossy(text),
-                )),
+                Err(e) => cx.dead_letter(
+                    DeadLetter::new(
+                        &self.name,
+                        Some(self.line),
+                        e.to_string(),
+                        String::from_utf8_lossy(text),
+                    )
+                    .with_offset(start),
+                ),
             }
         }
         Ok(SourcePoll::Ready)

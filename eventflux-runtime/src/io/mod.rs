@@ -30,7 +30,9 @@ pub use callback::CallbackSink;
 pub use channel::{ChannelHandle, ChannelSource, channel_source};
 pub use collect::{CollectHandle, CollectSink};
 pub use csv_source::CsvSource;
-pub use dead_letter::{DeadLetter, DeadLetters};
+pub use dead_letter::{
+    DeadLetter, DeadLetterRoute, DeadLetterSource, DeadLetters, KEPT_IN_MEMORY, dead_letters,
+};
 pub use iter::IterSource;
 pub use jsonl::{JsonLinesSink, JsonLinesSource};
 pub use stdout::StdoutSink;

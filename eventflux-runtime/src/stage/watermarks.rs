@@ -81,7 +81,7 @@ fn nanos(d: Duration) -> u64 {
 
 impl<F, C> Watermarks<F, C> {
     /// After `timeout` without events, event time follows processing time (see the
-    /// [module docs](self)), measured by the system clock.
+    /// [`watermarks`] module docs), measured by the system clock.
     pub fn idle_timeout(self, timeout: Duration) -> Watermarks<F, SystemClock> {
         self.idle_timeout_with_clock(timeout, SystemClock::default())
     }
