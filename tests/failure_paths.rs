@@ -422,3 +422,41 @@ fn a_failed_run_leaves_no_buffered_lines_in_a_file() -> Result<(), Box<dyn std::
     assert_eq!(std::fs::read_to_string(&path)?, "");
     Ok(())
 }
+
+/// A stage that panics *after* its downstream stage and sink have run for the same event is
+/// named, not the downstream node that ran last; a sink that panics in `send` is named too.
+#[test]
+fn a_panic_after_emitting_names_the_stage_that_panicked() {
+    let node_of = |err: PipelineError| match err {
+        PipelineError::Panicked { node, .. } => node,
+        other => panic!("unexpected {other}"),
+    };
+    let err = within(BOUND, || {
+        let app = pipeline! {
+            source src  = IterSource::new(0..1000u64);
+            stage  pair = flat_map(|x: u64| (0..2u64).map(move |i| {
+                if x == 500 && i == 1 { panic!("pair broke after emitting {x}") }
+                x * 2 + i
+            }));
+            stage  down = map(|x: u64| x + 1);
+            sink   out  = CollectSink::new();
+            src -> pair -> down -> out;
+        };
+        app.run().expect_err("pair panicked")
+    });
+    assert_eq!(node_of(err), "pair");
+
+    let err = within(BOUND, || {
+        let app = pipeline! {
+            source src  = IterSource::new(0..1000u64);
+            stage  down = map(|x: u64| x + 1);
+            sink   out  = CallbackSink::new(|x: u64| {
+                if x == 700 { panic!("sink broke on {x}") }
+                Ok(())
+            });
+            src -> down -> out;
+        };
+        app.run().expect_err("the sink panicked")
+    });
+    assert_eq!(node_of(err), "out");
+}

@@ -107,8 +107,10 @@ impl<'g> Gen<'g> {
         } else {
             quote!(named_stage)
         };
+        // The node's compile-time id (its index + 1): its panic guard holds a constant.
+        let id = u32::try_from(n + 1).unwrap_or(0);
         out.push(quote! {
-            let #typed = ::eventflux::__private::#wrap(#typed, &#b, #name);
+            let #typed = ::eventflux::__private::#wrap::<_, _, #id>(#typed, &#b, #name);
         });
     }
 

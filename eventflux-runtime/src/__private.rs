@@ -87,20 +87,24 @@ pub fn chain<In, Mid, A, B>(a: Typed<In, A>, b: Typed<Mid, B>) -> Typed<In, Chai
     }
 }
 
-pub fn metered_stage<In, S>(
+pub fn metered_stage<In, S, const ID: u32>(
     t: Typed<In, S>,
     b: &PipelineBuilder,
     name: &str,
-) -> Typed<In, Named<Metered<S>>> {
+) -> Typed<In, Named<Metered<S>, ID>> {
     Typed {
-        stage: b.stage(name, t.stage),
+        stage: b.stage_at::<_, ID>(name, t.stage),
         input: PhantomData,
     }
 }
 
-pub fn named_stage<In, S>(t: Typed<In, S>, b: &PipelineBuilder, name: &str) -> Typed<In, Named<S>> {
+pub fn named_stage<In, S, const ID: u32>(
+    t: Typed<In, S>,
+    b: &PipelineBuilder,
+    name: &str,
+) -> Typed<In, Named<S, ID>> {
     Typed {
-        stage: b.named(name, t.stage),
+        stage: b.named_at::<_, ID>(name, t.stage),
         input: PhantomData,
     }
 }

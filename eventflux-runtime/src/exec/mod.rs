@@ -63,7 +63,9 @@ pub struct Runtime {
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) dead_letters: DeadLetters,
     /// Named stages by id, to name the stage a panic came from.
-    pub(crate) stage_names: Vec<String>,
+    pub(crate) stage_names: std::collections::BTreeMap<u32, String>,
+    /// Every sink with its busy flag, to name a sink that panicked in `send`.
+    pub(crate) sinks: Vec<(String, Arc<Busy>)>,
 }
 
 /// One fused chain on one thread (object-safe: the executor holds `Box<dyn Segment>`, one
@@ -267,6 +269,26 @@ impl<'a> PipelineBuilder<'a> {
         Named::with_id(name, self.node_ids.register(name), stage)
     }
 
+    /// A stage named `name` with the compile-time id `ID` (1 ≤ `ID` < 2²⁰; `pipeline!` numbers
+    /// its nodes so), metered when `metered`: its panic guard then holds a constant.
+    #[doc(hidden)]
+    pub fn named_at<S, const ID: u32>(&self, name: &str, stage: S) -> Named<S, ID> {
+        let id = if (1..site::FIRST_RUNTIME_ID).contains(&ID) {
+            self.node_ids.register_at(ID, name);
+            ID
+        } else {
+            self.node_ids.register(name)
+        };
+        Named::with_id(name, id, stage)
+    }
+
+    /// [`named_at`](Self::named_at) for a metered stage.
+    #[doc(hidden)]
+    pub fn stage_at<S, const ID: u32>(&self, name: &str, stage: S) -> Named<Metered<S>, ID> {
+        let metered = Metered::new(stage, self.registry.node(name, NodeKind::Stage));
+        self.named_at::<_, ID>(name, metered)
+    }
+
     /// Adds a segment driven by `source`: its events go through `chain` into `output`.
     pub fn add_source<S, C, O>(&mut self, name: &str, mut source: S, chain: C, output: O)
     where
@@ -363,12 +385,14 @@ impl<'a> PipelineBuilder<'a> {
                 w[0]
             )));
         }
+        let sinks = self.busy.borrow().clone();
         Ok(Pipeline {
             runtime: Arc::new(Runtime {
                 config: self.config,
                 lifecycle: self.lifecycle,
                 dead_letters: self.dead_letters,
                 stage_names: self.node_ids.into_names(),
+                sinks,
             }),
             registry: self.registry,
             segments,
@@ -412,8 +436,18 @@ pub(crate) fn panicked(
     segment: &str,
     payload: &(dyn std::any::Any + Send),
 ) -> PipelineError {
+    // A sink inside `send` on this thread panicked (it runs inside the guards of the stages
+    // that fed it, so it comes first); else the innermost guarded node the panic unwound
+    // through.
+    let sink = rt
+        .sinks
+        .iter()
+        .find(|(_, busy)| busy.take_panicked_here())
+        .map(|(name, _)| name.clone());
+    let guarded = site::take_with(&rt.stage_names);
+    let node = sink.or(guarded);
     PipelineError::Panicked {
-        node: site::take_with(&rt.stage_names).unwrap_or_else(|| segment.to_string()),
+        node: node.unwrap_or_else(|| segment.to_string()),
         segment: segment.to_string(),
         message: panic_message(payload),
     }

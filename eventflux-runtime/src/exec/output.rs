@@ -137,9 +137,22 @@ pub struct SinkOutput<K> {
 pub struct Busy {
     flag: AtomicBool,
     segment: std::sync::Mutex<Option<String>>,
+    thread: std::sync::Mutex<Option<std::thread::ThreadId>>,
 }
 
 impl Busy {
+    /// Whether the sink was inside its own code on the current thread when it was left: how a
+    /// panic in a sink's `send` is attributed without a per-event landing pad (the flag is set
+    /// around each send and stays set when a panic unwinds out of it). Clears the flag.
+    pub(crate) fn take_panicked_here(&self) -> bool {
+        let here = *self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == Some(std::thread::current().id());
+        here && self.flag.swap(false, Ordering::Relaxed)
+    }
+
     /// If the sink is inside its own code now, the segment it runs on.
     pub fn blocked_segment(&self) -> Option<String> {
         if !self.flag.load(Ordering::Relaxed) {
@@ -222,6 +235,14 @@ impl<K> SinkOutput<K> {
         })
     }
 
+    /// An event that arrived after the sink failed: not delivered (kept out of line, so the
+    /// per-event path is a single test).
+    #[cold]
+    #[inline(never)]
+    fn skip(&mut self) {
+        self.failed_in_batch += 1;
+    }
+
     /// Counts the batch's deliveries (counted per batch, not per event) and publishes them.
     fn publish(&mut self) {
         let batch = std::mem::take(&mut self.in_batch);
@@ -241,12 +262,16 @@ impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
     fn emit(&mut self, item: T) {
         if self.stopped {
             // After a failure nothing more reaches the sink; the event is not delivered.
-            self.failed_in_batch += 1;
-            return;
+            return self.skip();
         }
-        // Marked busy per send (two relaxed stores): a sink blocked in `send` is the common way a
-        // segment gets stuck, and `stop()` must be able to name it.
-        if let Err(e) = self.call(|s| s.send(item)) {
+        // Marked busy per send (two relaxed stores, no landing pad): a sink blocked in `send` is
+        // the common way a segment gets stuck, and `stop()` must be able to name it; a panic in
+        // `send` leaves the flag set, which names the sink (see `Busy::take_panicked_here`).
+        let busy = &self.busy.flag;
+        busy.store(true, Ordering::Relaxed);
+        let sent = self.sink.send(item);
+        busy.store(false, Ordering::Relaxed);
+        if let Err(e) = sent {
             self.errors += 1;
             self.failed_in_batch += 1;
             self.stopped = true;
@@ -272,6 +297,11 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
 
     fn open(&mut self) -> Result<(), PipelineError> {
         // Opened on the thread it will run on: remember that segment's name for stop reports.
+        *self
+            .busy
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::thread::current().id());
         if let Some(segment) = std::thread::current().name() {
             *self
                 .busy

@@ -1,45 +1,101 @@
 //! Which node a panic came from.
 //!
 //! A segment catches panics once, around its whole loop, so on its own it only knows the
-//! segment. Two mechanisms name the node, chosen by cost:
-//! - Calls that are not per event (stage hooks, a source's poll, a sink's calls) run inside
-//!   [`in_node`], which arms a guard and *forgets* it on return: while a panic unwinds through
-//!   it, the guard's destructor records the node's name — the innermost node wins, since
-//!   unwinding drops the innermost guard first.
-//! - A stage's per-event `process` is marked by [`enter`], one store of the stage's id into a
-//!   thread-local (restored by the emitter after each downstream call returns), because a guard
-//!   there adds landing pads that cost ~10 instructions per event in the fused loop.
+//! segment. Guards name the node: a guard is armed before a node's code runs and *forgotten*
+//! when it returns, so on the normal path no code runs for it; only a panic unwinding through it
+//! drops it, and its destructor records the node — the innermost one wins, since unwinding drops
+//! the innermost guard first.
+//! - Calls that are not per event (stage hooks, a source's poll, a sink's calls other than
+//!   `send`) run inside [`in_node`], whose guard records the node's name.
+//! - A stage's per-event `process` is guarded by a [`StageGuard`] holding only the stage's id
+//!   (cheaper to keep live than a name), looked up in the pipeline's names after the catch.
+//! - A sink's per-event `send` has no guard: its busy flag, set around each send, stays set when
+//!   a panic leaves it (see `exec::output::Busy`).
 //!
-//! The segment then reads both with [`take`]: the guard's name first, else the marked stage.
+//! The segment then reads the innermost with [`take_with`] — after checking its sinks' busy
+//! flags, since a sink in `send` runs inside the guards of the stages that fed it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// The innermost node a panic unwound through: a guarded call's name or a stage's id.
+enum Site {
+    Name(String),
+    Stage(u32),
+}
 
 thread_local! {
-    static PANICKED_IN: RefCell<Option<String>> = const { RefCell::new(None) };
-    static CURRENT: Cell<u32> = const { Cell::new(0) };
+    static PANICKED_IN: RefCell<Option<Site>> = const { RefCell::new(None) };
 }
 
-/// Marks the stage with id `id` (from [`NodeIds`]) as the one running on this thread.
-#[inline(always)]
-pub(crate) fn enter(id: u32) {
-    CURRENT.with(|c| c.set(id));
+/// Records `site` unless an inner guard already recorded one.
+fn record(site: impl FnOnce() -> Site) {
+    let _ = PANICKED_IN.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut()
+            && slot.is_none()
+        {
+            *slot = Some(site());
+        }
+    });
 }
+
+/// Armed around a stage's `process` and forgotten on return: only a panic unwinding through
+/// it drops it, which records the stage's id (from [`NodeIds`]) unless an inner stage already
+/// did.
+pub(crate) struct StageGuard(pub(crate) u32);
+
+impl Drop for StageGuard {
+    #[cold]
+    fn drop(&mut self) {
+        record(|| Site::Stage(self.0));
+    }
+}
+
+/// [`StageGuard`] for a compile-time id: a zero-sized value, so arming it stores nothing.
+pub(crate) struct ConstStageGuard<const ID: u32>;
+
+impl<const ID: u32> Drop for ConstStageGuard<ID> {
+    #[cold]
+    fn drop(&mut self) {
+        record(|| Site::Stage(ID));
+    }
+}
+
+/// Ids `pipeline!` assigns at compile time are below this; ids registered at run time start
+/// here.
+pub(crate) const FIRST_RUNTIME_ID: u32 = 1 << 20;
 
 /// The names of the pipeline's named stages, by id (0 is "none").
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct NodeIds {
-    names: std::cell::RefCell<Vec<String>>,
+    names: std::cell::RefCell<BTreeMap<u32, String>>,
+    next: std::cell::Cell<u32>,
+}
+
+impl Default for NodeIds {
+    fn default() -> Self {
+        Self {
+            names: std::cell::RefCell::default(),
+            next: std::cell::Cell::new(FIRST_RUNTIME_ID),
+        }
+    }
 }
 
 impl NodeIds {
-    /// Registers `name`; returns its id.
+    /// Registers `name` under a fresh id; returns it.
     pub(crate) fn register(&self, name: &str) -> u32 {
-        let mut names = self.names.borrow_mut();
-        names.push(name.to_string());
-        u32::try_from(names.len()).unwrap_or(0)
+        let id = self.next.get();
+        self.next.set(id.saturating_add(1));
+        self.register_at(id, name);
+        id
     }
 
-    pub(crate) fn into_names(self) -> Vec<String> {
+    /// Registers `name` under `id` (a compile-time id, below [`FIRST_RUNTIME_ID`]).
+    pub(crate) fn register_at(&self, id: u32, name: &str) {
+        self.names.borrow_mut().insert(id, name.to_string());
+    }
+
+    pub(crate) fn into_names(self) -> BTreeMap<u32, String> {
         self.names.into_inner()
     }
 }
@@ -49,13 +105,7 @@ struct Guard<'a>(&'a str);
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         // Only reached while unwinding: `in_node` forgets the guard on return.
-        let _ = PANICKED_IN.try_with(|slot| {
-            if let Ok(mut slot) = slot.try_borrow_mut()
-                && slot.is_none()
-            {
-                *slot = Some(self.0.to_string());
-            }
-        });
+        record(|| Site::Name(self.0.to_string()));
     }
 }
 
@@ -68,22 +118,22 @@ pub(crate) fn in_node<R>(name: &str, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// The innermost node a panic unwound through on this thread since the last call, if any.
-pub(crate) fn take() -> Option<String> {
-    PANICKED_IN
+/// The innermost node a panic unwound through on this thread since the last call, if any (a
+/// stage is looked up by id in `names`, the pipeline's stage names). Resets it.
+pub(crate) fn take_with(names: &BTreeMap<u32, String>) -> Option<String> {
+    let site = PANICKED_IN
         .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
         .ok()
-        .flatten()
+        .flatten()?;
+    match site {
+        Site::Name(name) => Some(name),
+        Site::Stage(id) => names.get(&id).cloned(),
+    }
 }
 
-/// The node a panic came from: a guarded node if one recorded it, else the stage marked
-/// running (looked up in `names`, the pipeline's stage names by id). Resets both.
-pub(crate) fn take_with(names: &[String]) -> Option<String> {
-    let id = CURRENT.try_with(|c| c.replace(0)).unwrap_or(0);
-    take().or_else(|| {
-        let i = usize::try_from(id).ok()?.checked_sub(1)?;
-        names.get(i).cloned()
-    })
+/// [`take_with`] without stage names (for callers that only guard named calls).
+pub(crate) fn take() -> Option<String> {
+    take_with(&BTreeMap::new())
 }
 
 #[cfg(test)]
