@@ -11,6 +11,14 @@ use eventflux::window::Clock;
 struct Visible(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Visible {
+    /// A sink whose rows become visible here when it is flushed.
+    fn sink(&self) -> Buffered {
+        Buffered {
+            pending: Vec::new(),
+            visible: self.clone(),
+        }
+    }
+
     /// Waits until `n` rows are visible or `bound` passes; returns the rows and the wait.
     fn wait_for(&self, n: usize, bound: Duration) -> (Vec<String>, Duration) {
         let t0 = Instant::now();
@@ -65,10 +73,7 @@ fn a_closed_window_reaches_the_sink_while_the_input_is_idle() {
     let visible = Visible::default();
     let (source, tx) =
         channel_source::<(u64, u32)>(1024, Backpressure::Block, IdleStrategy::balanced());
-    let sink = Buffered {
-        pending: Vec::new(),
-        visible: visible.clone(),
-    };
+    let sink = visible.sink();
     let app = pipeline! {
         source readings = source;
         stage  marks    = watermarks(|r: &(u64, u32)| r.0, 0);
@@ -109,10 +114,7 @@ fn an_idle_input_closes_its_session_while_the_channel_is_open() {
     let clock = ManualClock::new(0);
     let (source, tx) =
         channel_source::<(u64, u32)>(1024, Backpressure::Block, IdleStrategy::balanced());
-    let sink = Buffered {
-        pending: Vec::new(),
-        visible: visible.clone(),
-    };
+    let sink = visible.sink();
     let marks = watermarks(|r: &(u64, u32)| r.0, 0)
         .idle_timeout_with_clock(Duration::from_millis(100), clock.clone());
     let app = pipeline! {
@@ -156,6 +158,17 @@ struct Debounce {
     last: u64,
     held: Vec<u32>,
 }
+impl Debounce {
+    fn new(clock: ManualClock, quiet: u64) -> Self {
+        Self {
+            clock,
+            quiet,
+            last: 0,
+            held: Vec::new(),
+        }
+    }
+}
+
 impl Stage<u32> for Debounce {
     type Out = Vec<u32>;
     fn process<E: Emit<Vec<u32>>>(&mut self, x: u32, _: &mut E) {
@@ -180,16 +193,8 @@ fn a_custom_stage_timer_fires_on_a_quiet_input() {
     let visible = Visible::default();
     let clock = ManualClock::new(0);
     let (source, tx) = channel_source::<u32>(1024, Backpressure::Block, IdleStrategy::balanced());
-    let sink = Buffered {
-        pending: Vec::new(),
-        visible: visible.clone(),
-    };
-    let debounce = Debounce {
-        clock: clock.clone(),
-        quiet: 1_000_000,
-        last: 0,
-        held: Vec::new(),
-    };
+    let sink = visible.sink();
+    let debounce = Debounce::new(clock.clone(), 1_000_000);
     let app = pipeline! {
         source input = source;
         stage  calm  = debounce;
@@ -227,10 +232,7 @@ fn an_idle_input_stops_holding_back_a_fan_in() {
             .idle_timeout_with_clock(Duration::from_millis(100), clock.clone())
     };
     let (mb, mq) = (marks(), marks());
-    let sink = Buffered {
-        pending: Vec::new(),
-        visible: visible.clone(),
-    };
+    let sink = visible.sink();
     let app = pipeline! {
         source busy  = busy;
         source quiet = quiet;
@@ -273,16 +275,8 @@ fn a_timer_in_a_fan_out_branch_fires() {
     let visible = Visible::default();
     let clock = ManualClock::new(0);
     let (source, tx) = channel_source::<u32>(1024, Backpressure::Block, IdleStrategy::balanced());
-    let sink = Buffered {
-        pending: Vec::new(),
-        visible: visible.clone(),
-    };
-    let debounce = Debounce {
-        clock: clock.clone(),
-        quiet: 1_000_000,
-        last: 0,
-        held: Vec::new(),
-    };
+    let sink = visible.sink();
+    let debounce = Debounce::new(clock.clone(), 1_000_000);
     let copies = CollectSink::new();
     let copied = copies.handle();
     let app = pipeline! {
