@@ -207,7 +207,10 @@ where
                 out,
                 n: 0,
             };
-            let polled = in_node(name, || source.poll(&mut cx, &mut counted));
+            // No guard around the poll (its landing pad would cover the whole fused loop and
+            // cost registers): a panic here that no stage or sink guard claims came from the
+            // source, and a source segment is named after its source.
+            let polled = source.poll(&mut cx, &mut counted);
             counted.chain.on_batch_end(counted.out);
             (polled, counted.n)
         });
