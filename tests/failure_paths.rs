@@ -339,9 +339,14 @@ impl Sink<u64> for Stuck {
         let _ = self.release.recv();
         Ok(())
     }
+
+    /// It waits on the outside world, and says so.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
-/// `stop()` on a segment stuck in a fused sink names the sink.
+/// `stop()` on a segment stuck in a fused sink that may block names the sink.
 #[test]
 fn a_stuck_fused_sink_is_named_by_stop() {
     let (release_tx, release) = mpsc::channel::<()>();

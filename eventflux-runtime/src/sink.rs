@@ -63,6 +63,15 @@ pub trait Sink<T>: Send {
     /// Called once instead of `close` when the pipeline fails (see the [module docs](self)):
     /// release resources, discard what is buffered, commit nothing. The default does nothing.
     fn abort(&mut self) {}
+
+    /// Whether `send` can wait on the outside world (I/O, a full channel, a lock others hold,
+    /// arbitrary user code). Such a sink is marked around each `send` — two relaxed stores —
+    /// so a `stop()` that times out can say the segment is blocked in it. The default, `false`,
+    /// costs nothing per event; the built-in file, stdout and callback sinks return `true`.
+    /// (`open`, `flush` and `close` are always marked.)
+    fn may_block(&self) -> bool {
+        false
+    }
 }
 
 impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
@@ -80,6 +89,9 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
     }
     fn abort(&mut self) {
         (**self).abort()
+    }
+    fn may_block(&self) -> bool {
+        (**self).may_block()
     }
 }
 

@@ -436,16 +436,20 @@ pub(crate) fn panicked(
     segment: &str,
     payload: &(dyn std::any::Any + Send),
 ) -> PipelineError {
-    // A sink inside `send` on this thread panicked (it runs inside the guards of the stages
-    // that fed it, so it comes first); else the innermost guarded node the panic unwound
-    // through.
-    let sink = rt
-        .sinks
-        .iter()
-        .find(|(_, busy)| busy.take_panicked_here())
-        .map(|(name, _)| name.clone());
-    let guarded = site::take_with(&rt.stage_names);
-    let node = sink.or(guarded);
+    // The innermost guarded node the panic unwound through; for a sink's `send`, the sink
+    // opened on this thread (or all of them, if the segment feeds several).
+    let node = match site::take_site_with(&rt.stage_names) {
+        (true, _) => {
+            let here: Vec<&str> = rt
+                .sinks
+                .iter()
+                .filter(|(_, busy)| busy.opened_here())
+                .map(|(name, _)| name.as_str())
+                .collect();
+            (!here.is_empty()).then(|| here.join("` or `"))
+        }
+        (false, node) => node,
+    };
     PipelineError::Panicked {
         node: node.unwrap_or_else(|| segment.to_string()),
         segment: segment.to_string(),

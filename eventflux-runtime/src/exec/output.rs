@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::error::{PipelineError, SinkError, StageError};
-use crate::exec::site::in_node;
+use crate::exec::site::{SinkGuard, in_node};
 use crate::metrics::NodeMetrics;
 use crate::queue::QueueSender;
 use crate::sink::Sink;
@@ -141,16 +141,13 @@ pub struct Busy {
 }
 
 impl Busy {
-    /// Whether the sink was inside its own code on the current thread when it was left: how a
-    /// panic in a sink's `send` is attributed without a per-event landing pad (the flag is set
-    /// around each send and stays set when a panic unwinds out of it). Clears the flag.
-    pub(crate) fn take_panicked_here(&self) -> bool {
-        let here = *self
+    /// Whether the sink was opened on the current thread (the thread it runs on).
+    pub(crate) fn opened_here(&self) -> bool {
+        *self
             .thread
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            == Some(std::thread::current().id());
-        here && self.flag.swap(false, Ordering::Relaxed)
+            == Some(std::thread::current().id())
     }
 
     /// If the sink is inside its own code now, the segment it runs on.
@@ -264,13 +261,19 @@ impl<T, K: Sink<T>> Emit<T> for SinkOutput<K> {
             // After a failure nothing more reaches the sink; the event is not delivered.
             return self.skip();
         }
-        // Marked busy per send (two relaxed stores, no landing pad): a sink blocked in `send` is
-        // the common way a segment gets stuck, and `stop()` must be able to name it; a panic in
-        // `send` leaves the flag set, which names the sink (see `Busy::take_panicked_here`).
-        let busy = &self.busy.flag;
-        busy.store(true, Ordering::Relaxed);
+        // A sink that may block is marked busy around each send (two relaxed stores), so a
+        // `stop()` that times out can name it; the others cost nothing here. A panic in `send`
+        // is attributed by a zero-sized guard that runs no code unless it unwinds.
+        let may_block = self.sink.may_block();
+        if may_block {
+            self.busy.flag.store(true, Ordering::Relaxed);
+        }
+        let guard = SinkGuard;
         let sent = self.sink.send(item);
-        busy.store(false, Ordering::Relaxed);
+        std::mem::forget(guard);
+        if may_block {
+            self.busy.flag.store(false, Ordering::Relaxed);
+        }
         if let Err(e) = sent {
             self.errors += 1;
             self.failed_in_batch += 1;

@@ -9,11 +9,10 @@
 //!   `send`) run inside [`in_node`], whose guard records the node's name.
 //! - A stage's per-event `process` is guarded by a [`StageGuard`] holding only the stage's id
 //!   (cheaper to keep live than a name), looked up in the pipeline's names after the catch.
-//! - A sink's per-event `send` has no guard: its busy flag, set around each send, stays set when
-//!   a panic leaves it (see `exec::output::Busy`).
+//! - A sink's per-event `send` is guarded by a zero-sized [`SinkGuard`]; which sink it was is
+//!   decided after the catch from the sinks opened on the panicking thread.
 //!
-//! The segment then reads the innermost with [`take_with`] — after checking its sinks' busy
-//! flags, since a sink in `send` runs inside the guards of the stages that fed it.
+//! The segment then reads the innermost with [`take_site_with`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,6 +21,8 @@ use std::collections::BTreeMap;
 enum Site {
     Name(String),
     Stage(u32),
+    /// A sink's `send` (which sink: the one running on this thread; see `exec::panicked`).
+    Sink,
 }
 
 thread_local! {
@@ -48,6 +49,16 @@ impl Drop for StageGuard {
     #[cold]
     fn drop(&mut self) {
         record(|| Site::Stage(self.0));
+    }
+}
+
+/// Armed around a sink's `send` and forgotten on return (zero-sized: arming it stores nothing).
+pub(crate) struct SinkGuard;
+
+impl Drop for SinkGuard {
+    #[cold]
+    fn drop(&mut self) {
+        record(|| Site::Sink);
     }
 }
 
@@ -121,14 +132,29 @@ pub(crate) fn in_node<R>(name: &str, f: impl FnOnce() -> R) -> R {
 /// The innermost node a panic unwound through on this thread since the last call, if any (a
 /// stage is looked up by id in `names`, the pipeline's stage names). Resets it.
 pub(crate) fn take_with(names: &BTreeMap<u32, String>) -> Option<String> {
-    let site = PANICKED_IN
-        .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
-        .ok()
-        .flatten()?;
-    match site {
+    match take_site()? {
         Site::Name(name) => Some(name),
         Site::Stage(id) => names.get(&id).cloned(),
+        Site::Sink => None,
     }
+}
+
+/// Whether the innermost guard a panic unwound through was a sink's `send`, and otherwise the
+/// node as [`take_with`] names it. Resets it.
+pub(crate) fn take_site_with(names: &BTreeMap<u32, String>) -> (bool, Option<String>) {
+    match take_site() {
+        Some(Site::Sink) => (true, None),
+        Some(Site::Name(name)) => (false, Some(name)),
+        Some(Site::Stage(id)) => (false, names.get(&id).cloned()),
+        None => (false, None),
+    }
+}
+
+fn take_site() -> Option<Site> {
+    PANICKED_IN
+        .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        .ok()
+        .flatten()
 }
 
 /// [`take_with`] without stage names (for callers that only guard named calls).

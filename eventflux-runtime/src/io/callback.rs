@@ -31,6 +31,11 @@ impl<T, F> Sink<T> for CallbackSink<F>
 where
     F: FnMut(T) -> Result<(), SinkError> + Send,
 {
+    /// Writes (or user code) can wait: marked so a stuck stop names this sink.
+    fn may_block(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn send(&mut self, item: T) -> Result<(), SinkError> {
         (self.f)(item)

@@ -183,6 +183,11 @@ impl<T> JsonLinesSink<T> {
 }
 
 impl<T: Serialize> Sink<T> for JsonLinesSink<T> {
+    /// Writes (or user code) can wait: marked so a stuck stop names this sink.
+    fn may_block(&self) -> bool {
+        true
+    }
+
     fn send(&mut self, item: T) -> Result<(), SinkError> {
         let out = self.writer()?;
         let written = serde_json::to_writer(&mut *out, &item)

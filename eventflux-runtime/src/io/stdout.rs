@@ -77,6 +77,11 @@ impl<T> StdoutSink<T> {
 }
 
 impl<T> Sink<T> for StdoutSink<T> {
+    /// Writes (or user code) can wait: marked so a stuck stop names this sink.
+    fn may_block(&self) -> bool {
+        true
+    }
+
     fn send(&mut self, item: T) -> Result<(), SinkError> {
         let format = self.format;
         format(&item, self.writer()?).map_err(io_err)
