@@ -180,8 +180,9 @@ pub enum PipelineError {
     StopTimeout {
         /// How long `stop()` waited.
         waited_ms: u128,
-        /// What had not finished: each segment, with the node it is blocked in when known
-        /// (``"src (blocked in sink `out`)"``).
+        /// What had not finished: each segment, with the sink it is blocked in when that sink
+        /// declares it may block ([`Sink::may_block`](crate::Sink::may_block); the built-in
+        /// file, stdout and callback sinks do): ``"src (blocked in sink `out`)"``.
         stuck: Vec<String>,
     },
     /// A thread could not be started.
