@@ -152,3 +152,47 @@ fn idle_pipeline_uses_no_cpu_and_wakes_on_input() {
         "idle pipeline used {idle_cpu:?} in {WAIT:?}"
     );
 }
+
+/// Processing-time timers do not turn idling into spinning: an idle source with an idleness
+/// timeout, and behind `=>` a stage whose timer is always due (the worst a buggy stage can
+/// ask), stay within the CPU budget while the input is quiet — the runtime waits at least
+/// 1 ms between timer calls.
+#[test]
+fn idle_timers_do_not_spin() {
+    struct AlwaysDue(u64);
+    impl Stage<u64> for AlwaysDue {
+        type Out = u64;
+        fn process<E: Emit<u64>>(&mut self, x: u64, out: &mut E) {
+            out.emit(x);
+        }
+        fn next_timer(&self) -> Option<Duration> {
+            Some(Duration::ZERO)
+        }
+        fn on_timer<E: Emit<u64>>(&mut self, _: &mut E) {
+            self.0 += 1;
+        }
+    }
+    let config = PipelineConfig::default();
+    let (source, handle) = ChannelSource::<u64>::with_config(&config);
+    let sink = CollectSink::new();
+    let got = sink.handle();
+    let app = pipeline! {
+        source quiet = source;
+        stage  marks = watermarks(|x: &u64| *x, 0).idle_timeout(Duration::from_millis(50));
+        stage  timer = AlwaysDue(0);
+        sink   out   = sink;
+        quiet -> marks => timer -> out;
+    };
+    let running = app.spawn().expect("starts");
+    assert_eq!(handle.send(7).expect("running"), SendOutcome::Sent);
+    let cpu0 = named_threads_cpu(&["quiet", "timer"]);
+    thread::sleep(WAIT);
+    let idle_cpu = named_threads_cpu(&["quiet", "timer"]) - cpu0;
+    drop(handle);
+    running.join().expect("runs to the end");
+    assert_eq!(got.take(), [7]);
+    assert!(
+        idle_cpu < BUDGET,
+        "idle pipeline with timers used {idle_cpu:?} in {WAIT:?}"
+    );
+}

@@ -169,7 +169,9 @@ pub trait Stage<In> {
     /// input no longer than this — so a timer fires while the stream is quiet, and a stage with
     /// no timer costs nothing (the default is inlined away). The stage keeps its own clock (a
     /// [`Clock`](crate::window::Clock), so tests use a manual one); a timer may be called a
-    /// little late, never early by the stage's clock if it checks it in `on_timer`.
+    /// little late, never early by the stage's clock if it checks it in `on_timer`. While the
+    /// input is idle the runtime waits at least 1 ms between timer calls, so a timer that is
+    /// always due cannot make an idle pipeline spin.
     #[inline]
     fn next_timer(&self) -> Option<std::time::Duration> {
         None

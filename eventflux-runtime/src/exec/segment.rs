@@ -54,7 +54,7 @@ fn tallied<O: Output<T>, T, R>(out: &mut O, f: impl FnOnce(&mut Tally<'_, O>) ->
 
 /// The shortest wait for a timer: a stage that keeps answering "due now" is called at most
 /// this often instead of spinning a core.
-const MIN_TIMER_WAIT: Duration = Duration::from_micros(200);
+const MIN_TIMER_WAIT: Duration = Duration::from_millis(1);
 
 /// Calls the chain's due timers and sends what they emitted on at once (the input is idle).
 fn fire_timers<T, C: Stage<T>, O: Output<C::Out>>(
