@@ -16,11 +16,22 @@ const SIZE: u64 = 1_000;
 const OUT_OF_ORDER: u64 = 50;
 const LENGTH: usize = 1_000;
 
-/// Folds output rows into a checksum. Floats are compared exactly where the computation is the
-/// same in every variant (min, max) and rounded to whole units where variants may legitimately
-/// differ in the last bits (a plain loop sums naively, the runtime with compensation).
+/// Folds output rows into a checksum.
+///
+/// `W` rows are compared bit for bit: its notionals are whole numbers (see [`w_notional`]), so
+/// every partial sum is an exact integer below 2⁵³ and a plain `+=`, a compensated sum and the
+/// mean derived from either agree to the last bit. Rows are combined with a commutative sum of
+/// row hashes, so the order of the groups inside a window (by symbol in a hand loop, by first
+/// appearance in the library) does not matter, while every value still does.
 #[derive(Clone, Copy, Default)]
 pub struct Fold(u64);
+
+/// A 64-bit mix of several words (FNV-style, order-dependent within one row).
+fn mix_all(words: &[u64]) -> u64 {
+    words.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h.rotate_left(5) ^ x).wrapping_mul(0x100_0000_01B3)
+    })
+}
 
 impl Fold {
     #[inline]
@@ -28,8 +39,7 @@ impl Fold {
         self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x100_0000_01B3);
     }
 
-    /// Notionals are whole cents, so sums are compared in cents (robust to the last-bit
-    /// differences between naive and compensated summation); the mean through `avg × count`.
+    /// One `W` row: symbol, window start, count, and sum/min/max/avg bit for bit.
     #[inline]
     pub fn w_row(
         &mut self,
@@ -38,18 +48,16 @@ impl Fold {
         count: u64,
         (sum, min, max, avg): (f64, f64, f64, f64),
     ) {
-        let cents = |x: f64| (x * 100.0).round() as i64 as u64;
-        for x in [
+        let h = mix_all(&[
             symbol,
             start,
             count,
-            cents(sum),
+            sum.to_bits(),
             min.to_bits(),
             max.to_bits(),
-            cents(avg * count as f64),
-        ] {
-            self.mix(x);
-        }
+            avg.to_bits(),
+        ]);
+        self.0 = self.0.wrapping_add(h);
     }
 
     /// Exact: every variant computes the mean with the same compensated running sum.
@@ -63,6 +71,13 @@ impl Fold {
     pub fn value(&self) -> u64 {
         self.0
     }
+}
+
+/// `W`'s notional: whole cents × volume, a whole number below 2⁵³ (and every window sum
+/// too), so all variants' sums are exact and their outputs bit-identical.
+#[inline(always)]
+pub fn w_notional(t: &Trade) -> f64 {
+    (t.price * 100.0).round() * f64::from(t.volume)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -83,81 +98,49 @@ const EMPTY: Acc = Acc {
     max: f64::NEG_INFINITY,
 };
 
-struct Win {
-    start: u64,
-    acc: [Acc; SYMBOLS],
-    order: Vec<u32>,
-}
-
-fn emit_win(w: &mut Win, fold: &mut Fold) {
-    for &s in &w.order {
-        let a = w.acc[s as usize];
-        fold.w_row(
-            u64::from(s),
-            w.start,
-            a.count,
-            (a.sum, a.min, a.max, a.sum / a.count as f64),
-        );
-        w.acc[s as usize] = EMPTY;
-    }
-    w.order.clear();
-}
-
-/// The loop a competent engineer would write: open windows in a small deque, dense per-symbol
-/// accumulators, bounded-out-of-orderness watermark, groups in first-appearance order.
+/// The plain loop a user would write for in-order input: a dense array of plain accumulators
+/// (`f64` `+=`, min/max from ±∞), a bitmask of the symbols seen, and the window closing when
+/// the first event of a later window arrives. No watermark, no deque, no `Option`s.
 pub fn w_handwritten(data: &[Trade]) -> u64 {
     let mut fold = Fold::default();
-    let mut open: VecDeque<Win> = VecDeque::new();
-    let mut spare: Vec<Win> = Vec::new();
-    let mut max_ts: Option<u64> = None;
+    let mut acc = [EMPTY; SYMBOLS];
+    let mut active = 0u64;
+    let (mut start, mut end) = (0u64, 0u64);
+    let mut flush = |acc: &mut [Acc; SYMBOLS], active: &mut u64, start: u64| {
+        let mut m = *active;
+        while m != 0 {
+            let k = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let a = acc[k];
+            fold.w_row(
+                k as u64,
+                start,
+                a.count,
+                (a.sum, a.min, a.max, a.sum / a.count as f64),
+            );
+            acc[k] = EMPTY;
+        }
+        *active = 0;
+    };
     for t in data {
         if t.volume <= 100 {
             continue;
         }
-        let value = t.price * f64::from(t.volume);
-        let start = t.ts / SIZE * SIZE;
-        let wm = max_ts.and_then(|m| m.checked_sub(OUT_OF_ORDER + 1));
-        if wm.is_some_and(|w| w >= start + SIZE - 1) {
-            continue; // late (never happens with disorder ≤ 50)
+        let v = w_notional(t);
+        if t.ts >= end {
+            flush(&mut acc, &mut active, start);
+            start = t.ts - t.ts % SIZE;
+            end = start + SIZE;
         }
-        let idx = match open.iter().rposition(|w| w.start <= start) {
-            Some(i) if open[i].start == start => i,
-            pos => {
-                let at = pos.map_or(0, |i| i + 1);
-                let mut w = spare.pop().unwrap_or_else(|| Win {
-                    start,
-                    acc: [EMPTY; SYMBOLS],
-                    order: Vec::new(),
-                });
-                w.start = start;
-                open.insert(at, w);
-                at
-            }
-        };
-        let w = &mut open[idx];
-        let a = &mut w.acc[t.symbol as usize];
-        if a.count == 0 {
-            w.order.push(t.symbol);
-        }
+        let k = t.symbol as usize % SYMBOLS;
+        let a = &mut acc[k];
         a.count += 1;
-        a.sum += value;
-        a.min = a.min.min(value);
-        a.max = a.max.max(value);
-        max_ts = Some(max_ts.map_or(t.ts, |m| m.max(t.ts)));
-        let wm = max_ts.and_then(|m| m.checked_sub(OUT_OF_ORDER + 1));
-        while open
-            .front()
-            .is_some_and(|w| wm.is_some_and(|x| x >= w.start + SIZE - 1))
-        {
-            if let Some(mut w) = open.pop_front() {
-                emit_win(&mut w, &mut fold);
-                spare.push(w);
-            }
-        }
+        a.sum += v;
+        a.min = a.min.min(v);
+        a.max = a.max.max(v);
+        active |= 1 << k;
     }
-    while let Some(mut w) = open.pop_front() {
-        emit_win(&mut w, &mut fold);
-    }
+    flush(&mut acc, &mut active, start);
     fold.value()
 }
 
@@ -245,7 +228,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
             config { stage_metrics: false }
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage value = map(|t: Trade| (t.symbol, w_notional(&t), t.ts));
             stage stats = window!();
             sink out = sink;
             feed => big -> value -> stats -> out;
@@ -255,7 +238,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
             config { stage_metrics: false }
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage value = map(|t: Trade| (t.symbol, w_notional(&t), t.ts));
             stage stats = window!();
             sink out = sink;
             feed -> big -> value -> stats -> out;
@@ -291,7 +274,7 @@ pub fn w_dyn_vec(data: &[Trade]) -> u64 {
     impl P for Value {
         fn process(&mut self, r: R) -> Vec<R> {
             match r {
-                R::Trade(t) => vec![R::Notional((t.symbol, t.price * f64::from(t.volume), t.ts))],
+                R::Trade(t) => vec![R::Notional((t.symbol, w_notional(&t), t.ts))],
                 other => vec![other],
             }
         }
