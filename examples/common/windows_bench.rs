@@ -60,7 +60,8 @@ impl Fold {
         self.0 = self.0.wrapping_add(h);
     }
 
-    /// Exact: every variant computes the mean with the same compensated running sum.
+    /// One `W_sliding` row, bit for bit (whole-number notionals: plain and compensated sums
+    /// agree exactly).
     #[inline]
     pub fn sliding_row(&mut self, min: f64, max: f64, avg: f64) {
         self.mix(min.to_bits());
@@ -372,47 +373,24 @@ pub fn w_dyn_vec(data: &[Trade]) -> u64 {
 
 /// Neumaier's compensated running sum: a plain `+=`/`-=` over 20 M floats drifts by more than
 /// a cent, which a careful engineer would not accept (and which would make the mean wrong).
-#[derive(Default)]
-struct Neumaier {
-    sum: f64,
-    comp: f64,
-}
-
-impl Neumaier {
-    #[inline]
-    fn add(&mut self, x: f64) {
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.comp += (self.sum - t) + x;
-        } else {
-            self.comp += (x - t) + self.sum;
-        }
-        self.sum = t;
-    }
-
-    #[inline]
-    fn value(&self) -> f64 {
-        self.sum + self.comp
-    }
-}
-
-/// Monotonic deques for min and max, a compensated running sum for the mean.
+/// The plain loop: monotonic deques for min and max, a plain running sum (`+=`, `-=`) for the
+/// mean — exact here because the notionals are whole numbers (see [`w_notional`]).
 pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
     let mut fold = Fold::default();
     let mut window: VecDeque<f64> = VecDeque::with_capacity(LENGTH);
     let mut mins: VecDeque<(u64, f64)> = VecDeque::new();
     let mut maxs: VecDeque<(u64, f64)> = VecDeque::new();
     let (mut added, mut removed) = (0u64, 0u64);
-    let mut sum = Neumaier::default();
+    let mut sum = 0.0f64;
     for t in data {
         if t.volume <= 100 {
             continue;
         }
-        let v = t.price * f64::from(t.volume);
+        let v = w_notional(t);
         if window.len() == LENGTH
             && let Some(old) = window.pop_front()
         {
-            sum.add(-old);
+            sum -= old;
             if mins.front().is_some_and(|(i, _)| *i == removed) {
                 mins.pop_front();
             }
@@ -422,7 +400,7 @@ pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
             removed += 1;
         }
         window.push_back(v);
-        sum.add(v);
+        sum += v;
         while mins.back().is_some_and(|(_, x)| *x >= v) {
             mins.pop_back();
         }
@@ -436,7 +414,7 @@ pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
             mins.front().map_or(f64::NAN, |m| m.1),
             maxs.front().map_or(f64::NAN, |m| m.1),
         );
-        fold.sliding_row(lo, hi, sum.value() / window.len() as f64);
+        fold.sliding_row(lo, hi, sum / window.len() as f64);
     }
     fold.value()
 }
@@ -455,7 +433,7 @@ pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
         config { stage_metrics: false }
         source feed = source;
         stage big = filter(|t: &Trade| t.volume > 100);
-        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+        stage value = map(|t: Trade| (t.symbol, w_notional(&t), t.ts));
         stage window = length(LENGTH).aggregate((
             min(|n: &Notional| n.1),
             max(|n: &Notional| n.1),
