@@ -102,6 +102,7 @@ const EMPTY: Acc = Acc {
 /// The plain loop a user would write for in-order input: a dense array of plain accumulators
 /// (`f64` `+=`, min/max from ±∞), a bitmask of the symbols seen, and the window closing when
 /// the first event of a later window arrives. No watermark, no deque, no `Option`s.
+#[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_handwritten(data: &[Trade]) -> u64 {
     let mut fold = Fold::default();
     let mut acc = [EMPTY; SYMBOLS];
@@ -196,6 +197,7 @@ fn result_of(r: &Mutex<Option<u64>>) -> u64 {
 }
 
 /// `W` declared with `pipeline!`, fused on one thread or with the source on its own thread.
+#[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
     let (sink, result) = fold_sink(|fold: &mut Fold, r: WRow| {
         let (count, sum, min, max, avg) = r.values;
@@ -375,6 +377,7 @@ pub fn w_dyn_vec(data: &[Trade]) -> u64 {
 /// a cent, which a careful engineer would not accept (and which would make the mean wrong).
 /// The plain loop: monotonic deques for min and max, a plain running sum (`+=`, `-=`) for the
 /// mean — exact here because the notionals are whole numbers (see [`w_notional`]).
+#[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
     let mut fold = Fold::default();
     let mut window: VecDeque<f64> = VecDeque::with_capacity(LENGTH);
@@ -422,6 +425,7 @@ pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
 type SRow = Row<(), (Option<f64>, Option<f64>, Option<f64>)>;
 
 /// `length(1000)` with min/max/avg, declared with `pipeline!`.
+#[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
     let (sink, result) = fold_sink(|fold: &mut Fold, r: SRow| {
         let (lo, hi, avg) = r.values;
