@@ -445,7 +445,7 @@ fn main() {
             }
             "W" => {
                 // In order: the plain loop closes a window when a later one starts.
-                let data = Arc::new(trades::generate(args.events));
+                let data = Arc::new(windows_bench::whole_cents(trades::generate(args.events)));
                 let all = ["handwritten", "macro_fused", "macro_two_thread", "dyn_vec"];
                 run_workload("W", &all, &args, |v| match v {
                     "handwritten" => windows_bench::w_handwritten(&data),
@@ -455,7 +455,7 @@ fn main() {
                 });
             }
             "W_sliding" => {
-                let data = Arc::new(trades::generate_disordered(args.events, 50));
+                let data = Arc::new(windows_bench::whole_cents(trades::generate(args.events)));
                 let all = ["handwritten", "macro_fused"];
                 run_workload("W_sliding", &all, &args, |v| match v {
                     "handwritten" => windows_bench::w_sliding_handwritten(&data),

@@ -75,23 +75,6 @@ impl<'g> Gen<'g> {
         self.spec_into(n).and_then(|s| s.workers)
     }
 
-    /// Nodes fused after `root` (reached through `->` only), root included.
-    fn fused_members(&self, root: usize) -> Vec<usize> {
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![root];
-        while let Some(n) = stack.pop() {
-            if seen.insert(n) {
-                stack.extend(
-                    self.g
-                        .outgoing(n)
-                        .filter(|(_, e)| e.queue.is_none())
-                        .map(|(_, e)| e.to),
-                );
-            }
-        }
-        seen.into_iter().collect()
-    }
-
     fn stage_expr(&self, n: usize, span: Span) -> TokenStream {
         let l = at(&local(&self.g.nodes[n].name), span);
         quote! { #l }
@@ -268,7 +251,7 @@ impl<'g> Gen<'g> {
 
     /// Code that adds the segment rooted at `root` to the builder.
     fn segment(&mut self, root: usize, seg_index: usize, workers: Option<u64>) -> TokenStream {
-        for n in self.fused_members(root) {
+        for n in self.g.fused_members(root) {
             self.segment_of[n] = seg_index;
         }
         let node = &self.g.nodes[root];
@@ -348,6 +331,7 @@ impl<'g> Gen<'g> {
                 // Worker copies: the fused nodes are evaluated once per worker, here.
                 let rxs = rx(&node.name);
                 let evals: Vec<TokenStream> = self
+                    .g
                     .fused_members(root)
                     .into_iter()
                     .map(|n| self.eval_in_worker(n))
@@ -467,7 +451,7 @@ pub fn generate(g: &Graph) -> TokenStream {
     for &r in &roots {
         if cg.keyed(r).is_some() {
             // A `per_worker` sink is evaluated once; each worker calls its factory.
-            worker_nodes.extend(cg.fused_members(r).into_iter().filter(|&n| {
+            worker_nodes.extend(cg.g.fused_members(r).into_iter().filter(|&n| {
                 g.nodes[n].kind != NodeKind::Sink || !is_per_worker(&g.nodes[n].expr)
             }));
         }

@@ -139,6 +139,22 @@ impl Graph {
             .enumerate()
             .filter(move |(_, e)| e.from == node)
     }
+    /// Nodes fused after `root` (reached through `->` only), root included, in index order.
+    pub fn fused_members(&self, root: usize) -> Vec<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            if seen.insert(n) {
+                stack.extend(
+                    self.outgoing(n)
+                        .filter(|(_, e)| e.queue.is_none())
+                        .map(|(_, e)| e.to),
+                );
+            }
+        }
+        seen.into_iter().collect()
+    }
+
     pub fn incoming(&self, node: usize) -> impl Iterator<Item = (usize, &Edge)> {
         self.edges
             .iter()
@@ -672,21 +688,18 @@ fn keyed_sinks(g: &Graph, errors: &mut Vec<Diagnostic>) {
         let Some(workers) = e.queue.as_ref().and_then(|q| q.workers) else {
             continue;
         };
-        let mut seen = BTreeSet::new();
-        // (node, the span naming it on the edge that fuses it into the parallel segment)
-        let mut stack = vec![(e.to, e.target_span)];
-        while let Some((n, span)) = stack.pop() {
-            if !seen.insert(n) {
-                continue;
-            }
+        for n in g.fused_members(e.to) {
             parallel.insert(n);
-            stack.extend(
-                g.outgoing(n)
-                    .filter(|(_, o)| o.queue.is_none())
-                    .map(|(_, o)| (o.to, o.target_span)),
-            );
             let sink = &g.nodes[n];
             if sink.kind == NodeKind::Sink && !is_per_worker(&sink.expr) {
+                // Where the sink is named on the edge that puts it in the parallel segment.
+                let span = if n == e.to {
+                    e.target_span
+                } else {
+                    g.incoming(n)
+                        .find(|(_, i)| i.queue.is_none())
+                        .map_or(sink.name.span(), |(_, i)| i.target_span)
+                };
                 errors.push(Diagnostic::new(
                     span,
                     format!(

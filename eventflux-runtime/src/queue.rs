@@ -475,25 +475,19 @@ impl<T> fmt::Debug for QueueReceiver<T> {
 impl<T> QueueReceiver<T> {
     /// Receives the next message, waiting (spin → yield → park) while there is none.
     pub fn recv(&mut self) -> Result<Message<T>, RecvError> {
-        loop {
-            if let Some(m) = self.poll()? {
-                return Ok(m);
-            }
-            let shared = Arc::clone(&self.shared);
-            shared
-                .data
-                .not_empty
-                .wait(&shared.idle, &shared.abort, || {
-                    (!shared.data.is_empty() || !shared.control.is_empty()).then_some(())
-                })
-                .map_err(|_| RecvError::Aborted)?;
-        }
+        // Without a deadline the wait returns only with a message (or an error).
+        self.recv_until(None)?.ok_or(RecvError::Aborted)
     }
 
     /// Receives the next message, waiting at most `timeout` (`Ok(None)` if none came): how a
     /// consumer with processing-time timers waits.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message<T>>, RecvError> {
-        let deadline = Instant::now() + timeout;
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Receives the next message, waiting (spin → yield → park) until one is ready or
+    /// `deadline` passes.
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Message<T>>, RecvError> {
         loop {
             if let Some(m) = self.poll()? {
                 return Ok(Some(m));
@@ -502,7 +496,7 @@ impl<T> QueueReceiver<T> {
             let ready = shared
                 .data
                 .not_empty
-                .wait_until(&shared.idle, &shared.abort, Some(deadline), || {
+                .wait_until(&shared.idle, &shared.abort, deadline, || {
                     (!shared.data.is_empty() || !shared.control.is_empty()).then_some(())
                 })
                 .map_err(|_| RecvError::Aborted)?;

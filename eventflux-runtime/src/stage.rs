@@ -101,6 +101,37 @@ impl<T> Emit<T> for Vec<T> {
     }
 }
 
+/// The earlier of two optional timers (see [`Stage::next_timer`]).
+#[inline]
+pub(crate) fn earlier(
+    a: Option<std::time::Duration>,
+    b: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The `Stage` queries a wrapper (`Named`, `Metered`) passes straight to its `stage` field.
+macro_rules! forward_stage_queries {
+    () => {
+        fn event_time(&mut self, input_watermarked: bool) -> bool {
+            self.stage.event_time(input_watermarked)
+        }
+
+        fn late_events(&self) -> u64 {
+            self.stage.late_events()
+        }
+
+        #[inline]
+        fn next_timer(&self) -> Option<std::time::Duration> {
+            self.stage.next_timer()
+        }
+    };
+}
+pub(crate) use forward_stage_queries;
+
 /// A push-based processing step from `In` to [`Stage::Out`].
 ///
 /// Only [`process`](Stage::process) is required; the hooks default to doing nothing.
@@ -356,10 +387,7 @@ where
 
     #[inline]
     fn next_timer(&self) -> Option<std::time::Duration> {
-        match (self.first.next_timer(), self.second.next_timer()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earlier(self.first.next_timer(), self.second.next_timer())
     }
 
     fn on_timer<E: Emit<Self::Out>>(&mut self, out: &mut E) {

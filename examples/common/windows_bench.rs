@@ -18,7 +18,7 @@ const LENGTH: usize = 1_000;
 
 /// Folds output rows into a checksum.
 ///
-/// `W` rows are compared bit for bit: its notionals are whole numbers (see [`w_notional`]), so
+/// `W` rows are compared bit for bit: its notionals are whole numbers (see [`whole_cents`]), so
 /// every partial sum is an exact integer below 2⁵³ and a plain `+=`, a compensated sum and the
 /// mean derived from either agree to the last bit. Rows are combined with a commutative sum of
 /// row hashes, so the order of the groups inside a window (by symbol in a hand loop, by first
@@ -74,11 +74,15 @@ impl Fold {
     }
 }
 
-/// `W`'s notional: whole cents × volume, a whole number below 2⁵³ (and every window sum
-/// too), so all variants' sums are exact and their outputs bit-identical.
-#[inline(always)]
-pub fn w_notional(t: &Trade) -> f64 {
-    (t.price * 100.0).round() * f64::from(t.volume)
+/// The input of `W` and `W_sliding`: the trades with prices in whole cents, prepared once
+/// before timing. Every notional (`price × volume`) and every window sum is then a whole number
+/// below 2⁵³, so plain and compensated sums agree exactly and all variants' rows are
+/// bit-identical — without adding any per-event work to the workload.
+pub fn whole_cents(mut trades: Vec<Trade>) -> Vec<Trade> {
+    for t in &mut trades {
+        t.price = (t.price * 100.0).round();
+    }
+    trades
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +132,7 @@ pub fn w_handwritten(data: &[Trade]) -> u64 {
         if t.volume <= 100 {
             continue;
         }
-        let v = w_notional(t);
+        let v = t.price * f64::from(t.volume);
         if t.ts >= end {
             flush(&mut acc, &mut active, start);
             start = t.ts - t.ts % SIZE;
@@ -231,7 +235,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
             config { stage_metrics: false }
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, w_notional(&t), t.ts));
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
             stage stats = window!();
             sink out = sink;
             feed => big -> value -> stats -> out;
@@ -241,7 +245,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
             config { stage_metrics: false }
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, w_notional(&t), t.ts));
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
             stage stats = window!();
             sink out = sink;
             feed -> big -> value -> stats -> out;
@@ -277,7 +281,7 @@ pub fn w_dyn_vec(data: &[Trade]) -> u64 {
     impl P for Value {
         fn process(&mut self, r: R) -> Vec<R> {
             match r {
-                R::Trade(t) => vec![R::Notional((t.symbol, w_notional(&t), t.ts))],
+                R::Trade(t) => vec![R::Notional((t.symbol, t.price * f64::from(t.volume), t.ts))],
                 other => vec![other],
             }
         }
@@ -376,7 +380,7 @@ pub fn w_dyn_vec(data: &[Trade]) -> u64 {
 /// Neumaier's compensated running sum: a plain `+=`/`-=` over 20 M floats drifts by more than
 /// a cent, which a careful engineer would not accept (and which would make the mean wrong).
 /// The plain loop: monotonic deques for min and max, a plain running sum (`+=`, `-=`) for the
-/// mean — exact here because the notionals are whole numbers (see [`w_notional`]).
+/// mean — exact here because the notionals are whole numbers (see [`whole_cents`]).
 #[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
     let mut fold = Fold::default();
@@ -389,7 +393,7 @@ pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
         if t.volume <= 100 {
             continue;
         }
-        let v = w_notional(t);
+        let v = t.price * f64::from(t.volume);
         if window.len() == LENGTH
             && let Some(old) = window.pop_front()
         {
@@ -437,7 +441,7 @@ pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
         config { stage_metrics: false }
         source feed = source;
         stage big = filter(|t: &Trade| t.volume > 100);
-        stage value = map(|t: Trade| (t.symbol, w_notional(&t), t.ts));
+        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
         stage window = length(LENGTH).aggregate((
             min(|n: &Notional| n.1),
             max(|n: &Notional| n.1),

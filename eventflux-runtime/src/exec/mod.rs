@@ -269,15 +269,17 @@ impl<'a> PipelineBuilder<'a> {
         Named::with_id(name, self.node_ids.register(name), stage)
     }
 
-    /// A stage named `name` with the compile-time id `ID` (1 ≤ `ID` < 2²⁰; `pipeline!` numbers
-    /// its nodes so), metered when `metered`: its panic guard then holds a constant.
+    /// A stage named `name` with the compile-time id `ID` (`pipeline!` numbers its nodes
+    /// 1, 2, …; ids from 2²⁰ on are the builder's own): its panic guard then holds a constant.
+    /// `ID = 0` is [`named`](Self::named).
     #[doc(hidden)]
     pub fn named_at<S, const ID: u32>(&self, name: &str, stage: S) -> Named<S, ID> {
-        let id = if (1..site::FIRST_RUNTIME_ID).contains(&ID) {
+        let id = if ID == 0 {
+            self.node_ids.register(name)
+        } else {
+            // The guard records `ID` itself, so that is the id to name.
             self.node_ids.register_at(ID, name);
             ID
-        } else {
-            self.node_ids.register(name)
         };
         Named::with_id(name, id, stage)
     }
@@ -385,18 +387,16 @@ impl<'a> PipelineBuilder<'a> {
                 w[0]
             )));
         }
-        let sinks = self.busy.borrow().clone();
         Ok(Pipeline {
             runtime: Arc::new(Runtime {
                 config: self.config,
                 lifecycle: self.lifecycle,
                 dead_letters: self.dead_letters,
                 stage_names: self.node_ids.into_names(),
-                sinks,
+                sinks: self.busy.into_inner(),
             }),
             registry: self.registry,
             segments,
-            busy: self.busy.into_inner(),
         })
     }
 }
@@ -406,7 +406,6 @@ pub struct Pipeline<'a> {
     runtime: Arc<Runtime>,
     registry: Arc<MetricsRegistry>,
     segments: Vec<Box<dyn Segment + 'a>>,
-    busy: Vec<(String, Arc<Busy>)>,
 }
 
 impl fmt::Debug for Pipeline<'_> {
@@ -438,8 +437,10 @@ pub(crate) fn panicked(
 ) -> PipelineError {
     // The innermost guarded node the panic unwound through; for a sink's `send`, the sink
     // opened on this thread (or all of them, if the segment feeds several).
-    let node = match site::take_site_with(&rt.stage_names) {
-        (true, _) => {
+    let node = site::take().and_then(|site| match site {
+        site::Site::Name(name) => Some(name),
+        site::Site::Stage(id) => rt.stage_names.get(&id).cloned(),
+        site::Site::Sink => {
             let here: Vec<&str> = rt
                 .sinks
                 .iter()
@@ -448,8 +449,7 @@ pub(crate) fn panicked(
                 .collect();
             (!here.is_empty()).then(|| here.join("` or `"))
         }
-        (false, node) => node,
-    };
+    });
     PipelineError::Panicked {
         node: node.unwrap_or_else(|| segment.to_string()),
         segment: segment.to_string(),
@@ -629,7 +629,6 @@ impl Pipeline<'static> {
             threads,
             started,
             detached: false,
-            busy: self.busy,
         };
         if !all_opened {
             return Err(handle.join_inner().err().unwrap_or(PipelineError::Aborted));
@@ -678,7 +677,6 @@ pub struct PipelineHandle {
     threads: Vec<JoinHandle<()>>,
     started: Instant,
     detached: bool,
-    busy: Vec<(String, Arc<Busy>)>,
 }
 
 impl fmt::Debug for PipelineHandle {
@@ -749,7 +747,8 @@ impl PipelineHandle {
             .into_iter()
             .map(|segment| {
                 let sinks: Vec<String> = self
-                    .busy
+                    .runtime
+                    .sinks
                     .iter()
                     .filter(|(_, b)| b.blocked_segment().as_deref() == Some(segment.as_str()))
                     .map(|(sink, _)| format!("`{sink}`"))

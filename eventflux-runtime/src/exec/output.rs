@@ -15,7 +15,7 @@ use crate::exec::site::{SinkGuard, in_node};
 use crate::metrics::NodeMetrics;
 use crate::queue::QueueSender;
 use crate::sink::Sink;
-use crate::stage::{CheckpointId, Emit, Link, Stage, Watermark};
+use crate::stage::{CheckpointId, Emit, Link, Stage, Watermark, earlier};
 
 /// The end of a fused segment. See the [module docs](self).
 ///
@@ -76,17 +76,6 @@ pub trait Output<T>: Emit<T> + Send {
     fn on_timer(&mut self) {}
 }
 
-/// The earlier of two optional timers.
-pub(crate) fn earlier(
-    a: Option<std::time::Duration>,
-    b: Option<std::time::Duration>,
-) -> Option<std::time::Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
     match failed.take() {
         None => Ok(()),
@@ -131,23 +120,29 @@ pub struct SinkOutput<K> {
     busy: Arc<Busy>,
 }
 
-/// Set while a sink's own code runs, with the segment (thread) it runs on: what a `stop()` that
-/// timed out reports as the node a segment is blocked in.
+/// Set while a sink's own code runs, with the thread (and segment) it runs on: what a `stop()`
+/// that timed out reports as the node a segment is blocked in, and how a panic in `send` is
+/// attributed to the sink.
 #[derive(Debug, Default)]
 pub struct Busy {
     flag: AtomicBool,
-    segment: std::sync::Mutex<Option<String>>,
-    thread: std::sync::Mutex<Option<std::thread::ThreadId>>,
+    /// The thread that opened the sink (the one it runs on) and that thread's name (its
+    /// segment), set once at `open`.
+    runner: std::sync::Mutex<Option<(std::thread::ThreadId, Option<String>)>>,
 }
 
 impl Busy {
-    /// Whether the sink was opened on the current thread (the thread it runs on).
-    pub(crate) fn opened_here(&self) -> bool {
-        *self
-            .thread
+    fn runner(&self) -> std::sync::MutexGuard<'_, Option<(std::thread::ThreadId, Option<String>)>> {
+        self.runner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            == Some(std::thread::current().id())
+    }
+
+    /// Whether the sink was opened on the current thread (the thread it runs on).
+    pub(crate) fn opened_here(&self) -> bool {
+        self.runner()
+            .as_ref()
+            .is_some_and(|(id, _)| *id == std::thread::current().id())
     }
 
     /// If the sink is inside its own code now, the segment it runs on.
@@ -155,10 +150,9 @@ impl Busy {
         if !self.flag.load(Ordering::Relaxed) {
             return None;
         }
-        self.segment
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.runner()
+            .as_ref()
+            .and_then(|(_, segment)| segment.clone())
     }
 }
 
@@ -299,19 +293,9 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
     }
 
     fn open(&mut self) -> Result<(), PipelineError> {
-        // Opened on the thread it will run on: remember that segment's name for stop reports.
-        *self
-            .busy
-            .thread
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::thread::current().id());
-        if let Some(segment) = std::thread::current().name() {
-            *self
-                .busy
-                .segment
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(segment.to_string());
-        }
+        // Opened on the thread it will run on: remember it (and its segment's name).
+        let me = std::thread::current();
+        *self.busy.runner() = Some((me.id(), me.name().map(str::to_string)));
         let r = self.call(|s| s.open());
         if r.is_ok() {
             self.state = SinkState::Open;

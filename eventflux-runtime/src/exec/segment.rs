@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{PipelineError, StageError};
-use crate::exec::output::{Output, Tally, earlier, push};
+use crate::exec::output::{Output, Tally, push};
 use crate::exec::site::{self, in_node};
 use crate::exec::{Runtime, Segment, panicked};
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::queue::{Message, QueueReceiver, RecvError};
 use crate::source::{Source, SourceContext, SourcePoll};
-use crate::stage::{Emit, Link, Stage};
+use crate::stage::{Emit, Link, Stage, earlier};
 
 /// Counts events a source emits on their way into the chain.
 struct Counted<'a, C, O> {
@@ -64,6 +64,18 @@ fn fire_timers<T, C: Stage<T>, O: Output<C::Out>>(
     tallied(output, |out| chain.on_timer(out));
     output.on_timer();
     output.flush()
+}
+
+/// Fires the timers that are due now, if any.
+#[inline(always)]
+fn fire_due_timers<T, C: Stage<T>, O: Output<C::Out>>(
+    chain: &mut C,
+    output: &mut O,
+) -> Result<(), PipelineError> {
+    if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
+        fire_timers(chain, output)?;
+    }
+    Ok(())
 }
 
 /// The segment's next processing-time timer: its chain's or a fused branch's.
@@ -238,9 +250,7 @@ where
         output.end_batch()?;
         match polled {
             SourcePoll::Ready => {
-                if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
-                    fire_timers(chain, output)?;
-                }
+                fire_due_timers(chain, output)?;
             }
             SourcePoll::Pending => {
                 output.flush()?;
@@ -249,9 +259,7 @@ where
                     None => in_node(name, || source.wait(park)),
                     Some(due) => {
                         in_node(name, || source.wait(due.max(MIN_TIMER_WAIT).min(park)));
-                        if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
-                            fire_timers(chain, output)?;
-                        }
+                        fire_due_timers(chain, output)?;
                     }
                 }
             }
@@ -371,9 +379,7 @@ where
                 });
                 input.recycle_buffer(items);
                 output.end_batch()?;
-                if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
-                    fire_timers(chain, output)?;
-                }
+                fire_due_timers(chain, output)?;
             }
             Message::Watermark(w) => {
                 tallied(output, |out| chain.on_watermark(w, out));

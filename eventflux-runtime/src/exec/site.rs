@@ -5,20 +5,22 @@
 //! when it returns, so on the normal path no code runs for it; only a panic unwinding through it
 //! drops it, and its destructor records the node — the innermost one wins, since unwinding drops
 //! the innermost guard first.
-//! - Calls that are not per event (stage hooks, a source's poll, a sink's calls other than
-//!   `send`) run inside [`in_node`], whose guard records the node's name.
+//! - Calls that are not per event (stage hooks, a source's `stop` and `wait`, a sink's calls
+//!   other than `send`) run inside [`in_node`], whose guard records the node's name. A source's
+//!   `poll` has no guard (its landing pad would span the whole fused loop): a panic no other
+//!   guard claims is the source's, and a source segment is named after its source.
 //! - A stage's per-event `process` is guarded by a [`StageGuard`] holding only the stage's id
 //!   (cheaper to keep live than a name), looked up in the pipeline's names after the catch.
 //! - A sink's per-event `send` is guarded by a zero-sized [`SinkGuard`]; which sink it was is
 //!   decided after the catch from the sinks opened on the panicking thread.
 //!
-//! The segment then reads the innermost with [`take_site_with`].
+//! The segment then reads the innermost with [`take`] and names it (`exec::panicked`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-/// The innermost node a panic unwound through: a guarded call's name or a stage's id.
-enum Site {
+/// The innermost node a panic unwound through: a guarded call's name, a stage's id, or a sink.
+pub(crate) enum Site {
     Name(String),
     Stage(u32),
     /// A sink's `send` (which sink: the one running on this thread; see `exec::panicked`).
@@ -129,37 +131,13 @@ pub(crate) fn in_node<R>(name: &str, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// The innermost node a panic unwound through on this thread since the last call, if any (a
-/// stage is looked up by id in `names`, the pipeline's stage names). Resets it.
-pub(crate) fn take_with(names: &BTreeMap<u32, String>) -> Option<String> {
-    match take_site()? {
-        Site::Name(name) => Some(name),
-        Site::Stage(id) => names.get(&id).cloned(),
-        Site::Sink => None,
-    }
-}
-
-/// Whether the innermost guard a panic unwound through was a sink's `send`, and otherwise the
-/// node as [`take_with`] names it. Resets it.
-pub(crate) fn take_site_with(names: &BTreeMap<u32, String>) -> (bool, Option<String>) {
-    match take_site() {
-        Some(Site::Sink) => (true, None),
-        Some(Site::Name(name)) => (false, Some(name)),
-        Some(Site::Stage(id)) => (false, names.get(&id).cloned()),
-        None => (false, None),
-    }
-}
-
-fn take_site() -> Option<Site> {
+/// The innermost node a panic unwound through on this thread since the last call, if any.
+/// Resets it.
+pub(crate) fn take() -> Option<Site> {
     PANICKED_IN
         .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
         .ok()
         .flatten()
-}
-
-/// [`take_with`] without stage names (for callers that only guard named calls).
-pub(crate) fn take() -> Option<String> {
-    take_with(&BTreeMap::new())
 }
 
 #[cfg(test)]
@@ -173,9 +151,9 @@ mod tests {
             in_node("outer", || in_node("inner", || panic!("boom")));
         });
         assert!(r.is_err());
-        assert_eq!(take().as_deref(), Some("inner"));
-        assert_eq!(take(), None, "taken once");
+        assert!(matches!(take(), Some(Site::Name(n)) if n == "inner"));
+        assert!(take().is_none(), "taken once");
         in_node("quiet", || ());
-        assert_eq!(take(), None, "nothing recorded without a panic");
+        assert!(take().is_none(), "nothing recorded without a panic");
     }
 }

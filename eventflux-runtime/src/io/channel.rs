@@ -188,15 +188,13 @@ impl<T: Send> Source for ChannelSource<T> {
     }
 
     fn wait(&mut self, bound: Duration) {
-        let deadline = Instant::now() + bound;
         let s = &*self.shared;
-        let idle = IdleStrategy {
-            park: bound.clamp(Duration::from_micros(1), s.idle.park),
-            ..s.idle
-        };
-        let _ = s.lane.not_empty.wait(&idle, &s.never_abort, || {
-            (!s.lane.is_empty() || s.finished() || Instant::now() >= deadline).then_some(())
-        });
+        let _ = s.lane.not_empty.wait_until(
+            &s.idle,
+            &s.never_abort,
+            Some(Instant::now() + bound),
+            || (!s.lane.is_empty() || s.finished()).then_some(()),
+        );
     }
 }
 

@@ -126,18 +126,7 @@ impl<In, S: Stage<In>> Stage<In> for Metered<S> {
         self.publish::<In>();
     }
 
-    fn event_time(&mut self, input_watermarked: bool) -> bool {
-        self.stage.event_time(input_watermarked)
-    }
-
-    fn late_events(&self) -> u64 {
-        self.stage.late_events()
-    }
-
-    #[inline]
-    fn next_timer(&self) -> Option<std::time::Duration> {
-        self.stage.next_timer()
-    }
+    crate::stage::forward_stage_queries!();
 
     fn on_timer<E: Emit<S::Out>>(&mut self, out: &mut E) {
         self.stage.on_timer(counting!(self, out));

@@ -32,6 +32,8 @@ pub struct Watermarks<F, C = SystemClock> {
     emitted: Option<u64>,
     /// An event arrived since the last batch end.
     arrived: bool,
+    /// Nanoseconds of processing time per unit of event time (for the idle watermark).
+    unit: u64,
     idle: Option<Idleness<C>>,
 }
 
@@ -40,7 +42,6 @@ pub struct Watermarks<F, C = SystemClock> {
 struct Idleness<C> {
     clock: C,
     timeout: u64,
-    unit: u64,
     last_arrival: u64,
     /// When to look again: `last_arrival + timeout`, then every `timeout` while idle.
     next_check: u64,
@@ -71,6 +72,7 @@ pub fn watermarks<F>(ts: F, out_of_orderness: u64) -> Watermarks<F> {
         max: None,
         emitted: None,
         arrived: false,
+        unit: 1_000_000,
         idle: None,
     }
 }
@@ -117,29 +119,28 @@ impl<F, C> Watermarks<F, C> {
         clock: C2,
     ) -> Watermarks<F, C2> {
         let timeout = nanos(timeout).max(1);
-        let unit = self.idle.as_ref().map_or(1_000_000, |i| i.unit);
+        let now = clock.now();
         Watermarks {
             ts: self.ts,
             out_of_orderness: self.out_of_orderness,
             max: self.max,
             emitted: self.emitted,
             arrived: self.arrived,
+            unit: self.unit,
             idle: Some(Idleness {
-                last_arrival: clock.now(),
-                next_check: clock.now().saturating_add(timeout),
+                last_arrival: now,
+                next_check: now.saturating_add(timeout),
                 clock,
                 timeout,
-                unit,
             }),
         }
     }
 
     /// How much processing time one unit of event time is, for the idle watermark (default
-    /// 1 ms: timestamps in milliseconds). A zero unit counts as 1 ns.
+    /// 1 ms: timestamps in milliseconds); set before or after the idle timeout. A zero unit
+    /// counts as 1 ns.
     pub fn event_time_unit(mut self, unit: Duration) -> Self {
-        if let Some(i) = &mut self.idle {
-            i.unit = nanos(unit).max(1);
-        }
+        self.unit = nanos(unit).max(1);
         self
     }
 
@@ -203,11 +204,56 @@ impl<T, F: Fn(&T) -> u64, C: Clock> Stage<T> for Watermarks<F, C> {
             return;
         }
         i.next_check = now.saturating_add(i.timeout);
-        let elapsed = (now - i.last_arrival) / i.unit;
+        let elapsed = (now - i.last_arrival) / self.unit;
         let wm = self.max.and_then(|m| {
             m.saturating_add(elapsed)
                 .checked_sub(self.out_of_orderness.saturating_add(1))
         });
         self.emit_if_advanced(wm, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::ManualClock;
+
+    /// Records the watermarks it is given.
+    struct Seen(Vec<u64>);
+    impl Emit<u64> for Seen {
+        fn emit(&mut self, _: u64) {}
+        fn fail(&mut self, _: crate::StageError) {}
+        fn emit_watermark(&mut self, w: Watermark) {
+            self.0.push(w.0);
+        }
+    }
+
+    /// The event-time unit applies whether it is set before or after the idle timeout.
+    #[test]
+    fn the_unit_applies_in_either_order() {
+        let idle_after = |first: bool| {
+            let clock = ManualClock::new(0);
+            let second = Duration::from_secs(1);
+            fn ts(t: &u64) -> u64 {
+                *t
+            }
+            let mut s = if first {
+                watermarks(ts, 0)
+                    .event_time_unit(second)
+                    .idle_timeout_with_clock(second, clock.clone())
+            } else {
+                watermarks(ts, 0)
+                    .idle_timeout_with_clock(second, clock.clone())
+                    .event_time_unit(second)
+            };
+            let mut out = Seen(Vec::new());
+            s.process(10, &mut out);
+            s.on_batch_end(&mut out);
+            clock.advance(3_000_000_000); // 3 s of quiet = 3 units
+            s.on_timer(&mut out);
+            out.0
+        };
+        assert_eq!(idle_after(true), [9, 12]);
+        assert_eq!(idle_after(false), [9, 12]);
     }
 }
