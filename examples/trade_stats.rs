@@ -1,8 +1,8 @@
 //! `trade_stats`: a realistic pipeline over 10 million generated trades.
 //!
 //! ```text
-//! trades → big → value → marks ⇒ windows → summary ─→ rows
-//!                                                  └─→ hot → alert_log
+//! trades → big → value → marks ⇒ windows ─→ rows
+//!                                        └─→ hot → alert_log
 //! ```
 //!
 //! Declared with `pipeline!`. The source thread generates trades (timestamps out of order by up
@@ -30,10 +30,7 @@ struct Notional {
     value: f64,
 }
 
-/// What the window emits: per symbol and window, (trades, volume, notional, low, high).
-type Stats = Row<usize, (u64, i128, f64, Option<f64>, Option<f64>)>;
-
-/// One symbol's activity in one window.
+/// One symbol's activity in one window: what the window's `.select` makes of each row.
 #[derive(Clone, Debug, Serialize)]
 struct WindowRow {
     window_start: u64,
@@ -85,28 +82,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                  sum(|n: &Notional| n.value),
                                  min(|n: &Notional| n.price),
                                  max(|n: &Notional| n.price),
-                             ));
-        stage  summary = map(|r: Stats| {
-                             let (trades, volume, notional, low, high) = r.values;
-                             let w = r.window.unwrap_or(Bounds { start: 0, end: 0 });
-                             WindowRow {
-                                 window_start: w.start,
-                                 window_end: w.end,
-                                 symbol: r.key as u32,
-                                 trades,
-                                 volume: volume as u64,
-                                 notional,
-                                 vwap: notional / volume as f64,
-                                 low: low.unwrap_or(f64::NAN),
-                                 high: high.unwrap_or(f64::NAN),
-                             }
-                         });
+                             ))
+                             .select(|symbol, window, (trades, volume, notional, low, high)| {
+                                 WindowRow {
+                                     window_start: window.start,
+                                     window_end: window.end,
+                                     symbol: symbol as u32,
+                                     trades,
+                                     volume: volume as u64,
+                                     notional,
+                                     vwap: notional / volume as f64,
+                                     low,
+                                     high,
+                                 }
+                             });
         stage  hot     = filter(move |r: &WindowRow| r.notional > threshold);
         sink   rows    = rows;
         sink   alert_log = alerts;
 
-        trades -> big -> value -> marks => windows -> summary -> rows;   // `=>`: a second thread
-        summary -> hot -> alert_log;                                      // fan-out of window rows
+        trades -> big -> value -> marks => windows -> rows;   // `=>`: a second thread
+        windows -> hot -> alert_log;                          // fan-out of window rows
     };
     println!("{}", app.graph().to_mermaid());
     let report = app.run()?;

@@ -89,7 +89,7 @@ fn a_closed_window_reaches_the_sink_while_the_input_is_idle() {
     let (rows, waited) = visible.wait_for(1, Duration::from_secs(5));
     assert_eq!(
         rows,
-        ["Row { key: (), window: Some(Bounds { start: 0, end: 10 }), values: 10 }"]
+        ["Row { key: (), window: Bounds { start: 0, end: 10 }, values: 10 }"]
     );
     assert!(
         waited < Duration::from_millis(100),
@@ -139,7 +139,7 @@ fn an_idle_input_closes_its_session_while_the_channel_is_open() {
     let (rows, _) = visible.wait_for(1, Duration::from_secs(5));
     assert_eq!(
         rows,
-        ["Row { key: 7, window: Some(Bounds { start: 100, end: 190 }), values: 2 }"],
+        ["Row { key: 7, window: Bounds { start: 100, end: 190 }, values: 2 }"],
         "the session closed while the channel was open"
     );
     drop(tx);
@@ -261,8 +261,8 @@ fn an_idle_input_stops_holding_back_a_fan_in() {
     assert_eq!(
         rows,
         [
-            "Row { key: 0, window: Some(Bounds { start: 0, end: 1000 }), values: 100 }",
-            "Row { key: 1, window: Some(Bounds { start: 0, end: 1000 }), values: 1 }",
+            "Row { key: 0, window: Bounds { start: 0, end: 1000 }, values: 100 }",
+            "Row { key: 1, window: Bounds { start: 0, end: 1000 }, values: 1 }",
         ]
     );
     drop((busy_tx, quiet_tx));

@@ -184,7 +184,7 @@ fn windowed_pipeline_allocates_nothing_per_event() {
             ..t
         })
         .collect();
-    type Stats = (u64, f64, Option<f64>, Option<f64>, Option<f64>);
+    type Stats = (u64, f64, f64, f64, f64);
     struct RowProbe {
         rows: u64,
         at_warm: Arc<Mutex<Option<usize>>>,

@@ -153,7 +153,16 @@ pub fn w_handwritten(data: &[Trade]) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // W: pipelines.
 
-type WRow = Row<usize, (u64, f64, Option<f64>, Option<f64>, Option<f64>)>;
+/// One `W` output row, in the pipeline's own type (made by the window's `.select`).
+struct WStats {
+    symbol: usize,
+    start: u64,
+    trades: u64,
+    notional: f64,
+    low: f64,
+    high: f64,
+    mean: f64,
+}
 
 /// A sink folding each row into a checksum, published when the sink closes.
 struct FoldSink<F> {
@@ -203,17 +212,9 @@ fn result_of(r: &Mutex<Option<u64>>) -> u64 {
 /// `W` declared with `pipeline!`, fused on one thread or with the source on its own thread.
 #[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
-    let (sink, result) = fold_sink(|fold: &mut Fold, r: WRow| {
-        let (count, sum, min, max, avg) = r.values;
-        let start = r.window.map_or(0, |w| w.start);
-        let nan = f64::NAN;
-        let v = (
-            sum,
-            min.unwrap_or(nan),
-            max.unwrap_or(nan),
-            avg.unwrap_or(nan),
-        );
-        fold.w_row(r.key as u64, start, count, v);
+    let (sink, result) = fold_sink(|fold: &mut Fold, r: WStats| {
+        let v = (r.notional, r.low, r.high, r.mean);
+        fold.w_row(r.symbol as u64, r.start, r.trades, v);
     });
     let source = SliceSource::new(data);
     macro_rules! window {
@@ -228,6 +229,17 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
                     max(|n: &Notional| n.1),
                     avg(|n: &Notional| n.1),
                 ))
+                .select(
+                    |symbol, bounds, (trades, notional, low, high, mean)| WStats {
+                        symbol,
+                        start: bounds.start,
+                        trades,
+                        notional,
+                        low,
+                        high,
+                        mean,
+                    },
+                )
         };
     }
     let app = if two_thread {
@@ -426,15 +438,11 @@ pub fn w_sliding_handwritten(data: &[Trade]) -> u64 {
     fold.value()
 }
 
-type SRow = Row<(), (Option<f64>, Option<f64>, Option<f64>)>;
-
 /// `length(1000)` with min/max/avg, declared with `pipeline!`.
 #[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
 pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
-    let (sink, result) = fold_sink(|fold: &mut Fold, r: SRow| {
-        let (lo, hi, avg) = r.values;
-        let nan = f64::NAN;
-        fold.sliding_row(lo.unwrap_or(nan), hi.unwrap_or(nan), avg.unwrap_or(nan));
+    let (sink, result) = fold_sink(|fold: &mut Fold, (lo, hi, avg): (f64, f64, f64)| {
+        fold.sliding_row(lo, hi, avg);
     });
     let source = SliceSource::new(data);
     let app = pipeline! {
@@ -446,7 +454,8 @@ pub fn w_sliding_macro(data: &Arc<Vec<Trade>>) -> u64 {
             min(|n: &Notional| n.1),
             max(|n: &Notional| n.1),
             avg(|n: &Notional| n.1),
-        ));
+        ))
+        .select(|(), values| values);
         sink out = sink;
         feed -> big -> value -> window -> out;
     };

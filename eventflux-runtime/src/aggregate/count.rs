@@ -10,9 +10,9 @@ pub struct Count;
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
-/// let mut s = Aggregate::<u8>::init(&count());
-/// count().add(&mut s, &1u8);
-/// assert_eq!(Aggregate::<u8>::result(&count(), &s), 1);
+/// let mut s = count().init(&'a');
+/// count().add(&mut s, &'b');
+/// assert_eq!(Aggregate::<char>::result(&count(), &s), 2);
 /// ```
 pub fn count() -> Count {
     Count
@@ -22,8 +22,8 @@ impl<T> Aggregate<T> for Count {
     type State = u64;
     type Output = u64;
     #[inline]
-    fn init(&self) -> u64 {
-        0
+    fn init(&self, _: &T) -> u64 {
+        1
     }
     #[inline]
     fn add(&self, s: &mut u64, _: &T) {
@@ -31,7 +31,7 @@ impl<T> Aggregate<T> for Count {
     }
     #[inline]
     fn retract(&self, s: &mut u64, _: &T) {
-        *s = s.saturating_sub(1);
+        *s -= 1;
     }
     fn merge(&self, into: &mut u64, from: &u64) {
         *into += *from;

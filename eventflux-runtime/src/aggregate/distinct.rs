@@ -13,8 +13,8 @@ pub struct DistinctCount<F>(F);
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = distinct_count(|x: &u8| *x);
-/// let mut s = spec.init();
-/// for x in [1u8, 2, 1] { spec.add(&mut s, &x); }
+/// let mut s = spec.init(&1);
+/// for x in [2u8, 1] { spec.add(&mut s, &x); }
 /// assert_eq!(spec.result(&s), 2);
 /// spec.retract(&mut s, &1);
 /// assert_eq!(spec.result(&s), 2);
@@ -28,8 +28,12 @@ pub fn distinct_count<F>(f: F) -> DistinctCount<F> {
 impl<T, K: Ord + Clone, F: Fn(&T) -> K> Aggregate<T> for DistinctCount<F> {
     type State = BTreeMap<K, u64>;
     type Output = u64;
-    fn init(&self) -> Self::State {
-        BTreeMap::new()
+    fn init(&self, first: &T) -> Self::State {
+        BTreeMap::from([((self.0)(first), 1)])
+    }
+    fn reset(&self, s: &mut Self::State, first: &T) {
+        s.clear();
+        s.insert((self.0)(first), 1);
     }
     fn add(&self, s: &mut Self::State, item: &T) {
         *s.entry((self.0)(item)).or_insert(0) += 1;

@@ -1,4 +1,5 @@
-//! `min(f)` and `max(f)` with exact retraction: a monotonic deque per group.
+//! `min(f)` and `max(f)`: one value in windows that never retract; exact retraction in sliding
+//! windows with a monotonic deque per group.
 //!
 //! The deque holds `(sequence, value)` pairs whose values are increasing (for `min`) from front
 //! to back: a new value first removes every value behind it that can never be the minimum
@@ -10,14 +11,16 @@ use std::collections::VecDeque;
 use crate::aggregate::Aggregate;
 
 /// State of `min`/`max`: the best value of an append-only window, or the monotonic deque of a
-/// sliding one (boxed, so append-only state stays small: three words for `f64`).
+/// sliding one (boxed and created on the first retractable addition, so append-only state stays
+/// small: two words for `f64`).
 #[derive(Debug, Clone)]
 pub struct Extremum<V> {
-    best: Option<V>,
+    best: V,
     sliding: Option<Box<Sliding<V>>>,
 }
 
 /// The monotonic deque of a sliding window, with sequence numbers to recognise retractions.
+/// Never empty: it always holds the newest value, which is never retracted while others remain.
 #[derive(Debug, Clone)]
 struct Sliding<V> {
     deque: VecDeque<(u64, V)>,
@@ -25,23 +28,26 @@ struct Sliding<V> {
     retracted: u64,
 }
 
-impl<V> Default for Extremum<V> {
-    fn default() -> Self {
+impl<V: PartialOrd + Clone> Extremum<V> {
+    fn new(v: V) -> Self {
         Self {
-            best: None,
+            best: v,
             sliding: None,
         }
     }
-}
 
-impl<V: PartialOrd + Clone> Extremum<V> {
-    /// `dominates(new, old)`: `old` can never be the answer again once `new` is in.
+    /// Sliding windows. `dominates(new, old)`: `old` can never be the answer again once `new`
+    /// is in.
     #[inline]
     fn add(&mut self, v: V, dominates: impl Fn(&V, &V) -> bool) {
+        let best = &self.best;
         let s = self.sliding.get_or_insert_with(|| {
+            // The first event, taken in by `init`, is the deque's first entry.
+            let mut deque = VecDeque::new();
+            deque.push_back((0, best.clone()));
             Box::new(Sliding {
-                deque: VecDeque::new(),
-                added: 0,
+                deque,
+                added: 1,
                 retracted: 0,
             })
         });
@@ -56,27 +62,23 @@ impl<V: PartialOrd + Clone> Extremum<V> {
         s.added += 1;
     }
 
-    /// Append-only windows: only the best value matters.
+    /// Append-only windows: only the best value matters. `better(new, old)` is strict, so a
+    /// NaN never replaces a value (nor a value a NaN that came first) and, for floats, the
+    /// select below is a single `minsd`/`maxsd`.
     #[inline]
-    fn insert(&mut self, v: V, dominates: impl Fn(&V, &V) -> bool) {
-        // Moving both candidates through a select (rather than a conditional store, or a store
-        // of a clone) lets plain values such as `f64` compile branch-free: the data-dependent
-        // branch mispredicted often enough to cost ~2 ns per event (measured on workload W).
-        self.best = Some(match self.best.take() {
-            Some(cur) => {
-                if dominates(&v, &cur) {
-                    v
-                } else {
-                    cur
-                }
-            }
-            None => v,
-        });
+    fn insert(&mut self, v: V, better: impl Fn(&V, &V) -> bool) {
+        // A select between the two candidates (not a conditional store) compiles branch-free
+        // for plain values: a data-dependent branch here mispredicts.
+        let cur = std::mem::replace(&mut self.best, v);
+        if !better(&self.best, &cur) {
+            self.best = cur;
+        }
     }
 
-    fn current(&self) -> Option<V> {
+    #[inline]
+    fn current(&self) -> V {
         match self.sliding.as_ref().and_then(|s| s.deque.front()) {
-            Some((_, v)) => Some(v.clone()),
+            Some((_, v)) => v.clone(),
             None => self.best.clone(),
         }
     }
@@ -92,19 +94,19 @@ impl<V: PartialOrd + Clone> Extremum<V> {
     }
 
     /// Merges (session windows, which never retract): keeps the better best value.
-    fn merge(&mut self, from: &Self, dominates: impl Fn(&V, &V) -> bool + Copy) {
-        if let Some(v) = from.current() {
-            self.insert(v, dominates);
-        }
+    fn merge(&mut self, from: &Self, better: impl Fn(&V, &V) -> bool) {
+        self.insert(from.current(), better);
     }
 
-    fn clear(&mut self) {
-        self.best = None;
+    /// Holds only `v`, keeping the deque's allocation.
+    fn reset(&mut self, v: V) {
         if let Some(s) = self.sliding.as_mut() {
             s.deque.clear();
-            s.added = 0;
+            s.deque.push_back((0, v.clone()));
+            s.added = 1;
             s.retracted = 0;
         }
+        self.best = v;
     }
 }
 
@@ -116,52 +118,66 @@ pub struct Min<F>(F);
 #[derive(Debug, Clone, Copy)]
 pub struct Max<F>(F);
 
-/// The smallest value of `f(event)` in the window (`None` when empty); exact under retraction.
+/// The smallest value of `f(event)` in the window; exact under retraction. For floats, a NaN
+/// never replaces a number (as `f64::min`) unless it came first.
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = min(|x: &i32| *x);
-/// let mut s = spec.init();
-/// for x in [5, 1, 3] { spec.add(&mut s, &x); }
+/// let mut s = spec.init(&5);
+/// for x in [1, 3] { spec.add(&mut s, &x); }
 /// spec.retract(&mut s, &5);
-/// assert_eq!(spec.result(&s), Some(1));
+/// assert_eq!(spec.result(&s), 1);
 /// spec.retract(&mut s, &1);
-/// assert_eq!(spec.result(&s), Some(3));
+/// assert_eq!(spec.result(&s), 3);
 /// ```
 pub fn min<F>(f: F) -> Min<F> {
     Min(f)
 }
 
-/// The largest value of `f(event)` in the window (`None` when empty); exact under retraction.
+/// The largest value of `f(event)` in the window; exact under retraction.
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = max(|x: &i32| *x);
-/// let mut s = spec.init();
-/// for x in [5, 1, 3] { spec.add(&mut s, &x); }
+/// let mut s = spec.init(&5);
+/// for x in [1, 3] { spec.add(&mut s, &x); }
 /// spec.retract(&mut s, &5);
-/// assert_eq!(spec.result(&s), Some(3));
+/// assert_eq!(spec.result(&s), 3);
 /// ```
 pub fn max<F>(f: F) -> Max<F> {
     Max(f)
 }
 
+#[inline]
 fn below<V: PartialOrd>(new: &V, old: &V) -> bool {
     // Ties: the newer value replaces the older one, which leaves the window first.
     new <= old
 }
 
+#[inline]
 fn above<V: PartialOrd>(new: &V, old: &V) -> bool {
     new >= old
 }
 
+#[inline]
+fn less<V: PartialOrd>(new: &V, old: &V) -> bool {
+    new < old
+}
+
+#[inline]
+fn greater<V: PartialOrd>(new: &V, old: &V) -> bool {
+    new > old
+}
+
 macro_rules! extremum {
-    ($ty:ident, $dominates:ident) => {
+    ($ty:ident, $dominates:ident, $better:ident) => {
         impl<T, V: PartialOrd + Clone, F: Fn(&T) -> V> Aggregate<T> for $ty<F> {
             type State = Extremum<V>;
-            type Output = Option<V>;
-            fn init(&self) -> Extremum<V> {
-                Extremum::default()
+            type Output = V;
+            #[inline]
+            fn init(&self, first: &T) -> Extremum<V> {
+                Extremum::new((self.0)(first))
             }
             #[inline]
             fn add(&self, s: &mut Extremum<V>, item: &T) {
@@ -169,25 +185,61 @@ macro_rules! extremum {
             }
             #[inline]
             fn insert(&self, s: &mut Extremum<V>, item: &T) {
-                s.insert((self.0)(item), $dominates);
+                s.insert((self.0)(item), $better);
             }
             #[inline]
             fn retract(&self, s: &mut Extremum<V>, _: &T) {
                 s.retract();
             }
             fn merge(&self, into: &mut Extremum<V>, from: &Extremum<V>) {
-                into.merge(from, $dominates);
+                into.merge(from, $better);
             }
             #[inline]
-            fn result(&self, s: &Extremum<V>) -> Option<V> {
+            fn result(&self, s: &Extremum<V>) -> V {
                 s.current()
             }
-            fn reset(&self, s: &mut Extremum<V>) {
-                s.clear();
+            #[inline]
+            fn reset(&self, s: &mut Extremum<V>, first: &T) {
+                s.reset((self.0)(first));
             }
         }
     };
 }
 
-extremum!(Min, below);
-extremum!(Max, above);
+extremum!(Min, below, less);
+extremum!(Max, above, greater);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_keeps_the_extreme_and_ignores_later_nan() {
+        let spec = min(|x: &f64| *x);
+        let mut s = spec.init(&3.0);
+        for x in [f64::NAN, 1.0, 2.0] {
+            spec.insert(&mut s, &x);
+        }
+        assert_eq!(spec.result(&s), 1.0);
+        let spec = max(|x: &f64| *x);
+        let mut s = spec.init(&3.0);
+        for x in [f64::NAN, 7.0, 2.0] {
+            spec.insert(&mut s, &x);
+        }
+        assert_eq!(spec.result(&s), 7.0);
+    }
+
+    #[test]
+    fn reset_after_sliding_use_starts_over() {
+        let spec = max(|x: &i32| *x);
+        let mut s = spec.init(&9);
+        spec.add(&mut s, &1);
+        spec.retract(&mut s, &9);
+        assert_eq!(spec.result(&s), 1);
+        spec.reset(&mut s, &4);
+        spec.add(&mut s, &2);
+        assert_eq!(spec.result(&s), 4);
+        spec.retract(&mut s, &4);
+        assert_eq!(spec.result(&s), 2);
+    }
+}

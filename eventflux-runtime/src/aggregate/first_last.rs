@@ -13,15 +13,16 @@ pub struct First<F>(F);
 pub struct Last<F>(F);
 
 /// The value of `f` for the oldest event in the window. Sliding windows keep the window's values
-/// (retraction pops the oldest), so its state is as long as the window.
+/// (retraction pops the oldest), so its state is as long as the window; windows that never
+/// retract keep only the first value.
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = first(|x: &u8| *x);
-/// let mut s = spec.init();
-/// for x in [7u8, 8, 9] { spec.add(&mut s, &x); }
+/// let mut s = spec.init(&7);
+/// for x in [8u8, 9] { spec.add(&mut s, &x); }
 /// spec.retract(&mut s, &7);
-/// assert_eq!(spec.result(&s), Some(8));
+/// assert_eq!(spec.result(&s), 8);
 /// ```
 pub fn first<F>(f: F) -> First<F> {
     First(f)
@@ -32,67 +33,64 @@ pub fn first<F>(f: F) -> First<F> {
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = last(|x: &u8| *x);
-/// let mut s = spec.init();
-/// for x in [7u8, 8, 9] { spec.add(&mut s, &x); }
+/// let mut s = spec.init(&7);
+/// for x in [8u8, 9] { spec.add(&mut s, &x); }
 /// spec.retract(&mut s, &7);
-/// assert_eq!(spec.result(&s), Some(9));
+/// assert_eq!(spec.result(&s), 9);
 /// ```
 pub fn last<F>(f: F) -> Last<F> {
     Last(f)
 }
 
 impl<T, V: Clone, F: Fn(&T) -> V> Aggregate<T> for First<F> {
-    type State = VecDeque<V>;
-    type Output = Option<V>;
-    fn init(&self) -> VecDeque<V> {
-        VecDeque::new()
+    /// The oldest value, and (sliding windows) the later ones in order.
+    type State = (V, VecDeque<V>);
+    type Output = V;
+    #[inline]
+    fn init(&self, first: &T) -> Self::State {
+        ((self.0)(first), VecDeque::new())
     }
     #[inline]
-    fn add(&self, s: &mut VecDeque<V>, item: &T) {
-        s.push_back((self.0)(item));
+    fn add(&self, s: &mut Self::State, item: &T) {
+        s.1.push_back((self.0)(item));
     }
     #[inline]
-    fn retract(&self, s: &mut VecDeque<V>, _: &T) {
-        s.pop_front();
+    fn insert(&self, _: &mut Self::State, _: &T) {}
+    #[inline]
+    fn retract(&self, s: &mut Self::State, _: &T) {
+        // Never the only value left: the next one becomes the oldest.
+        if let Some(next) = s.1.pop_front() {
+            s.0 = next;
+        }
     }
-    fn merge(&self, into: &mut VecDeque<V>, from: &VecDeque<V>) {
-        into.extend(from.iter().cloned());
+    fn merge(&self, _: &mut Self::State, _: &Self::State) {}
+    fn result(&self, s: &Self::State) -> V {
+        s.0.clone()
     }
-    fn result(&self, s: &VecDeque<V>) -> Option<V> {
-        s.front().cloned()
-    }
-    fn reset(&self, s: &mut VecDeque<V>) {
-        s.clear();
+    fn reset(&self, s: &mut Self::State, first: &T) {
+        s.0 = (self.0)(first);
+        s.1.clear();
     }
 }
 
 impl<T, V: Clone, F: Fn(&T) -> V> Aggregate<T> for Last<F> {
-    /// The newest value and how many events are in the window.
-    type State = (Option<V>, u64);
-    type Output = Option<V>;
-    fn init(&self) -> Self::State {
-        (None, 0)
+    type State = V;
+    type Output = V;
+    #[inline]
+    fn init(&self, first: &T) -> V {
+        (self.0)(first)
     }
     #[inline]
-    fn add(&self, s: &mut Self::State, item: &T) {
-        s.0 = Some((self.0)(item));
-        s.1 += 1;
+    fn add(&self, s: &mut V, item: &T) {
+        *s = (self.0)(item);
     }
+    /// The newest value never leaves while older ones remain.
     #[inline]
-    fn retract(&self, s: &mut Self::State, _: &T) {
-        // The newest value leaves only when it is the last one left.
-        s.1 = s.1.saturating_sub(1);
-        if s.1 == 0 {
-            s.0 = None;
-        }
+    fn retract(&self, _: &mut V, _: &T) {}
+    fn merge(&self, into: &mut V, from: &V) {
+        into.clone_from(from);
     }
-    fn merge(&self, into: &mut Self::State, from: &Self::State) {
-        if from.1 > 0 {
-            into.0.clone_from(&from.0);
-            into.1 += from.1;
-        }
-    }
-    fn result(&self, s: &Self::State) -> Option<V> {
-        s.0.clone()
+    fn result(&self, s: &V) -> V {
+        s.clone()
     }
 }

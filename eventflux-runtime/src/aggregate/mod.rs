@@ -1,11 +1,14 @@
 //! Aggregates: incremental functions over the events of a window (per group).
 //!
 //! An [`Aggregate`] is a *specification* (which field, which function) that creates per-group
-//! *state* and updates it: [`add`](Aggregate::add) an event, [`retract`](Aggregate::retract) one
-//! that left a sliding window, [`merge`](Aggregate::merge) two states (session windows),
-//! [`result`](Aggregate::result), [`reset`](Aggregate::reset). Windows retract events in the
-//! order they were added (first in, first out), which is what lets `min`/`max` retract in O(1)
-//! amortised with a monotonic deque.
+//! *state* from a group's first event ([`init`](Aggregate::init)) and updates it:
+//! [`insert`](Aggregate::insert) an event into a window that never retracts,
+//! [`add`](Aggregate::add) one to a sliding window and [`retract`](Aggregate::retract) one that
+//! left it, [`merge`](Aggregate::merge) two states (session windows),
+//! [`result`](Aggregate::result). A state never becomes empty (a group whose last event leaves
+//! is released), so results are plain values. Windows retract events in the order they were
+//! added (first in, first out), which is what lets `min`/`max` retract in O(1) amortised with a
+//! monotonic deque.
 //!
 //! Several aggregates at once are a tuple: `(count(), sum(|t: &Trade| t.volume), max(...))`
 //! yields a tuple of results.
@@ -13,20 +16,20 @@
 //! | aggregate | result | notes |
 //! |---|---|---|
 //! | [`count()`] | `u64` | |
-//! | [`sum(f)`](sum()) | `i128` for integers, `f64` for floats | integers widened to `i128` and checked (never through `f64`); floats with compensated summation (TwoSum error terms) |
-//! | [`avg(f)`](avg()) | `Option<f64>` | `None` for an empty window |
-//! | [`min(f)`](min()) / [`max(f)`](max()) | `Option<V>` | monotonic deque: exact under retraction |
-//! | [`variance(f)`](variance()) / [`stddev(f)`](stddev()) | `Option<f64>` | population variance (Welford, with removal) |
+//! | [`sum(f)`](sum()) | `i128` for integers, `f64` for floats | integers widened to `i128` (never through `f64`); floats: plain `+=` in windows that never retract, compensated (TwoSum error terms) in sliding windows; [`sum(f).compensated()`](Sum::compensated) everywhere |
+//! | [`avg(f)`](avg()) | `f64` | the sum as above, divided by the count |
+//! | [`min(f)`](min()) / [`max(f)`](max()) | `V` | one value when never retracted; a monotonic deque in sliding windows: exact under retraction |
+//! | [`variance(f)`](variance()) / [`stddev(f)`](stddev()) | `f64` | population variance (Welford, with removal) |
 //! | [`distinct_count(f)`](distinct_count()) | `u64` | counted multiset (`BTreeMap`) |
-//! | [`first(f)`](first()) / [`last(f)`](last()) | `Option<V>` | oldest / newest value in the window |
+//! | [`first(f)`](first()) / [`last(f)`](last()) | `V` | oldest / newest value in the window |
 //!
 //! ```
 //! use eventflux_runtime::aggregate::*;
 //! let spec = (count(), sum(|x: &i64| *x), max(|x: &i64| *x));
-//! let mut s = spec.init();
-//! for x in [3i64, 9, 4] { spec.add(&mut s, &x); }
+//! let mut s = spec.init(&3);
+//! for x in [9i64, 4] { spec.add(&mut s, &x); }
 //! spec.retract(&mut s, &3);
-//! assert_eq!(spec.result(&s), (2, 13, Some(9)));
+//! assert_eq!(spec.result(&s), (2, 13, 9));
 //! ```
 
 mod count;
@@ -45,6 +48,18 @@ pub use variance::{StdDev, Variance, stddev, variance};
 
 /// An incremental aggregate over events of type `T`. See the [module docs](self).
 ///
+/// A state always holds at least one event: windows create a group's state from its first
+/// event ([`init`](Aggregate::init)) and release the group, rather than retracting, when its
+/// last event leaves. That is why `min`, `max`, `avg`, `first` and `last` of a group are plain
+/// values, not `Option`s.
+///
+/// Windows that never retract (batch, tumbling, sliding event-time and session windows) call
+/// [`insert`](Aggregate::insert); sliding windows (`length`, `time`) call
+/// [`add`](Aggregate::add) and [`retract`](Aggregate::retract). An aggregate may keep less
+/// state, or cheaper state, on the insert-only path (`sum` adds with a plain `+=` there and
+/// with compensation on the retracting path; `min`/`max` keep one value there and a monotonic
+/// deque on the retracting path).
+///
 /// A user-defined aggregate — the sum of squares of a window:
 ///
 /// ```
@@ -54,14 +69,14 @@ pub use variance::{StdDev, Variance, stddev, variance};
 /// impl Aggregate<i64> for SumOfSquares {
 ///     type State = i128;
 ///     type Output = i128;
-///     fn init(&self) -> i128 { 0 }
+///     fn init(&self, x: &i64) -> i128 { i128::from(*x) * i128::from(*x) }
 ///     fn add(&self, s: &mut i128, x: &i64) { *s += i128::from(*x) * i128::from(*x); }
 ///     fn retract(&self, s: &mut i128, x: &i64) { *s -= i128::from(*x) * i128::from(*x); }
 ///     fn merge(&self, into: &mut i128, from: &i128) { *into += *from; }
 ///     fn result(&self, s: &i128) -> i128 { *s }
 /// }
-/// let mut s = SumOfSquares.init();
-/// for x in [2, -3, 4] { SumOfSquares.add(&mut s, &x); }
+/// let mut s = SumOfSquares.init(&2);
+/// for x in [-3, 4] { SumOfSquares.add(&mut s, &x); }
 /// SumOfSquares.retract(&mut s, &2);
 /// assert_eq!(SumOfSquares.result(&s), 25);
 /// ```
@@ -70,26 +85,29 @@ pub trait Aggregate<T> {
     type State;
     /// The result.
     type Output;
-    /// A fresh state (an empty window).
-    fn init(&self) -> Self::State;
-    /// Adds one event.
+    /// The state of a window holding only `first`.
+    fn init(&self, first: &T) -> Self::State;
+    /// Adds one event to a window that may later retract it (sliding windows).
     fn add(&self, state: &mut Self::State, item: &T);
 
-    /// Adds one event to a window that will never retract (batch, tumbling and session
-    /// windows): an aggregate may keep less state then. Defaults to [`add`](Aggregate::add).
+    /// Adds one event to a window that will never retract (batch, tumbling, sliding event-time
+    /// and session windows): an aggregate may keep less state, or cheaper state, then.
+    /// Defaults to [`add`](Aggregate::add).
     #[inline]
     fn insert(&self, state: &mut Self::State, item: &T) {
         self.add(state, item);
     }
-    /// Removes the oldest event still in `state` (windows retract in insertion order).
+    /// Removes the oldest event still in `state` (windows retract in insertion order, and never
+    /// the only event left: a group whose last event leaves is released instead).
     fn retract(&self, state: &mut Self::State, item: &T);
     /// Folds `from` (a later run of events) into `into` (used when session windows merge).
     fn merge(&self, into: &mut Self::State, from: &Self::State);
     /// The current result.
     fn result(&self, state: &Self::State) -> Self::Output;
-    /// Empties `state` for reuse.
-    fn reset(&self, state: &mut Self::State) {
-        *state = self.init();
+    /// Makes `state` (of a released group) hold only `first`, keeping its allocations for reuse.
+    #[inline]
+    fn reset(&self, state: &mut Self::State, first: &T) {
+        *state = self.init(first);
     }
 }
 
@@ -99,8 +117,8 @@ macro_rules! tuple_aggregate {
             type State = ($($name::State,)+);
             type Output = ($($name::Output,)+);
             #[inline]
-            fn init(&self) -> Self::State {
-                ($(self.$idx.init(),)+)
+            fn init(&self, first: &T) -> Self::State {
+                ($(self.$idx.init(first),)+)
             }
             #[inline]
             fn add(&self, state: &mut Self::State, item: &T) {
@@ -121,8 +139,9 @@ macro_rules! tuple_aggregate {
             fn result(&self, state: &Self::State) -> Self::Output {
                 ($(self.$idx.result(&state.$idx),)+)
             }
-            fn reset(&self, state: &mut Self::State) {
-                $(self.$idx.reset(&mut state.$idx);)+
+            #[inline]
+            fn reset(&self, state: &mut Self::State, first: &T) {
+                $(self.$idx.reset(&mut state.$idx, first);)+
             }
         }
     };

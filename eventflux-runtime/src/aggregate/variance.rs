@@ -45,8 +45,9 @@ impl Moments {
         self.n = n;
     }
 
-    fn variance(&self) -> Option<f64> {
-        (self.n > 0).then(|| self.m2 / self.n as f64)
+    /// Never called on an empty state (a window's groups hold at least one event).
+    fn variance(&self) -> f64 {
+        self.m2 / self.n.max(1) as f64
     }
 }
 
@@ -58,27 +59,27 @@ pub struct Variance<F>(F);
 #[derive(Debug, Clone, Copy)]
 pub struct StdDev<F>(F);
 
-/// The population variance of `f(event)` as `f64` (`None` when empty).
+/// The population variance of `f(event)` as `f64`.
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = variance(|x: &f64| *x);
-/// let mut s = spec.init();
-/// for x in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] { spec.add(&mut s, &x); }
-/// assert_eq!(spec.result(&s), Some(4.0));
+/// let mut s = spec.init(&2.0);
+/// for x in [4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] { spec.add(&mut s, &x); }
+/// assert_eq!(spec.result(&s), 4.0);
 /// ```
 pub fn variance<F>(f: F) -> Variance<F> {
     Variance(f)
 }
 
-/// The population standard deviation of `f(event)` as `f64` (`None` when empty).
+/// The population standard deviation of `f(event)` as `f64`.
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
 /// let spec = stddev(|x: &f64| *x);
-/// let mut s = spec.init();
-/// for x in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] { spec.add(&mut s, &x); }
-/// assert_eq!(spec.result(&s), Some(2.0));
+/// let mut s = spec.init(&2.0);
+/// for x in [4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0] { spec.add(&mut s, &x); }
+/// assert_eq!(spec.result(&s), 2.0);
 /// ```
 pub fn stddev<F>(f: F) -> StdDev<F> {
     StdDev(f)
@@ -88,9 +89,12 @@ macro_rules! moments {
     ($ty:ident, $finish:expr) => {
         impl<T, V: Into<f64>, F: Fn(&T) -> V> Aggregate<T> for $ty<F> {
             type State = Moments;
-            type Output = Option<f64>;
-            fn init(&self) -> Moments {
-                Moments::default()
+            type Output = f64;
+            #[inline]
+            fn init(&self, first: &T) -> Moments {
+                let mut m = Moments::default();
+                m.add((self.0)(first).into());
+                m
             }
             #[inline]
             fn add(&self, s: &mut Moments, item: &T) {
@@ -103,8 +107,8 @@ macro_rules! moments {
             fn merge(&self, into: &mut Moments, from: &Moments) {
                 into.merge(from);
             }
-            fn result(&self, s: &Moments) -> Option<f64> {
-                s.variance().map($finish)
+            fn result(&self, s: &Moments) -> f64 {
+                ($finish)(s.variance())
             }
         }
     };

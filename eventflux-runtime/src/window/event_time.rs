@@ -9,13 +9,12 @@
 //!
 //! Event-time windows are used with `.aggregate(..)`.
 
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Chain, Emit, Filter, Stage, StageExt, Watermark, filter};
+use crate::stage::{Emit, Stage, Watermark};
 use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Late, Pane, Row, Table};
 
 /// An event-time window (tumbling or sliding). See [`tumbling`] and [`sliding`].
@@ -42,7 +41,7 @@ pub struct Tumbling<T, TS, G = Global> {
 /// w.process((12, 'a'), &mut out); // watermark 11 ≥ 9: [0, 10) fires
 /// assert_eq!(out.len(), 2);
 /// w.process((30, 'b'), &mut out); // watermark 29: [10, 20) fires
-/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window.unwrap().start)).collect();
+/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window.start)).collect();
 /// assert_eq!(rows, [('a', 2, 0), ('b', 1, 0), ('a', 1, 10)]);
 /// ```
 pub fn tumbling<T, TS: Fn(&T) -> u64>(size: u64, ts: TS) -> Tumbling<T, TS, Global> {
@@ -59,7 +58,7 @@ pub fn tumbling<T, TS: Fn(&T) -> u64>(size: u64, ts: TS) -> Tumbling<T, TS, Glob
 /// let mut out = Vec::new();
 /// for t in [1, 6, 11] { w.process(t, &mut out); }
 /// w.on_end(&mut out);
-/// let rows: Vec<_> = out.iter().map(|r| (r.window.unwrap().start, r.values)).collect();
+/// let rows: Vec<_> = out.iter().map(|r| (r.window.start, r.values)).collect();
 /// assert_eq!(rows, [(0, 2), (5, 2), (10, 1)]);
 /// ```
 pub fn sliding<T, TS: Fn(&T) -> u64>(size: u64, slide: u64, ts: TS) -> Tumbling<T, TS, Global> {
@@ -110,8 +109,18 @@ impl<T, TS, G> Tumbling<T, TS, G> {
             size: self.size,
             slide: self.slide,
             clock: EventClock::new(self.out_of_orderness, self.allowed_lateness),
-            open: VecDeque::new(),
-            spare: Vec::new(),
+            hot_start: 0,
+            hot_len: 0,
+            fire_at: u64::MAX,
+            windows: Windows {
+                newest: OpenWindow {
+                    start: 0,
+                    pane: Pane::new(self.grouping.table()),
+                },
+                has_newest: false,
+                older: Vec::new(),
+                spare: Vec::new(),
+            },
             grouping: self.grouping,
             ts: self.ts,
             agg: spec,
@@ -126,7 +135,9 @@ impl<T, TS, G> Tumbling<T, TS, G> {
 pub(crate) struct EventClock {
     out_of_orderness: u64,
     allowed_lateness: u64,
-    max_ts: Option<u64>,
+    /// The largest timestamp seen (0 before any: the derived watermark needs at least
+    /// `out_of_orderness + 1`, so "none seen" and "0 seen" derive the same nothing).
+    max_ts: u64,
     upstream: Option<u64>,
     /// The input carries watermarks: follow them only, derive none.
     follow_upstream: bool,
@@ -137,7 +148,7 @@ impl EventClock {
         Self {
             out_of_orderness,
             allowed_lateness,
-            max_ts: None,
+            max_ts: 0,
             upstream: None,
             follow_upstream: false,
         }
@@ -158,7 +169,7 @@ impl EventClock {
         }
         let own = self
             .max_ts
-            .and_then(|m| m.checked_sub(self.out_of_orderness.saturating_add(1)));
+            .checked_sub(self.out_of_orderness.saturating_add(1));
         match (own, self.upstream) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -171,17 +182,22 @@ impl EventClock {
         wm.is_some_and(|w| w >= (end - 1).saturating_add(self.allowed_lateness))
     }
 
-    /// Records a timestamp; returns whether the largest one seen advanced (and with it, maybe,
-    /// the watermark).
+    /// The smallest timestamp whose arrival makes the window's own watermark fire a window
+    /// ending at `end` (`u64::MAX`: never, when the window follows upstream watermarks).
+    /// Windows compare arrivals against it instead of recomputing the watermark per event.
     #[inline]
-    pub(crate) fn saw(&mut self, ts: u64) -> bool {
-        match self.max_ts {
-            Some(m) if m >= ts => false,
-            _ => {
-                self.max_ts = Some(ts);
-                true
-            }
+    pub(crate) fn fires_at(&self, end: u64) -> u64 {
+        if self.follow_upstream {
+            return u64::MAX;
         }
+        end.saturating_add(self.allowed_lateness)
+            .saturating_add(self.out_of_orderness)
+    }
+
+    /// Records a timestamp (branch-free: a data-dependent branch here mispredicts).
+    #[inline]
+    pub(crate) fn saw(&mut self, ts: u64) {
+        self.max_ts = self.max_ts.max(ts);
     }
 
     pub(crate) fn upstream(&mut self, w: Watermark) {
@@ -197,13 +213,74 @@ struct OpenWindow<P> {
     pane: P,
 }
 
+/// The open windows of an event-time window stage.
+struct Windows<P> {
+    /// The open window with the latest start, while `has_newest` (kept apart so that in-order
+    /// arrivals reach it without a search or an indirection).
+    newest: OpenWindow<P>,
+    has_newest: bool,
+    /// The other open windows, by start.
+    older: Vec<OpenWindow<P>>,
+    /// Panes of fired windows, for reuse.
+    spare: Vec<P>,
+}
+
+impl<P> Windows<P> {
+    fn len(&self) -> usize {
+        self.older.len() + usize::from(self.has_newest)
+    }
+
+    fn oldest_start(&self) -> Option<u64> {
+        match self.older.first() {
+            Some(w) => Some(w.start),
+            None => self.has_newest.then_some(self.newest.start),
+        }
+    }
+
+    /// The pane of the window starting at `start`, opened (with a spare pane or `new_pane()`)
+    /// if needed.
+    fn get(&mut self, start: u64, new_pane: impl FnOnce() -> P) -> &mut P {
+        if !self.has_newest {
+            // The newest slot's pane is empty (it fired, or never held a window): reuse it.
+            self.has_newest = true;
+            self.newest.start = start;
+            return &mut self.newest.pane;
+        }
+        if start == self.newest.start {
+            return &mut self.newest.pane;
+        }
+        if start > self.newest.start {
+            let pane = self.spare.pop().unwrap_or_else(new_pane);
+            let previous = std::mem::replace(&mut self.newest, OpenWindow { start, pane });
+            self.older.push(previous);
+            return &mut self.newest.pane;
+        }
+        let at = self.older.partition_point(|w| w.start < start);
+        if self.older.get(at).is_none_or(|w| w.start != start) {
+            let pane = self.spare.pop().unwrap_or_else(new_pane);
+            self.older.insert(at, OpenWindow { start, pane });
+        }
+        &mut self.older[at].pane
+    }
+}
+
 /// `tumbling(..)/sliding(..)` with `.aggregate(spec)`.
+///
+/// Every open window is unfired at the current watermark (a window fires as soon as the
+/// watermark passes it), which is what lets an arrival decide with one comparison whether it
+/// fires anything: the window's own watermark moves only when an arrival's timestamp reaches
+/// `fire_at`.
 pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>> {
     size: u64,
     slide: u64,
     clock: EventClock,
-    open: VecDeque<OpenWindow<PaneOf<T, G, A>>>,
-    spare: Vec<PaneOf<T, G, A>>,
+    /// Tumbling windows: arrivals with `ts − hot_start < hot_len` belong to the newest open
+    /// window (`hot_len` is 0 when there is none, or for sliding windows).
+    hot_start: u64,
+    hot_len: u64,
+    /// An arrival with `ts ≥ fire_at` fires the oldest open window (see [`EventClock::fires_at`]).
+    fire_at: u64,
+    windows: Windows<PaneOf<T, G, A>>,
     grouping: G,
     ts: TS,
     agg: A,
@@ -212,13 +289,7 @@ pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>> {
 }
 
 impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
-    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
-    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
-    where
-        P: FnMut(&Row<G::Key, A::Output>) -> bool,
-    {
-        self.then(filter(predicate))
-    }
+    row_adapters!(closed, G::Key, A::Output);
 
     /// A counter of late events, readable while the pipeline runs.
     pub fn late_counter(&self) -> Arc<AtomicU64> {
@@ -227,70 +298,90 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
 
     /// Windows currently open.
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.windows.len()
     }
 
     /// Groups held across all open windows (0 once every window has fired).
     pub fn groups(&self) -> usize {
-        self.open.iter().map(|w| w.pane.table.len()).sum()
+        let older: usize = self.windows.older.iter().map(|w| w.pane.table.len()).sum();
+        older + self.windows.newest.pane.table.len()
     }
 
-    /// Adds `item` (timestamp `ts`) to every open window containing it, creating windows as
-    /// needed, newest first: starts `last_start`, `last_start − slide`, …
-    fn place(&mut self, ts: u64, last_start: u64, wm: Option<u64>, item: &T)
-    where
-        G: Grouping<T>,
-        A: Aggregate<T>,
-    {
+    /// After the open windows changed: the tumbling fast path's window and the firing
+    /// threshold.
+    fn retarget(&mut self) {
+        if self.windows.has_newest && self.slide == self.size {
+            self.hot_start = self.windows.newest.start;
+            self.hot_len = self.size;
+        } else {
+            self.hot_len = 0;
+        }
+        self.fire_at = match self.windows.oldest_start() {
+            Some(start) => self.clock.fires_at(start + self.size),
+            None => u64::MAX,
+        };
+    }
+
+    /// An arrival outside the newest window: late, or added to every open window containing
+    /// it (creating windows as needed), newest first: starts `last_start`, `last_start − slide`,
+    /// …
+    #[inline(never)]
+    fn place(&mut self, ts: u64, item: T) {
         let (size, slide) = (self.size, self.slide);
+        let wm = self.clock.watermark();
+        let last_start = ts / slide * slide;
+        if self.clock.fired(last_start + size, wm) {
+            self.late.send(item);
+            return;
+        }
         let mut start = last_start;
         loop {
             if start + size <= ts {
                 break;
             }
             if !self.clock.fired(start + size, wm) {
-                let pos = self.open.iter().rposition(|w| w.start <= start);
-                let idx = match pos {
-                    Some(i) if self.open[i].start == start => i,
-                    _ => {
-                        let at = pos.map_or(0, |i| i + 1);
-                        let grouping = &self.grouping;
-                        let pane = self
-                            .spare
-                            .pop()
-                            .unwrap_or_else(|| Pane::new(grouping.table()));
-                        self.open.insert(at, OpenWindow { start, pane });
-                        at
-                    }
-                };
-                self.open[idx].pane.add(&self.grouping, &self.agg, item);
+                let grouping = &self.grouping;
+                let pane = self.windows.get(start, || Pane::new(grouping.table()));
+                pane.add(grouping, &self.agg, &item);
             }
             if start < slide {
                 break;
             }
             start -= slide;
         }
+        self.retarget();
     }
 
+    /// Emits every window the watermark `wm` has fired (all of them for `None`: end of
+    /// stream), oldest first.
+    #[inline(never)]
     fn fire<E>(&mut self, wm: Option<u64>, out: &mut E)
     where
         E: Emit<Row<G::Key, A::Output>>,
     {
-        while let Some(front) = self.open.front() {
-            let end = front.start + self.size;
-            if wm.is_some() && !self.clock.fired(end, wm) {
-                break;
-            }
-            let Some(mut w) = self.open.pop_front() else {
-                break;
-            };
+        let size = self.size;
+        let clock = self.clock;
+        let due = |start: u64| wm.is_none() || clock.fired(start + size, wm);
+        let windows = &mut self.windows;
+        let fired = windows.older.iter().take_while(|w| due(w.start)).count();
+        for mut w in windows.older.drain(..fired) {
             let bounds = Bounds {
                 start: w.start,
-                end,
+                end: w.start + size,
             };
-            w.pane.close(&self.agg, Some(bounds), out);
-            self.spare.push(w.pane);
+            w.pane.close(&self.agg, bounds, out);
+            windows.spare.push(w.pane);
         }
+        if windows.older.is_empty() && windows.has_newest && due(windows.newest.start) {
+            let start = windows.newest.start;
+            let bounds = Bounds {
+                start,
+                end: start + size,
+            };
+            windows.newest.pane.close(&self.agg, bounds, out);
+            windows.has_newest = false;
+        }
+        self.retarget();
     }
 }
 
@@ -305,33 +396,19 @@ where
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let ts = (self.ts)(&item);
-        let (size, slide) = (self.size, self.slide);
-        // Fast path (tumbling): the event falls in the newest open window, which is therefore
-        // not closed — no division, no lateness check needed.
-        if slide == size
-            && let Some(back) = self.open.back_mut()
-            && ts >= back.start
-            && ts - back.start < size
-        {
-            back.pane.add(&self.grouping, &self.agg, &item);
+        // Fast path (tumbling): the event falls in the newest open window, which is unfired.
+        if ts.wrapping_sub(self.hot_start) < self.hot_len {
+            self.windows
+                .newest
+                .pane
+                .add(&self.grouping, &self.agg, &item);
         } else {
-            let wm = self.clock.watermark();
-            let last_start = ts / slide * slide;
-            if self.clock.fired(last_start + size, wm) {
-                self.late.send(item);
-                return;
-            }
-            self.place(ts, last_start, wm, &item);
+            self.place(ts, item);
         }
-        if self.clock.saw(ts) {
+        self.clock.saw(ts);
+        if ts >= self.fire_at {
             let wm = self.clock.watermark();
-            if self
-                .open
-                .front()
-                .is_some_and(|w| self.clock.fired(w.start + size, wm))
-            {
-                self.fire(wm, out);
-            }
+            self.fire(wm, out);
         }
     }
 
@@ -352,6 +429,7 @@ where
 
     fn event_time(&mut self, input_watermarked: bool) -> bool {
         self.clock.follow_upstream(input_watermarked);
+        self.retarget();
         input_watermarked
     }
 }

@@ -54,18 +54,20 @@ pub trait Grouping<T> {
 /// Per-group state storage.
 ///
 /// A slot is *active* while its group is in a window. [`release`](Table::release) deactivates a
-/// slot after the caller has reset its state; the state's allocations are kept for the next
-/// group that takes the slot, so steady state does not allocate.
+/// slot; its state is kept and [`activate`](Table::activate) resets it in place when a group
+/// next takes the slot, so the state's allocations are reused and steady state does not
+/// allocate.
 pub trait Table<K, S> {
-    /// The slot of `key` and its state, activated (with `init` if the slot never held state) if
-    /// inactive; `true` if the group was not active before.
-    fn entry(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool, &mut S);
-    /// The state in `slot`.
+    /// The slot and state of `key`'s group, if it is active (the hot path).
+    fn active(&mut self, key: &K) -> Option<(usize, &mut S)>;
+    /// Activates `key`'s group: the state its slot kept is `reset` in place, or a new one made
+    /// with `init` (which may also be called to fill slots of other keys, which are reset before
+    /// use). Returns the slot.
+    fn activate(&mut self, key: &K, reset: impl FnOnce(&mut S), init: impl FnMut() -> S) -> usize;
+    /// The state of an active `slot`.
     fn state(&mut self, slot: usize) -> Option<&mut S>;
-    /// The key of an active `slot`.
-    fn key(&self, slot: usize) -> Option<K>;
-    /// Deactivates `slot` (its state must already be reset).
-    fn release(&mut self, slot: usize);
+    /// Deactivates an active `slot`, returning its key and its state (kept for reuse).
+    fn release(&mut self, slot: usize) -> Option<(K, &mut S)>;
     /// Number of active groups.
     fn len(&self) -> usize;
     /// Whether no group is active.
@@ -140,68 +142,97 @@ pub struct GlobalTable<S> {
 
 impl<S> Table<(), S> for GlobalTable<S> {
     #[inline]
-    fn entry(&mut self, _: &(), init: impl FnOnce() -> S) -> (usize, bool, &mut S) {
-        let created = !self.active;
+    fn active(&mut self, _: &()) -> Option<(usize, &mut S)> {
+        if self.active {
+            self.state.as_mut().map(|s| (0, s))
+        } else {
+            None
+        }
+    }
+    fn activate(&mut self, _: &(), reset: impl FnOnce(&mut S), init: impl FnMut() -> S) -> usize {
         self.active = true;
-        (0, created, self.state.get_or_insert_with(init))
+        restart(&mut self.state, reset, init);
+        0
     }
     #[inline]
     fn state(&mut self, _: usize) -> Option<&mut S> {
-        self.state.as_mut()
+        self.active(&()).map(|(_, s)| s)
     }
-    fn key(&self, _: usize) -> Option<()> {
-        self.active.then_some(())
-    }
-    fn release(&mut self, _: usize) {
-        self.active = false;
+    fn release(&mut self, _: usize) -> Option<((), &mut S)> {
+        if !std::mem::replace(&mut self.active, false) {
+            return None;
+        }
+        self.state.as_mut().map(|s| ((), s))
     }
     fn len(&self) -> usize {
         usize::from(self.active)
     }
 }
 
+/// The state a slot kept, reset in place, or a new one.
+#[inline]
+fn restart<S>(cell: &mut Option<S>, reset: impl FnOnce(&mut S), mut init: impl FnMut() -> S) {
+    match cell {
+        Some(s) => reset(s),
+        None => *cell = Some(init()),
+    }
+}
+
 /// Table of [`ByKey`].
 #[derive(Debug)]
 pub struct KeyedTable<K, S> {
+    /// Active keys and their slots.
     index: HashMap<K, usize, BuildHasherDefault<FxHasher>>,
+    /// Each slot's key (while active) and state (kept while inactive).
     slots: Vec<(Option<K>, S)>,
     free: Vec<usize>,
 }
 
 impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     #[inline]
-    fn entry(&mut self, key: &K, init: impl FnOnce() -> S) -> (usize, bool, &mut S) {
-        let (i, created) = match self.index.get(key) {
-            Some(&i) => (i, false),
-            None => {
-                let i = match self.free.pop() {
-                    Some(i) => {
-                        self.slots[i].0 = Some(key.clone());
-                        i
-                    }
-                    None => {
-                        self.slots.push((Some(key.clone()), init()));
-                        self.slots.len() - 1
-                    }
-                };
-                self.index.insert(key.clone(), i);
-                (i, true)
+    fn active(&mut self, key: &K) -> Option<(usize, &mut S)> {
+        let i = *self.index.get(key)?;
+        Some((i, &mut self.slots.get_mut(i)?.1))
+    }
+    fn activate(
+        &mut self,
+        key: &K,
+        reset: impl FnOnce(&mut S),
+        mut init: impl FnMut() -> S,
+    ) -> usize {
+        if let Some(&i) = self.index.get(key)
+            && let Some((_, state)) = self.slots.get_mut(i)
+        {
+            reset(state);
+            return i;
+        }
+        let i = match self.free.pop() {
+            Some(i) if i < self.slots.len() => {
+                reset(&mut self.slots[i].1);
+                i
+            }
+            _ => {
+                self.slots.push((None, init()));
+                self.slots.len() - 1
             }
         };
-        (i, created, &mut self.slots[i].1)
+        self.slots[i].0 = Some(key.clone());
+        self.index.insert(key.clone(), i);
+        i
     }
     #[inline]
     fn state(&mut self, slot: usize) -> Option<&mut S> {
-        self.slots.get_mut(slot).map(|(_, s)| s)
-    }
-    fn key(&self, slot: usize) -> Option<K> {
-        self.slots.get(slot)?.0.clone()
-    }
-    fn release(&mut self, slot: usize) {
-        if let Some(k) = self.slots.get_mut(slot).and_then(|(k, _)| k.take()) {
-            self.index.remove(&k);
-            self.free.push(slot);
+        match self.slots.get_mut(slot) {
+            Some((Some(_), s)) => Some(s),
+            _ => None,
         }
+    }
+    fn release(&mut self, slot: usize) -> Option<(K, &mut S)> {
+        let (k, state) = self.slots.get_mut(slot)?;
+        let k = k.take()?;
+        self.index.remove(&k);
+        self.free.push(slot);
+        Some((k, state))
     }
     fn len(&self) -> usize {
         self.index.len()
@@ -211,38 +242,53 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
 /// Table of [`ByIndex`].
 #[derive(Debug)]
 pub struct DenseTable<S> {
-    slots: Vec<(bool, Option<S>)>,
+    /// Whether each index is active, and its state. A slot's state exists from the first time
+    /// a group at or above its index arrives (a placeholder until its own group does, reset
+    /// before use), so the hot path tests one flag and updates the state in place.
+    slots: Vec<(bool, S)>,
     len: usize,
 }
 
 impl<S> Table<usize, S> for DenseTable<S> {
-    #[inline]
-    fn entry(&mut self, key: &usize, init: impl FnOnce() -> S) -> (usize, bool, &mut S) {
+    #[inline(always)]
+    fn active(&mut self, key: &usize) -> Option<(usize, &mut S)> {
+        match self.slots.get_mut(*key)? {
+            (true, s) => Some((*key, s)),
+            _ => None,
+        }
+    }
+    fn activate(
+        &mut self,
+        key: &usize,
+        reset: impl FnOnce(&mut S),
+        mut init: impl FnMut() -> S,
+    ) -> usize {
         let i = *key;
         if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, || (false, None));
+            // New slots hold `init()`: the first event's state for `i`, placeholders below it.
+            self.slots.resize_with(i + 1, || (false, init()));
+        } else {
+            reset(&mut self.slots[i].1);
         }
-        let (active, state) = &mut self.slots[i];
-        let created = !*active;
-        if created {
+        let active = &mut self.slots[i].0;
+        if !*active {
             *active = true;
             self.len += 1;
         }
-        (i, created, state.get_or_insert_with(init))
+        i
     }
     #[inline]
     fn state(&mut self, slot: usize) -> Option<&mut S> {
-        self.slots.get_mut(slot)?.1.as_mut()
+        self.active(&slot).map(|(_, s)| s)
     }
-    fn key(&self, slot: usize) -> Option<usize> {
-        self.slots.get(slot)?.0.then_some(slot)
-    }
-    fn release(&mut self, slot: usize) {
-        if let Some((active, _)) = self.slots.get_mut(slot)
-            && *active
-        {
-            *active = false;
-            self.len -= 1;
+    fn release(&mut self, slot: usize) -> Option<(usize, &mut S)> {
+        match self.slots.get_mut(slot)? {
+            (active @ true, s) => {
+                *active = false;
+                self.len -= 1;
+                Some((slot, s))
+            }
+            _ => None,
         }
     }
     fn len(&self) -> usize {

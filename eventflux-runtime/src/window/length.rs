@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::stage::{Emit, Stage};
 use crate::window::{ByIndex, ByKey, Global, Grouping, Row, Table, WindowEvent, arrive, expire};
 
 /// A sliding count window. See [`length`].
@@ -29,7 +29,7 @@ pub struct Length<T, G = Global> {
 /// let mut out = Vec::new();
 /// for x in [5, 1, 3] { w.process(x, &mut out); }
 /// let values: Vec<_> = out.iter().map(|r| r.values).collect();
-/// assert_eq!(values, [(5, Some(5)), (6, Some(5)), (4, Some(3))]);
+/// assert_eq!(values, [(5, 5), (6, 5), (4, 3)]);
 /// ```
 pub fn length<T>(n: usize) -> Length<T, Global> {
     Length {
@@ -125,13 +125,7 @@ pub struct LengthAgg<T, G: Grouping<T>, A: Aggregate<T>> {
 }
 
 impl<T, G: Grouping<T>, A: Aggregate<T>> LengthAgg<T, G, A> {
-    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
-    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
-    where
-        P: FnMut(&Row<G::Key, A::Output>) -> bool,
-    {
-        self.then(filter(predicate))
-    }
+    row_adapters!(current, G::Key, A::Output);
 
     /// Groups with events in the window.
     pub fn groups(&self) -> usize {
@@ -144,7 +138,7 @@ where
     G: Grouping<T>,
     A: Aggregate<T>,
 {
-    type Out = Row<G::Key, A::Output>;
+    type Out = Row<G::Key, A::Output, ()>;
 
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {

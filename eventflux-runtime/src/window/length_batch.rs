@@ -8,7 +8,7 @@
 use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::stage::{Emit, Stage};
 use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Pane, Row};
 
 /// A tumbling count window. See [`length_batch`].
@@ -28,7 +28,7 @@ pub struct LengthBatch<T, G = Global> {
 /// let mut out = Vec::new();
 /// for x in [1, 2, 3, 4] { w.process(x, &mut out); }
 /// w.on_end(&mut out);
-/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window.unwrap().start)).collect();
+/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window.start)).collect();
 /// assert_eq!(rows, [(1, 2, 0), (0, 1, 0), (0, 1, 3)]);
 /// ```
 pub fn length_batch<T>(n: usize) -> LengthBatch<T, Global> {
@@ -105,13 +105,7 @@ pub struct LengthBatchAgg<T, G: Grouping<T>, A: Aggregate<T>> {
 }
 
 impl<T, G: Grouping<T>, A: Aggregate<T>> LengthBatchAgg<T, G, A> {
-    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
-    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
-    where
-        P: FnMut(&Row<G::Key, A::Output>) -> bool,
-    {
-        self.then(filter(predicate))
-    }
+    row_adapters!(closed, G::Key, A::Output);
 
     fn close<E>(&mut self, out: &mut E)
     where
@@ -123,7 +117,7 @@ impl<T, G: Grouping<T>, A: Aggregate<T>> LengthBatchAgg<T, G, A> {
             start,
             end: self.seen,
         };
-        self.pane.close(&self.agg, Some(bounds), out);
+        self.pane.close(&self.agg, bounds, out);
     }
 }
 

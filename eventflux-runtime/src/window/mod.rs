@@ -80,6 +80,105 @@ macro_rules! event_time_options {
     };
 }
 
+/// `having` and `select` for a window type that emits `Row<$key, $values, $bounds>`.
+macro_rules! row_adapters {
+    (closed, $key:ty, $values:ty) => {
+        /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+        pub fn having<P>(self, predicate: P) -> $crate::stage::Chain<Self, $crate::stage::Filter<P>>
+        where
+            P: FnMut(&$crate::window::Row<$key, $values>) -> bool,
+        {
+            $crate::stage::StageExt::then(self, $crate::stage::filter(predicate))
+        }
+
+        /// Turns each row into the caller's own type: `f(key, bounds, values)`, with the
+        /// aggregates' results destructured in the order given. Fused: costs nothing beyond
+        /// `f`.
+        ///
+        /// ```
+        /// use eventflux_runtime::prelude::*;
+        /// use eventflux_runtime::aggregate::*;
+        /// use eventflux_runtime::window::tumbling;
+        /// #[derive(Debug, PartialEq)]
+        /// struct Stats { symbol: char, start: u64, trades: u64, high: f64 }
+        /// let mut w = tumbling(10, |t: &(u64, char, f64)| t.0)
+        ///     .group_by(|t: &(u64, char, f64)| t.1)
+        ///     .aggregate((count(), max(|t: &(u64, char, f64)| t.2)))
+        ///     .select(|symbol, bounds, (trades, high)| Stats { symbol, start: bounds.start, trades, high });
+        /// let mut out = Vec::new();
+        /// for t in [(1, 'a', 2.0), (3, 'a', 5.0), (12, 'a', 1.0)] { w.process(t, &mut out); }
+        /// assert_eq!(out, [Stats { symbol: 'a', start: 0, trades: 2, high: 5.0 }]);
+        /// ```
+        pub fn select<R, F>(self, f: F) -> $crate::stage::Chain<Self, $crate::window::Select<F>>
+        where
+            F: FnMut($key, $crate::window::Bounds, $values) -> R,
+        {
+            $crate::stage::StageExt::then(self, $crate::window::Select(f))
+        }
+    };
+    (current, $key:ty, $values:ty) => {
+        /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
+        pub fn having<P>(self, predicate: P) -> $crate::stage::Chain<Self, $crate::stage::Filter<P>>
+        where
+            P: FnMut(&$crate::window::Row<$key, $values, ()>) -> bool,
+        {
+            $crate::stage::StageExt::then(self, $crate::stage::filter(predicate))
+        }
+
+        /// Turns each row into the caller's own type: `f(key, values)`, with the aggregates'
+        /// results destructured in the order given. Fused: costs nothing beyond `f`.
+        ///
+        /// ```
+        /// use eventflux_runtime::prelude::*;
+        /// use eventflux_runtime::aggregate::*;
+        /// use eventflux_runtime::window::length;
+        /// let mut w = length(2)
+        ///     .aggregate((min(|x: &i32| *x), max(|x: &i32| *x)))
+        ///     .select(|(), (lo, hi)| hi - lo);
+        /// let mut out = Vec::new();
+        /// for x in [4, 9, 1] { w.process(x, &mut out); }
+        /// assert_eq!(out, [0, 5, 8]);
+        /// ```
+        pub fn select<R, F>(
+            self,
+            f: F,
+        ) -> $crate::stage::Chain<Self, $crate::window::SelectCurrent<F>>
+        where
+            F: FnMut($key, $values) -> R,
+        {
+            $crate::stage::StageExt::then(self, $crate::window::SelectCurrent(f))
+        }
+    };
+}
+
+/// An event entering or leaving a window (with `.with_expired()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowEvent<T> {
+    /// The event is in the window.
+    Current(T),
+    /// The event left the window.
+    Expired(T),
+}
+
+/// The late side output of event-time windows: the sender goes to the window
+/// (`.late_to(sender)`), the source into `pipeline!` (`source late = late_source;`).
+///
+/// ```
+/// use eventflux_runtime::window::late_output;
+/// let (to_window, late_source) = late_output::<u64>();
+/// # drop((to_window, late_source));
+/// ```
+///
+/// The source ends when every window given the sender (or a clone of it, as each worker of a
+/// keyed edge needs) has ended — not when the handles are dropped — so the handle the user
+/// keeps never holds `run()` open. A window that fails never ends it. Its events were counted
+/// where they entered the pipeline, so the source is a [side output](crate::metrics::NodeKind)
+/// that does not add to the report's `events_in`.
+pub fn late_output<T: Send>() -> (ChannelHandle<T>, ChannelSource<T>) {
+    let (source, handle) = crate::io::channel::side_output(IdleStrategy::balanced());
+    (handle, source)
+}
+
 mod clock;
 mod event_time;
 mod group;
@@ -118,51 +217,51 @@ pub struct Bounds {
     pub end: u64,
 }
 
-/// One aggregated output: a group's key, the window's bounds (for windows that have them) and
-/// the aggregate values.
+/// One aggregated output: a group's key, the window's bounds and the aggregate values.
+///
+/// Windows that close (batch, tumbling, sliding event-time, session) emit `Row<K, V>`, whose
+/// `window` is the closed window's [`Bounds`]; sliding `length`/`time` windows, which report on
+/// every arrival and have no bounds, emit `Row<K, V, ()>`. Most pipelines turn rows into their
+/// own type right away with `.select(..)` on the window (see
+/// [`TumblingAgg::select`](crate::window::TumblingAgg::select)).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Row<K, V> {
+pub struct Row<K, V, B = Bounds> {
     /// The group key (`()` without `group_by`).
     pub key: K,
-    /// The window (`None` for sliding `length`/`time` windows).
-    pub window: Option<Bounds>,
+    /// The window's bounds (`()` for sliding `length`/`time` windows).
+    pub window: B,
     /// The aggregate results, in the order given.
     pub values: V,
 }
 
-/// An event entering or leaving a window (with `.with_expired()`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WindowEvent<T> {
-    /// The event is in the window.
-    Current(T),
-    /// The event left the window.
-    Expired(T),
+/// `.select(f)` on a window that closes: passes `f(key, bounds, values)` for each row, so the
+/// output is the user's own type. A fused map: no cost beyond `f`.
+pub struct Select<F>(F);
+
+impl<K, V, R, F: FnMut(K, Bounds, V) -> R> crate::stage::Stage<Row<K, V>> for Select<F> {
+    type Out = R;
+    #[inline(always)]
+    fn process<E: Emit<R>>(&mut self, row: Row<K, V>, out: &mut E) {
+        out.emit((self.0)(row.key, row.window, row.values));
+    }
 }
 
-/// The late side output of event-time windows: the sender goes to the window
-/// (`.late_to(sender)`), the source into `pipeline!` (`source late = late_source;`).
-///
-/// ```
-/// use eventflux_runtime::window::late_output;
-/// let (to_window, late_source) = late_output::<u64>();
-/// # drop((to_window, late_source));
-/// ```
-///
-/// The source ends when every window given the sender (or a clone of it, as each worker of a
-/// keyed edge needs) has ended — not when the handles are dropped — so the handle the user
-/// keeps never holds `run()` open. A window that fails never ends it. Its events were counted
-/// where they entered the pipeline, so the source is a [side output](crate::metrics::NodeKind)
-/// that does not add to the report's `events_in`.
-pub fn late_output<T: Send>() -> (ChannelHandle<T>, ChannelSource<T>) {
-    let (source, handle) = crate::io::channel::side_output(IdleStrategy::balanced());
-    (handle, source)
+/// `.select(f)` on a sliding `length`/`time` window: passes `f(key, values)` for each row.
+pub struct SelectCurrent<F>(F);
+
+impl<K, V, R, F: FnMut(K, V) -> R> crate::stage::Stage<Row<K, V, ()>> for SelectCurrent<F> {
+    type Out = R;
+    #[inline(always)]
+    fn process<E: Emit<R>>(&mut self, row: Row<K, V, ()>, out: &mut E) {
+        out.emit((self.0)(row.key, row.values));
+    }
 }
 
 /// Sliding windows: per-group `(aggregate state, events in window)`.
 pub(crate) type Counted<S> = (S, u64);
 
-/// Retracts `old` (the oldest event of the window, in group `slot`), releasing the group when it
-/// has no event left.
+/// Retracts `old` (the oldest event of the window, in group `slot`), releasing the group
+/// instead when `old` is its last event.
 #[inline]
 pub(crate) fn expire<T, K, A, Tab>(table: &mut Tab, agg: &A, slot: usize, old: &T)
 where
@@ -170,11 +269,11 @@ where
     Tab: Table<K, Counted<A::State>>,
 {
     if let Some((state, count)) = table.state(slot) {
-        agg.retract(state, old);
-        *count -= 1;
-        if *count == 0 {
-            agg.reset(state);
+        if *count <= 1 {
             table.release(slot);
+        } else {
+            agg.retract(state, old);
+            *count -= 1;
         }
     }
 }
@@ -191,17 +290,37 @@ pub(crate) fn arrive<T, G, A, E>(
 where
     G: Grouping<T>,
     A: Aggregate<T>,
-    E: Emit<Row<G::Key, A::Output>>,
+    E: Emit<Row<G::Key, A::Output, ()>>,
 {
     let key = grouping.key(item);
-    let (slot, _, (state, count)) = table.entry(&key, || (agg.init(), 0));
-    agg.add(state, item);
-    *count += 1;
-    out.emit(Row {
-        key,
-        window: None,
-        values: agg.result(state),
-    });
+    let slot = match table.active(&key) {
+        Some((slot, (state, count))) => {
+            agg.add(state, item);
+            *count += 1;
+            out.emit(Row {
+                key,
+                window: (),
+                values: agg.result(state),
+            });
+            return slot;
+        }
+        None => table.activate(
+            &key,
+            |(s, n)| {
+                agg.reset(s, item);
+                *n = 1;
+            },
+            || (agg.init(item), 1),
+        ),
+    };
+    // A new group: its row is its first event's.
+    if let Some((state, _)) = table.state(slot) {
+        out.emit(Row {
+            key,
+            window: (),
+            values: agg.result(state),
+        });
+    }
     slot
 }
 
@@ -276,34 +395,41 @@ impl<Tab> Pane<Tab> {
         Tab: Table<G::Key, A::State>,
     {
         let key = grouping.key(item);
-        let (slot, created, state) = self.table.entry(&key, || agg.init());
-        agg.insert(state, item);
-        if created {
-            self.order.push(slot);
+        match self.table.active(&key) {
+            Some((_, state)) => agg.insert(state, item),
+            None => self.start::<T, G, A>(&key, agg, item),
         }
     }
 
+    /// A group's first event in this window.
+    #[inline(never)]
+    fn start<T, G, A>(&mut self, key: &G::Key, agg: &A, item: &T)
+    where
+        G: Grouping<T, Table<A::State> = Tab>,
+        A: Aggregate<T>,
+        Tab: Table<G::Key, A::State>,
+    {
+        let slot = self
+            .table
+            .activate(key, |s| agg.reset(s, item), || agg.init(item));
+        self.order.push(slot);
+    }
+
     /// Emits one row per group in first-appearance order and releases the groups.
-    pub(crate) fn close<T, K, A, E>(&mut self, agg: &A, bounds: Option<Bounds>, out: &mut E)
+    pub(crate) fn close<T, K, A, E>(&mut self, agg: &A, bounds: Bounds, out: &mut E)
     where
         A: Aggregate<T>,
         Tab: Table<K, A::State>,
         E: Emit<Row<K, A::Output>>,
     {
         for slot in self.order.drain(..) {
-            let Some(key) = self.table.key(slot) else {
-                continue;
-            };
-            if let Some(state) = self.table.state(slot) {
-                let row = Row {
+            if let Some((key, state)) = self.table.release(slot) {
+                out.emit(Row {
                     key,
                     window: bounds,
                     values: agg.result(state),
-                };
-                agg.reset(state);
-                out.emit(row);
+                });
             }
-            self.table.release(slot);
         }
     }
 

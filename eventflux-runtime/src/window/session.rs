@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Chain, Emit, Filter, Stage, StageExt, Watermark, filter};
+use crate::stage::{Emit, Stage, Watermark};
 use crate::window::event_time::EventClock;
 use crate::window::{Bounds, FxHasher, Late, Row};
 
@@ -39,7 +39,7 @@ pub struct Session<T, TS, K> {
 /// let mut out = Vec::new();
 /// for e in [(1, 'a'), (2, 'b'), (4, 'a'), (20, 'a')] { w.process(e, &mut out); }
 /// w.on_end(&mut out);
-/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window.unwrap())).collect();
+/// let rows: Vec<_> = out.iter().map(|r| (r.key, r.values, r.window)).collect();
 /// assert_eq!(rows, [
 ///     ('a', 2, Bounds { start: 1, end: 9 }),
 ///     ('b', 1, Bounds { start: 2, end: 7 }),
@@ -118,13 +118,7 @@ pub struct SessionAgg<T, TS, KF, K, A: Aggregate<T>> {
 }
 
 impl<T, TS, KF, K, A: Aggregate<T>> SessionAgg<T, TS, KF, K, A> {
-    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
-    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
-    where
-        P: FnMut(&Row<K, A::Output>) -> bool,
-    {
-        self.then(filter(predicate))
-    }
+    row_adapters!(closed, K, A::Output);
 
     /// A counter of late events, readable while the pipeline runs.
     pub fn late_counter(&self) -> Arc<AtomicU64> {
@@ -175,10 +169,10 @@ where
         for (_, _, key, s) in due {
             let row = Row {
                 key,
-                window: Some(Bounds {
+                window: Bounds {
                     start: s.start,
                     end: s.last + self.gap,
-                }),
+                },
                 values: self.agg.result(&s.state),
             };
             out.emit(row);
@@ -223,8 +217,7 @@ where
         let hi = list.partition_point(|s| s.start < ts + gap);
         let agg = &self.agg;
         if lo >= hi {
-            let mut state = agg.init();
-            agg.insert(&mut state, &item);
+            let state = agg.init(&item);
             list.insert(
                 lo,
                 Open {
@@ -249,7 +242,7 @@ where
             target.start = target.start.min(ts);
             target.last = target.last.max(ts);
         }
-        let _ = self.clock.saw(ts);
+        self.clock.saw(ts);
         // `fire(None)` flushes everything (end of stream); before any watermark, nothing fires.
         if let Some(wm) = self.clock.watermark() {
             self.fire(Some(wm), out);

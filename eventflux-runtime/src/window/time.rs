@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::stage::{Emit, Stage};
 use crate::window::{
     ByIndex, ByKey, Clock, Global, Grouping, Row, SystemClock, Table, arrive, expire,
 };
@@ -119,13 +119,7 @@ pub struct TimeAgg<T, G: Grouping<T>, A: Aggregate<T>, C> {
 }
 
 impl<T, G: Grouping<T>, A: Aggregate<T>, C> TimeAgg<T, G, A, C> {
-    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
-    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
-    where
-        P: FnMut(&Row<G::Key, A::Output>) -> bool,
-    {
-        self.then(filter(predicate))
-    }
+    row_adapters!(current, G::Key, A::Output);
 
     /// Groups with events in the window.
     pub fn groups(&self) -> usize {
@@ -139,7 +133,7 @@ where
     A: Aggregate<T>,
     C: Clock,
 {
-    type Out = Row<G::Key, A::Output>;
+    type Out = Row<G::Key, A::Output, ()>;
 
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let now = self.clock.now();

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
-use crate::stage::{Chain, Emit, Filter, Stage, StageExt, filter};
+use crate::stage::{Emit, Stage};
 use crate::window::{Bounds, ByIndex, ByKey, Clock, Global, Grouping, Pane, Row, SystemClock};
 
 /// A tumbling processing-time window. See [`time_batch`].
@@ -37,7 +37,7 @@ pub struct TimeBatch<T, G = Global, C = SystemClock> {
 /// clock.set(25);               // windows [0,10) closes; [10,20) was empty
 /// w.process(3, &mut out);
 /// w.on_end(&mut out);
-/// let rows: Vec<_> = out.iter().map(|r| (r.window.unwrap(), r.values)).collect();
+/// let rows: Vec<_> = out.iter().map(|r| (r.window, r.values)).collect();
 /// assert_eq!(rows, [(Bounds { start: 0, end: 10 }, 2), (Bounds { start: 20, end: 30 }, 1)]);
 /// ```
 pub fn time_batch<T>(span: Duration) -> TimeBatch<T, Global, SystemClock> {
@@ -152,13 +152,7 @@ pub struct TimeBatchAgg<T, G: Grouping<T>, A: Aggregate<T>, C> {
 }
 
 impl<T, G: Grouping<T>, A: Aggregate<T>, C> TimeBatchAgg<T, G, A, C> {
-    /// Emits only rows for which `predicate` holds (a `filter` fused after the window).
-    pub fn having<P>(self, predicate: P) -> Chain<Self, Filter<P>>
-    where
-        P: FnMut(&Row<G::Key, A::Output>) -> bool,
-    {
-        self.then(filter(predicate))
-    }
+    row_adapters!(closed, G::Key, A::Output);
 
     fn close_if_due<E>(&mut self, now: Option<u64>, out: &mut E)
     where
@@ -167,7 +161,7 @@ impl<T, G: Grouping<T>, A: Aggregate<T>, C> TimeBatchAgg<T, G, A, C> {
         let Some(start) = self.open else { return };
         let end = start.saturating_add(self.span);
         if now.is_none_or(|now| now >= end) {
-            self.pane.close(&self.agg, Some(Bounds { start, end }), out);
+            self.pane.close(&self.agg, Bounds { start, end }, out);
             self.open = None;
         }
     }
