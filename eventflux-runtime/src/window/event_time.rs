@@ -109,8 +109,7 @@ impl<T, TS, G> Tumbling<T, TS, G> {
             size: self.size,
             slide: self.slide,
             clock: EventClock::new(self.out_of_orderness, self.allowed_lateness),
-            hot_start: 0,
-            hot_len: 0,
+            hot_limit: 0,
             fire_at: u64::MAX,
             windows: Windows {
                 newest: OpenWindow {
@@ -121,6 +120,7 @@ impl<T, TS, G> Tumbling<T, TS, G> {
                 older: Vec::new(),
                 spare: Vec::new(),
             },
+            ready: Vec::new(),
             grouping: self.grouping,
             ts: self.ts,
             agg: spec,
@@ -200,6 +200,19 @@ impl EventClock {
         self.max_ts = self.max_ts.max(ts);
     }
 
+    /// The largest timestamp seen (0 before any).
+    #[inline(always)]
+    pub(crate) fn max_ts(&self) -> u64 {
+        self.max_ts
+    }
+
+    /// Records `ts`, known to be at least [`max_ts`](Self::max_ts): a plain store, so that a
+    /// run of in-order arrivals carries no dependency from one event to the next.
+    #[inline(always)]
+    pub(crate) fn advance(&mut self, ts: u64) {
+        self.max_ts = ts;
+    }
+
     pub(crate) fn upstream(&mut self, w: Watermark) {
         self.upstream = Some(self.upstream.map_or(w.0, |u| u.max(w.0)));
     }
@@ -270,17 +283,25 @@ impl<P> Windows<P> {
 /// watermark passes it), which is what lets an arrival decide with one comparison whether it
 /// fires anything: the window's own watermark moves only when an arrival's timestamp reaches
 /// `fire_at`.
+///
+/// The fast path (tumbling) takes an in-order arrival (`ts ≥ max_ts`) below `hot_limit`: the
+/// newest window's end, or `fire_at` if sooner. Such an arrival belongs to the newest window
+/// (which starts at or below `max_ts`), fires nothing, and becomes the largest timestamp with
+/// a plain store. Because the test is a predicted branch rather than a `max`, consecutive
+/// arrivals do not wait on each other's bookkeeping.
 pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>> {
     size: u64,
     slide: u64,
     clock: EventClock,
-    /// Tumbling windows: arrivals with `ts − hot_start < hot_len` belong to the newest open
-    /// window (`hot_len` is 0 when there is none, or for sliding windows).
-    hot_start: u64,
-    hot_len: u64,
+    /// Tumbling windows: in-order arrivals below it take the fast path (0 when there is no
+    /// open window, or for sliding windows).
+    hot_limit: u64,
     /// An arrival with `ts ≥ fire_at` fires the oldest open window (see [`EventClock::fires_at`]).
     fire_at: u64,
     windows: Windows<PaneOf<T, G, A>>,
+    /// Rows of fired windows, emitted by the caller of `fire`: the out-of-line paths never see
+    /// the output, so the fast path does not have to keep it addressable.
+    ready: Vec<Row<G::Key, A::Output>>,
     grouping: G,
     ts: TS,
     agg: A,
@@ -310,22 +331,55 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
     /// After the open windows changed: the tumbling fast path's window and the firing
     /// threshold.
     fn retarget(&mut self) {
-        if self.windows.has_newest && self.slide == self.size {
-            self.hot_start = self.windows.newest.start;
-            self.hot_len = self.size;
-        } else {
-            self.hot_len = 0;
-        }
         self.fire_at = match self.windows.oldest_start() {
             Some(start) => self.clock.fires_at(start + self.size),
             None => u64::MAX,
         };
+        self.hot_limit = if self.windows.has_newest && self.slide == self.size {
+            (self.windows.newest.start + self.size).min(self.fire_at)
+        } else {
+            0
+        };
+    }
+
+    /// Whether `ts` falls in the newest open window of a tumbling window.
+    #[inline]
+    fn in_newest(&self, ts: u64) -> bool {
+        self.slide == self.size
+            && self.windows.has_newest
+            && ts.wrapping_sub(self.windows.newest.start) < self.size
+    }
+
+    /// Every arrival but the fast path's: into the newest window, or placed (or late); then
+    /// windows fired as due.
+    #[inline(never)]
+    fn arrive(&mut self, ts: u64, item: T) {
+        if self.in_newest(ts) {
+            self.windows
+                .newest
+                .pane
+                .add(&self.grouping, &self.agg, &item);
+        } else {
+            self.place(ts, item);
+        }
+        self.clock.saw(ts);
+        if ts >= self.fire_at {
+            let wm = self.clock.watermark();
+            self.fire(wm);
+        }
+    }
+
+    /// Emits the rows of fired windows.
+    #[inline]
+    fn emit_ready<E: Emit<Row<G::Key, A::Output>>>(&mut self, out: &mut E) {
+        for row in self.ready.drain(..) {
+            out.emit(row);
+        }
     }
 
     /// An arrival outside the newest window: late, or added to every open window containing
     /// it (creating windows as needed), newest first: starts `last_start`, `last_start − slide`,
     /// …
-    #[inline(never)]
     fn place(&mut self, ts: u64, item: T) {
         let (size, slide) = (self.size, self.slide);
         let wm = self.clock.watermark();
@@ -352,13 +406,10 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
         self.retarget();
     }
 
-    /// Emits every window the watermark `wm` has fired (all of them for `None`: end of
-    /// stream), oldest first.
-    #[inline(never)]
-    fn fire<E>(&mut self, wm: Option<u64>, out: &mut E)
-    where
-        E: Emit<Row<G::Key, A::Output>>,
-    {
+    /// Closes every window the watermark `wm` has fired (all of them for `None`: end of
+    /// stream), oldest first, into `ready`.
+    fn fire(&mut self, wm: Option<u64>) {
+        let out = &mut self.ready;
         let size = self.size;
         let clock = self.clock;
         let due = |start: u64| wm.is_none() || clock.fired(start + size, wm);
@@ -396,30 +447,30 @@ where
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let ts = (self.ts)(&item);
-        // Fast path (tumbling): the event falls in the newest open window, which is unfired.
-        if ts.wrapping_sub(self.hot_start) < self.hot_len {
+        if ts >= self.clock.max_ts() && ts < self.hot_limit {
+            self.clock.advance(ts);
             self.windows
                 .newest
                 .pane
                 .add(&self.grouping, &self.agg, &item);
         } else {
-            self.place(ts, item);
-        }
-        self.clock.saw(ts);
-        if ts >= self.fire_at {
-            let wm = self.clock.watermark();
-            self.fire(wm, out);
+            self.arrive(ts, item);
+            if !self.ready.is_empty() {
+                self.emit_ready(out);
+            }
         }
     }
 
     fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: Watermark, out: &mut E) {
         self.clock.upstream(watermark);
         let wm = self.clock.watermark();
-        self.fire(wm, out);
+        self.fire(wm);
+        self.emit_ready(out);
     }
 
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
-        self.fire(None, out);
+        self.fire(None);
+        self.emit_ready(out);
         self.late.end();
     }
 
