@@ -19,6 +19,8 @@
 //! relative to `handwritten` in the same round, which cancels the shared machine's drift. Allocations are counted by a global allocator, so
 //! `allocs_per_event` is exact (the counting costs the allocating `dyn_vec` variant a little).
 
+#[path = "common/latency_bench.rs"]
+mod latency_bench;
 #[path = "common/trades.rs"]
 mod trades;
 #[path = "common/windows_bench.rs"]
@@ -333,7 +335,12 @@ fn parse_args() -> Args {
         json: false,
         verbose: false,
         settle_ms: 0,
-        workloads: vec!["W0".into(), "W".into(), "W_sliding".into()],
+        workloads: vec![
+            "W0".into(),
+            "W".into(),
+            "W_sliding".into(),
+            "latency".into(),
+        ],
         events: 20_000_000,
         rounds: 7,
         variants: None,
@@ -373,7 +380,7 @@ fn parse_args() -> Args {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--json] [--verbose] [--settle-ms MS] [--workload W0,W,W_sliding] [--events N] [--rounds N] [--variant a,b,...]"
+                    "usage: bench [--json] [--verbose] [--settle-ms MS] [--workload W0,W,W_sliding,latency] [--events N] [--rounds N] [--variant a,b,...]"
                 );
                 std::process::exit(0);
             }
@@ -462,10 +469,44 @@ fn main() {
                     _ => windows_bench::w_sliding_macro(&data),
                 });
             }
+            "latency" => latency(&args),
             other => fail(&format!(
-                "unknown workload `{other}`; choose from W0, W, W_sliding"
+                "unknown workload `{other}`; choose from W0, W, W_sliding, latency"
             )),
         }
+    }
+}
+
+/// Workload `latency` (see `common/latency_bench.rs`): at most 5 M events (the peak is the
+/// median of `--rounds` unpaced runs, capped at 3).
+fn latency(args: &Args) {
+    let m = latency_bench::measure((args.events as u64).min(5_000_000), args.rounds.min(3));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "workload": "latency",
+                "variant": "one_queue_half_load",
+                "events": m.events,
+                "peak_events_per_sec": m.peak_events_per_sec.round(),
+                "paced_events_per_sec": m.paced_events_per_sec.round(),
+                "p50_us": m.p50_us,
+                "p99_us": m.p99_us,
+                "p999_us": m.p999_us,
+                "max_us": m.max_us,
+            })
+        );
+    } else {
+        println!(
+            "latency: source => sink, default settings, {} events at half of the peak {:.1} M events/s ({:.1} M events/s achieved)\n  p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
+            m.events,
+            m.peak_events_per_sec / 1e6,
+            m.paced_events_per_sec / 1e6,
+            m.p50_us,
+            m.p99_us,
+            m.p999_us,
+            m.max_us
+        );
     }
 }
 
