@@ -121,6 +121,7 @@ impl<T, TS, G> Tumbling<T, TS, G> {
                 spare: Vec::new(),
             },
             ready: Vec::new(),
+            parked: None,
             grouping: self.grouping,
             ts: self.ts,
             agg: spec,
@@ -302,6 +303,10 @@ pub struct TumblingAgg<T, TS, G: Grouping<T>, A: Aggregate<T>> {
     /// Rows of fired windows, emitted by the caller of `fire`: the out-of-line paths never see
     /// the output, so the fast path does not have to keep it addressable.
     ready: Vec<Row<G::Key, A::Output>>,
+    /// The arrival an out-of-line path is working on. Handing it over here, rather than as an
+    /// argument, keeps the fast path from storing every event in memory just in case: a value
+    /// whose address is passed anywhere lives in memory from the moment it is made.
+    parked: Option<T>,
     grouping: G,
     ts: TS,
     agg: A,
@@ -353,7 +358,10 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
     /// Every arrival but the fast path's: into the newest window, or placed (or late); then
     /// windows fired as due.
     #[inline(never)]
-    fn arrive(&mut self, ts: u64, item: T) {
+    fn arrive_parked(&mut self, ts: u64) {
+        let Some(item) = self.parked.take() else {
+            return;
+        };
         if self.in_newest(ts) {
             self.windows
                 .newest
@@ -366,6 +374,17 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
         if ts >= self.fire_at {
             let wm = self.clock.watermark();
             self.fire(wm);
+        }
+    }
+
+    /// The parked arrival is its group's first in the newest window.
+    #[inline(never)]
+    fn start_parked(&mut self, key: G::Key) {
+        if let Some(item) = self.parked.take() {
+            self.windows
+                .newest
+                .pane
+                .start::<T, G, A>(&key, &self.agg, &item);
         }
     }
 
@@ -449,12 +468,17 @@ where
         let ts = (self.ts)(&item);
         if ts >= self.clock.max_ts() && ts < self.hot_limit {
             self.clock.advance(ts);
-            self.windows
-                .newest
-                .pane
-                .add(&self.grouping, &self.agg, &item);
+            let key = self.grouping.key(&item);
+            match self.windows.newest.pane.table.active(&key) {
+                Some((_, state)) => self.agg.insert(state, &item),
+                None => {
+                    self.parked = Some(item);
+                    self.start_parked(key);
+                }
+            }
         } else {
-            self.arrive(ts, item);
+            self.parked = Some(item);
+            self.arrive_parked(ts);
             if !self.ready.is_empty() {
                 self.emit_ready(out);
             }
