@@ -453,11 +453,19 @@ fn main() {
             "W" => {
                 // In order: the plain loop closes a window when a later one starts.
                 let data = Arc::new(windows_bench::whole_cents(trades::generate(args.events)));
-                let all = ["handwritten", "macro_fused", "macro_two_thread", "dyn_vec"];
+                let all = [
+                    "handwritten",
+                    "macro_fused",
+                    "macro_hashed",
+                    "macro_two_thread",
+                    "dyn_vec",
+                ];
+                use windows_bench::Shape;
                 run_workload("W", &all, &args, |v| match v {
                     "handwritten" => windows_bench::w_handwritten(&data),
-                    "macro_fused" => windows_bench::w_macro(&data, false),
-                    "macro_two_thread" => windows_bench::w_macro(&data, true),
+                    "macro_fused" => windows_bench::w_macro(&data, Shape::Fused),
+                    "macro_hashed" => windows_bench::w_macro(&data, Shape::Hashed),
+                    "macro_two_thread" => windows_bench::w_macro(&data, Shape::TwoThread),
                     _ => windows_bench::w_dyn_vec(&data),
                 });
             }

@@ -82,19 +82,41 @@ impl<'g> Gen<'g> {
 
     /// Wraps an already type-checked stage so its metrics, errors and panics carry its node
     /// name. Done after the edge check, so rustc's notes name the user's stage, not wrappers.
-    fn wrap_stage(&self, n: usize, typed: &Ident, out: &mut Vec<TokenStream>) {
+    ///
+    /// With stage metrics, `upstream` is the stage fused right before this one when this one is
+    /// its only successor: the edge between them is then counted once, by `upstream`. Returns
+    /// the variable holding this stage's metrics (for the stage it feeds).
+    fn wrap_stage(
+        &mut self,
+        n: usize,
+        typed: &Ident,
+        upstream: Option<&Ident>,
+        out: &mut Vec<TokenStream>,
+    ) -> Option<Ident> {
         let name = self.g.nodes[n].name.to_string();
         let b = builder();
-        let wrap = if self.stage_metrics {
-            quote!(metered_stage)
-        } else {
-            quote!(named_stage)
-        };
         // The node's compile-time id (its index + 1): its panic guard holds a constant.
         let id = u32::try_from(n + 1).unwrap_or(0);
+        if !self.stage_metrics {
+            out.push(quote! {
+                let #typed = ::eventflux::__private::named_stage::<_, _, #id>(#typed, &#b, #name);
+            });
+            return None;
+        }
+        match upstream {
+            Some(up) => out.push(quote! {
+                let #typed = ::eventflux::__private::metered_stage_after::<_, _, #id>(
+                    #typed, &#b, #name, &#up);
+            }),
+            None => out.push(quote! {
+                let #typed = ::eventflux::__private::metered_stage::<_, _, #id>(#typed, &#b, #name);
+            }),
+        }
+        let metrics = self.fresh("metrics");
         out.push(quote! {
-            let #typed = ::eventflux::__private::#wrap::<_, _, #id>(#typed, &#b, #name);
+            let #metrics = ::eventflux::__private::stage_metrics_of(&#typed);
         });
+        Some(metrics)
     }
 
     /// Asserts a stage's declared output type, if any.
@@ -126,7 +148,7 @@ impl<'g> Gen<'g> {
         // Spanned like the edge check above: the same obligation, reported once.
         let tt = at(&t, target);
         out.push(quote_spanned! {ms(target)=> let #m = ::eventflux::__private::marker_of(&#tt); });
-        self.wrap_stage(start, &t, out);
+        let mut metrics = self.wrap_stage(start, &t, None, out);
         self.assert_type(start, &m, out);
         let (mut chain, mut last, mut m) = (t, start, m);
         loop {
@@ -150,7 +172,8 @@ impl<'g> Gen<'g> {
             out.push(quote_spanned! {ms(e.target_span)=>
                 let #m2 = ::eventflux::__private::marker_of(&#tt);
             });
-            self.wrap_stage(next, &t2, out);
+            // `next` is `last`'s only successor: the edge is counted once, by `last`.
+            metrics = self.wrap_stage(next, &t2, metrics.as_ref(), out);
             out.push(quote! {
                 let #joined = ::eventflux::__private::chain(#chain, #t2);
             });

@@ -98,6 +98,26 @@ pub fn metered_stage<In, S, const ID: u32>(
     }
 }
 
+/// `metered_stage` for a stage fed only by the metered stage whose metrics are `upstream`.
+pub fn metered_stage_after<In, S, const ID: u32>(
+    t: Typed<In, S>,
+    b: &PipelineBuilder,
+    name: &str,
+    upstream: &std::sync::Arc<crate::metrics::NodeMetrics>,
+) -> Typed<In, Named<Metered<S, false>, ID>> {
+    Typed {
+        stage: b.stage_after_at::<_, ID>(name, t.stage, upstream),
+        input: PhantomData,
+    }
+}
+
+/// The metrics of a metered stage (for the stage it feeds: `metered_stage_after`).
+pub fn stage_metrics_of<In, S, const ID: u32, const C: bool>(
+    t: &Typed<In, Named<Metered<S, C>, ID>>,
+) -> std::sync::Arc<crate::metrics::NodeMetrics> {
+    std::sync::Arc::clone(t.stage.inner().metrics())
+}
+
 pub fn named_stage<In, S, const ID: u32>(
     t: Typed<In, S>,
     b: &PipelineBuilder,

@@ -209,19 +209,30 @@ fn result_of(r: &Mutex<Option<u64>>) -> u64 {
         .unwrap_or_else(|| fail("a pipeline finished without publishing its result"))
 }
 
-/// `W` declared with `pipeline!`, fused on one thread or with the source on its own thread.
+/// How `W` is declared with `pipeline!`.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// Everything fused on one thread, `group_by_index`.
+    Fused,
+    /// The same with a hashed `group_by`.
+    Hashed,
+    /// Source, filter and projection on one thread; `=>`; window and sink on another.
+    TwoThread,
+}
+
+/// `W` declared with `pipeline!`, with default settings.
 #[inline(never)] // a symbol of its own, for callgrind's --toggle-collect
-pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
+pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
     let (sink, result) = fold_sink(|fold: &mut Fold, r: WStats| {
         let v = (r.notional, r.low, r.high, r.mean);
         fold.w_row(r.symbol as u64, r.start, r.trades, v);
     });
     let source = SliceSource::new(data);
     macro_rules! window {
-        () => {
+        ($($group:tt)*) => {
             tumbling(SIZE, |n: &Notional| n.2)
                 .out_of_orderness(OUT_OF_ORDER)
-                .group_by_index(|n: &Notional| n.0 as usize)
+                .$($group)*
                 .aggregate((
                     count(),
                     sum(|n: &Notional| n.1),
@@ -231,7 +242,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
                 ))
                 .select(
                     |symbol, bounds, (trades, notional, low, high, mean)| WStats {
-                        symbol,
+                        symbol: symbol as usize,
                         start: bounds.start,
                         trades,
                         notional,
@@ -242,26 +253,32 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, two_thread: bool) -> u64 {
                 )
         };
     }
-    let app = if two_thread {
-        pipeline! {
-            config { stage_metrics: false }
+    // Default settings throughout (per-stage metrics on): the pipeline the README teaches.
+    let app = match shape {
+        Shape::Fused => pipeline! {
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
             stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-            stage stats = window!();
-            sink out = sink;
-            feed => big -> value -> stats -> out;
-        }
-    } else {
-        pipeline! {
-            config { stage_metrics: false }
-            source feed = source;
-            stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-            stage stats = window!();
+            stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
             sink out = sink;
             feed -> big -> value -> stats -> out;
-        }
+        },
+        Shape::Hashed => pipeline! {
+            source feed = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage stats = window!(group_by(|n: &Notional| n.0));
+            sink out = sink;
+            feed -> big -> value -> stats -> out;
+        },
+        Shape::TwoThread => pipeline! {
+            source feed = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
+            sink out = sink;
+            feed -> big -> value => stats -> out;
+        },
     };
     checksum_of(app, &result)
 }

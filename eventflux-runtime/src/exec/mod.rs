@@ -291,6 +291,20 @@ impl<'a> PipelineBuilder<'a> {
         self.named_at::<_, ID>(name, metered)
     }
 
+    /// [`stage_at`](Self::stage_at) for a stage fed only by the metered stage `upstream`, fused
+    /// before it: the edge is counted once (see [`Metered::after`]).
+    #[doc(hidden)]
+    pub fn stage_after_at<S, const ID: u32>(
+        &self,
+        name: &str,
+        stage: S,
+        upstream: &std::sync::Arc<crate::metrics::NodeMetrics>,
+    ) -> Named<Metered<S, false>, ID> {
+        let node = self.registry.node(name, NodeKind::Stage);
+        let metered = Metered::after(stage, node, std::sync::Arc::clone(upstream));
+        self.named_at::<_, ID>(name, metered)
+    }
+
     /// Adds a segment driven by `source`: its events go through `chain` into `output`.
     pub fn add_source<S, C, O>(&mut self, name: &str, mut source: S, chain: C, output: O)
     where

@@ -2,7 +2,9 @@
 //!
 //! Counting is into plain fields on the stage's own thread; the totals are published to the
 //! shared [`NodeMetrics`] once per batch (in `on_batch_end`) and at end of stream, so metering
-//! costs two register increments per event and no atomic.
+//! costs at most two increments per event and no atomic. In a fused chain (`a -> b`) one count
+//! serves both ends of an edge: `a` counts what it emits, and `b` publishes that as its input
+//! instead of counting it again (`COUNT_IN = false`).
 
 use std::sync::Arc;
 
@@ -23,10 +25,16 @@ use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 /// let snap = reg.snapshot();
 /// assert_eq!((snap.nodes[0].events_in, snap.nodes[0].events_out), (3, 2));
 /// ```
+///
+/// `COUNT_IN = false`: the stage's input is everything the stage before it in a fused chain
+/// emits (see [`Metered::after`]), so this one counts only what it emits.
 #[derive(Debug)]
-pub struct Metered<S> {
+pub struct Metered<S, const COUNT_IN: bool = true> {
     stage: S,
     metrics: Arc<NodeMetrics>,
+    /// With `COUNT_IN = false`: the metrics of the stage that feeds this one, and nothing else,
+    /// in a fused chain; its output count is this stage's input count.
+    upstream: Option<Arc<NodeMetrics>>,
     events_in: u64,
     events_out: u64,
     errors: u64,
@@ -36,14 +44,51 @@ pub struct Metered<S> {
 impl<S> Metered<S> {
     /// Wraps `stage`.
     pub fn new(stage: S, metrics: Arc<NodeMetrics>) -> Self {
+        Self::with(stage, metrics, None)
+    }
+}
+
+impl<S> Metered<S, false> {
+    /// Wraps `stage`, whose only input is what the stage metered by `upstream` emits (the two
+    /// are fused, `upstream -> stage`): this one publishes that count as its input and counts
+    /// only its output, so the edge between them is counted once.
+    ///
+    /// ```
+    /// use eventflux_runtime::prelude::*;
+    /// use eventflux_runtime::metrics::{MetricsRegistry, NodeKind};
+    /// let reg = MetricsRegistry::new();
+    /// let (a, b) = (reg.node("a", NodeKind::Stage), reg.node("b", NodeKind::Stage));
+    /// let first = Metered::new(filter(|x: &u8| *x > 1), a.clone());
+    /// let second = Metered::after(map(|x: u8| x * 2), b, a);
+    /// let mut s = first.then(second);
+    /// let mut out = Vec::new();
+    /// for x in [1, 2, 3] { s.process(x, &mut out); }
+    /// s.on_batch_end(&mut out);
+    /// let snap = reg.snapshot();
+    /// let counts: Vec<_> = snap.nodes.iter().map(|n| (n.events_in, n.events_out)).collect();
+    /// assert_eq!(counts, [(3, 2), (2, 2)]);
+    /// ```
+    pub fn after(stage: S, metrics: Arc<NodeMetrics>, upstream: Arc<NodeMetrics>) -> Self {
+        Self::with(stage, metrics, Some(upstream))
+    }
+}
+
+impl<S, const COUNT_IN: bool> Metered<S, COUNT_IN> {
+    fn with(stage: S, metrics: Arc<NodeMetrics>, upstream: Option<Arc<NodeMetrics>>) -> Self {
         Self {
             stage,
             metrics,
+            upstream,
             events_in: 0,
             events_out: 0,
             errors: 0,
             late_published: 0,
         }
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
     }
 
     /// The wrapped stage.
@@ -55,8 +100,13 @@ impl<S> Metered<S> {
     where
         S: Stage<In>,
     {
+        // The stage upstream published first: it is earlier in the same chain.
+        let events_in = match &self.upstream {
+            Some(up) if !COUNT_IN => up.events_out(),
+            _ => self.events_in,
+        };
         self.metrics
-            .publish(self.events_in, self.events_out, self.errors);
+            .publish(events_in, self.events_out, self.errors);
         let late = self.stage.late_events();
         if late > self.late_published {
             self.metrics
@@ -99,12 +149,14 @@ macro_rules! counting {
     };
 }
 
-impl<In, S: Stage<In>> Stage<In> for Metered<S> {
+impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> {
     type Out = S::Out;
 
     #[inline(always)]
     fn process<E: Emit<S::Out>>(&mut self, item: In, out: &mut E) {
-        self.events_in += 1;
+        if COUNT_IN {
+            self.events_in += 1;
+        }
         self.stage.process(item, counting!(self, out));
     }
 

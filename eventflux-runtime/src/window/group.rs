@@ -110,11 +110,7 @@ impl<T, K: Hash + Eq + Clone, F: Fn(&T) -> K> Grouping<T> for ByKey<F> {
         (self.0)(item)
     }
     fn table<S>(&self) -> KeyedTable<K, S> {
-        KeyedTable {
-            index: HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
+        KeyedTable::new()
     }
 }
 
@@ -179,20 +175,107 @@ fn restart<S>(cell: &mut Option<S>, reset: impl FnOnce(&mut S), mut init: impl F
 }
 
 /// Table of [`ByKey`].
+///
+/// A released group keeps its slot and its place in the index (idle), so a key that comes back
+/// in the next window costs one lookup and a reset, not a removal and a reinsertion. Idle keys
+/// are evicted, and their slots freed for other keys, once they outnumber both
+/// [`KEEP_IDLE`](Self::KEEP_IDLE) and twice the active groups: memory stays proportional to the
+/// groups actually in windows.
 #[derive(Debug)]
 pub struct KeyedTable<K, S> {
-    /// Active keys and their slots.
+    /// Every key with a slot (active or idle), and its slot.
     index: HashMap<K, usize, BuildHasherDefault<FxHasher>>,
-    /// Each slot's key (while active) and state (kept while inactive).
-    slots: Vec<(Option<K>, S)>,
+    slots: Vec<KeyedSlot<K, S>>,
+    /// Slots of evicted keys.
     free: Vec<usize>,
+    active: usize,
+    idle: usize,
+    /// A direct-mapped cache in front of `index` (1024 lines): the slot last found for a hash's
+    /// top ten bits.
+    /// An entry is only a guess, checked against the slot's key, so it never needs
+    /// invalidating; a hit costs one comparison of keys instead of a probe of the map.
+    cache: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct KeyedSlot<K, S> {
+    key: K,
+    active: bool,
+    state: S,
+}
+
+impl<K, S> KeyedTable<K, S> {
+    /// Idle keys kept whatever the number of active groups.
+    pub const KEEP_IDLE: usize = 1024;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            active: 0,
+            idle: 0,
+            cache: vec![usize::MAX; 1024],
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
+    /// `key`'s entry in the cache.
+    #[inline(always)]
+    fn cache_line(&self, key: &K) -> usize {
+        use std::hash::BuildHasher;
+        (self.index.hasher().hash_one(key) >> 54) as usize
+    }
+
+    /// `active` past the cache: look `key` up in the index and remember its slot.
+    #[inline(never)]
+    fn active_uncached(&mut self, key: &K, line: usize) -> Option<(usize, &mut S)> {
+        let i = *self.index.get(key)?;
+        if let Some(c) = self.cache.get_mut(line) {
+            *c = i;
+        }
+        match self.slots.get_mut(i)? {
+            KeyedSlot {
+                active: true,
+                state,
+                ..
+            } => Some((i, state)),
+            _ => None,
+        }
+    }
+
+    /// Evicts every idle key (their slots go to the free list).
+    #[cold]
+    fn evict_idle(&mut self) {
+        let (slots, free) = (&self.slots, &mut self.free);
+        self.index.retain(|_, &mut i| {
+            let keep = slots.get(i).is_some_and(|s| s.active);
+            if !keep {
+                free.push(i);
+            }
+            keep
+        });
+        self.idle = 0;
+    }
 }
 
 impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     #[inline]
     fn active(&mut self, key: &K) -> Option<(usize, &mut S)> {
-        let i = *self.index.get(key)?;
-        Some((i, &mut self.slots.get_mut(i)?.1))
+        let line = self.cache_line(key);
+        let i = self.cache.get(line).copied().unwrap_or(usize::MAX);
+        if !self.slots.get(i).is_some_and(|s| s.key == *key) {
+            return self.active_uncached(key, line);
+        }
+        match self.slots.get_mut(i)? {
+            KeyedSlot {
+                active: true,
+                state,
+                ..
+            } => Some((i, state)),
+            _ => None,
+        }
     }
     fn activate(
         &mut self,
@@ -201,41 +284,63 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         mut init: impl FnMut() -> S,
     ) -> usize {
         if let Some(&i) = self.index.get(key)
-            && let Some((_, state)) = self.slots.get_mut(i)
+            && let Some(slot) = self.slots.get_mut(i)
         {
-            reset(state);
+            reset(&mut slot.state);
+            if !slot.active {
+                slot.active = true;
+                self.active += 1;
+                self.idle -= 1;
+            }
             return i;
+        }
+        if self.idle > Self::KEEP_IDLE && self.idle > 2 * self.active {
+            self.evict_idle();
         }
         let i = match self.free.pop() {
             Some(i) if i < self.slots.len() => {
-                reset(&mut self.slots[i].1);
+                let slot = &mut self.slots[i];
+                slot.key = key.clone();
+                slot.active = true;
+                reset(&mut slot.state);
                 i
             }
             _ => {
-                self.slots.push((None, init()));
+                self.slots.push(KeyedSlot {
+                    key: key.clone(),
+                    active: true,
+                    state: init(),
+                });
                 self.slots.len() - 1
             }
         };
-        self.slots[i].0 = Some(key.clone());
         self.index.insert(key.clone(), i);
+        self.active += 1;
         i
     }
     #[inline]
     fn state(&mut self, slot: usize) -> Option<&mut S> {
-        match self.slots.get_mut(slot) {
-            Some((Some(_), s)) => Some(s),
+        match self.slots.get_mut(slot)? {
+            KeyedSlot {
+                active: true,
+                state,
+                ..
+            } => Some(state),
             _ => None,
         }
     }
     fn release(&mut self, slot: usize) -> Option<(K, &mut S)> {
-        let (k, state) = self.slots.get_mut(slot)?;
-        let k = k.take()?;
-        self.index.remove(&k);
-        self.free.push(slot);
-        Some((k, state))
+        let s = self.slots.get_mut(slot)?;
+        if !s.active {
+            return None;
+        }
+        s.active = false;
+        self.active -= 1;
+        self.idle += 1;
+        Some((s.key.clone(), &mut s.state))
     }
     fn len(&self) -> usize {
-        self.index.len()
+        self.active
     }
 }
 
@@ -293,5 +398,56 @@ impl<S> Table<usize, S> for DenseTable<S> {
     }
     fn len(&self) -> usize {
         self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Activates `key` with state `v` (reset or new) and returns its slot.
+    fn start(t: &mut KeyedTable<u64, u64>, key: u64, v: u64) -> usize {
+        t.activate(&key, |s| *s = v, || v)
+    }
+
+    #[test]
+    fn keyed_slots_are_reused_evicted_and_never_confused() {
+        let mut t = KeyedTable::<u64, u64>::new();
+        // 3000 groups come and go: their keys stay idle (a returning key keeps its slot)...
+        for k in 0..3000 {
+            start(&mut t, k, k);
+        }
+        let slot_7 = t.active(&7).map(|(i, _)| i);
+        for i in 0..3000 {
+            assert_eq!(
+                t.release(i).map(|(k, s)| (k, *s)),
+                Some((i as u64, i as u64))
+            );
+        }
+        assert_eq!((t.len(), t.index.len()), (0, 3000));
+        assert_eq!(t.active(&7), None, "released");
+        assert_eq!(
+            Some(start(&mut t, 7, 70)),
+            slot_7,
+            "a returning key keeps its slot"
+        );
+        assert_eq!(
+            t.active(&7).map(|(_, s)| *s),
+            Some(70),
+            "its state was reset"
+        );
+        // ...until idle keys outnumber 1024 and twice the active ones: a new key evicts them.
+        let slot = start(&mut t, 5000, 1);
+        assert_eq!((t.len(), t.index.len()), (2, 2));
+        assert!(slot < 3000, "the new key took an evicted slot");
+        // A key whose slot went to another key is not found through a stale cache line.
+        let old = (0..3000).find(|&i| i != 7 && i == slot as u64);
+        if let Some(old) = old {
+            assert_eq!(t.active(&old), None);
+        }
+        assert_eq!(t.active(&5000).map(|(i, s)| (i, *s)), Some((slot, 1)));
+        for k in 0..3000 {
+            assert_eq!(t.active(&k).is_some(), k == 7, "key {k}");
+        }
     }
 }
