@@ -21,6 +21,33 @@ fn trades(n: u64) -> Vec<Trade> {
         .collect()
 }
 
+/// Per-stage counts when each fused edge is counted once: a one-to-one stage first (its output
+/// is its input), an inspect in the middle, a filter last (its input is the inspect's output).
+#[test]
+fn fused_chain_counts_each_edge_once() {
+    let sink = CollectSink::new();
+    let got = sink.handle();
+    let app = pipeline! {
+        source numbers = IterSource::new(1..=10u32);
+        stage plus = map(|x: u32| x + 1);
+        stage look = inspect(|_: &u32| {});
+        stage even = filter(|x: &u32| x % 2 == 0);
+        stage half = map(|x: u32| x / 2);
+        sink out = sink;
+        numbers -> plus -> look -> even -> half -> out;
+    };
+    let report = app.run().expect("runs");
+    assert_eq!(got.take(), [1, 2, 3, 4, 5]);
+    let counts: Vec<_> = ["plus", "look", "even", "half"]
+        .iter()
+        .map(|n| report.metrics.node(n).map(|m| (m.events_in, m.events_out)))
+        .collect();
+    assert_eq!(
+        counts,
+        [Some((10, 10)), Some((10, 10)), Some((10, 5)), Some((5, 5))]
+    );
+}
+
 #[test]
 fn fused_chain() {
     let sink = CollectSink::new();

@@ -116,6 +116,8 @@ pub(crate) fn earlier(
 /// The `Stage` queries a wrapper (`Named`, `Metered`) passes straight to its `stage` field.
 macro_rules! forward_stage_queries {
     () => {
+        const ONE_TO_ONE: bool = S::ONE_TO_ONE;
+
         fn event_time(&mut self, input_watermarked: bool) -> bool {
             self.stage.event_time(input_watermarked)
         }
@@ -163,6 +165,11 @@ pub(crate) use forward_stage_queries;
 pub trait Stage<In> {
     /// The type of the events this stage emits.
     type Out;
+
+    /// Whether every input event yields exactly one output event (as `map` and `inspect` do),
+    /// so that metering counts one side only. `false` by default; a stage that sets it must
+    /// emit exactly once per `process` and nothing from its hooks.
+    const ONE_TO_ONE: bool = false;
 
     /// Handles one event.
     fn process<E: Emit<Self::Out>>(&mut self, item: In, out: &mut E);
@@ -345,6 +352,7 @@ where
     B: Stage<A::Out>,
 {
     type Out = B::Out;
+    const ONE_TO_ONE: bool = A::ONE_TO_ONE && B::ONE_TO_ONE;
 
     #[inline(always)]
     fn process<E: Emit<Self::Out>>(&mut self, item: In, out: &mut E) {

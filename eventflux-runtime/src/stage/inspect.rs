@@ -30,6 +30,7 @@ where
     F: FnMut(&T),
 {
     type Out = T;
+    const ONE_TO_ONE: bool = true;
 
     #[inline(always)]
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {

@@ -26,6 +26,7 @@ where
     F: FnMut(T) -> U,
 {
     type Out = U;
+    const ONE_TO_ONE: bool = true;
 
     #[inline(always)]
     fn process<E: Emit<U>>(&mut self, item: T, out: &mut E) {
