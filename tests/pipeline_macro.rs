@@ -31,7 +31,7 @@ fn fused_chain_counts_each_edge_once() {
         source numbers = IterSource::new(1..=10u32);
         stage plus = map(|x: u32| x + 1);
         stage look = inspect(|_: &u32| {});
-        stage even = filter(|x: &u32| x % 2 == 0);
+        stage even = filter(|x: &u32| x.is_multiple_of(2));
         stage half = map(|x: u32| x / 2);
         sink out = sink;
         numbers -> plus -> look -> even -> half -> out;
