@@ -56,6 +56,14 @@ fn tallied<O: Output<T>, T, R>(out: &mut O, f: impl FnOnce(&mut Tally<'_, O>) ->
 /// this often instead of spinning a core.
 const MIN_TIMER_WAIT: Duration = Duration::from_millis(1);
 
+/// How long a source segment keeps a partial batch open while its source has nothing ready,
+/// before it flushes the batch downstream anyway. Without it, a source that trickles events
+/// (a few per poll, each poll `Pending`) would push a batch of a few events per poll: the
+/// consumer then pays its per-batch cost for every few events, falls behind, and the queue
+/// fills with tiny batches (measured: p99 source-to-sink latency of 0.3–2.7 ms at half load).
+/// With it, events wait at most this long for their batch to fill.
+const FLUSH_LINGER: Duration = Duration::from_micros(100);
+
 /// Calls the chain's due timers and sends what they emitted on at once (the input is idle).
 fn fire_timers<T, C: Stage<T>, O: Output<C::Out>>(
     chain: &mut C,
@@ -195,6 +203,8 @@ where
 {
     let batch = rt.config.batch_size();
     let park = rt.config.idle().park;
+    // When the open batch's first `Pending` came, if it has not been flushed since.
+    let mut lingering: Option<Instant> = None;
     let timing = rt.config.metrics();
     let mut produced = 0u64;
     let mut malformed = 0u64;
@@ -253,12 +263,23 @@ where
                 fire_due_timers(chain, output)?;
             }
             SourcePoll::Pending => {
-                output.flush()?;
+                // Flush once the batch has lingered long enough; until then wait no longer than
+                // the rest of the linger, so a quiet source still flushes within it.
+                let now = Instant::now();
+                let since = *lingering.get_or_insert(now);
+                let left = FLUSH_LINGER.saturating_sub(now.duration_since(since));
+                let bound = if left.is_zero() {
+                    output.flush()?;
+                    lingering = None;
+                    park
+                } else {
+                    left.min(park)
+                };
                 // A stage's processing-time timer bounds the wait, then fires.
                 match next_timer(chain, output) {
-                    None => in_node(name, || source.wait(park)),
+                    None => in_node(name, || source.wait(bound)),
                     Some(due) => {
-                        in_node(name, || source.wait(due.max(MIN_TIMER_WAIT).min(park)));
+                        in_node(name, || source.wait(due.max(MIN_TIMER_WAIT).min(bound)));
                         fire_due_timers(chain, output)?;
                     }
                 }
