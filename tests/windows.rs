@@ -402,3 +402,148 @@ fn watermarks_cross_keyed_workers() {
         .collect();
     assert_eq!(rows, want);
 }
+
+/// `.select` turns rows into the caller's type on every kind of window, inside `pipeline!`
+/// (types inferred), with the bounds and values of the row it replaces.
+#[test]
+fn select_makes_the_callers_rows_on_every_window_kind() {
+    #[derive(Debug, PartialEq)]
+    struct Span {
+        key: u8,
+        start: u64,
+        end: u64,
+        n: u64,
+        lo: i32,
+    }
+    let evs: Vec<(u64, u8, i32)> = vec![(1, 0, 5), (2, 1, 7), (4, 0, -3), (12, 0, 9), (30, 1, 1)];
+    let (hop, sess, batch) = (CollectSink::new(), CollectSink::new(), CollectSink::new());
+    let (hop_h, sess_h, batch_h) = (hop.handle(), sess.handle(), batch.handle());
+    let app = pipeline! {
+        source feed = IterSource::new(evs);
+        stage hopping = sliding(10, 5, |e: &(u64, u8, i32)| e.0)
+            .group_by(|e: &(u64, u8, i32)| e.1)
+            .aggregate((count(), min(|e: &(u64, u8, i32)| e.2)))
+            .select(|key, w, (n, lo)| Span { key, start: w.start, end: w.end, n, lo });
+        stage sessions = session(5, |e: &(u64, u8, i32)| e.0, |e: &(u64, u8, i32)| e.1)
+            .aggregate((count(), min(|e: &(u64, u8, i32)| e.2)))
+            .select(|key, w, (n, lo)| Span { key, start: w.start, end: w.end, n, lo });
+        stage batches = length_batch(2)
+            .aggregate((count(), min(|e: &(u64, u8, i32)| e.2)))
+            .select(|(), w, (n, lo)| Span { key: 0, start: w.start, end: w.end, n, lo });
+        sink hop_out = hop;
+        sink sess_out = sess;
+        sink batch_out = batch;
+        feed -> hopping -> hop_out;
+        feed -> sessions -> sess_out;
+        feed -> batches -> batch_out;
+    };
+    app.run().expect("runs");
+    let span = |key, start, end, n, lo| Span {
+        key,
+        start,
+        end,
+        n,
+        lo,
+    };
+    assert_eq!(
+        hop_h.take(),
+        [
+            span(0, 0, 10, 2, -3),
+            span(1, 0, 10, 1, 7),
+            span(0, 5, 15, 1, 9),
+            span(0, 10, 20, 1, 9),
+            span(1, 25, 35, 1, 1),
+            span(1, 30, 40, 1, 1),
+        ]
+    );
+    assert_eq!(
+        sess_h.take(),
+        [
+            span(0, 1, 9, 2, -3),
+            span(1, 2, 7, 1, 7),
+            span(0, 12, 17, 1, 9),
+            span(1, 30, 35, 1, 1),
+        ]
+    );
+    assert_eq!(
+        batch_h.take(),
+        [
+            span(0, 0, 2, 2, 5),
+            span(0, 2, 4, 2, -3),
+            span(0, 4, 5, 1, 1)
+        ]
+    );
+}
+
+/// Float sums in a tumbling window: a plain `+=` by default (what a hand loop computes),
+/// compensated on request.
+#[test]
+fn tumbling_sums_are_plain_unless_compensated() {
+    let data = [(0u64, 1e16), (1, 1.0), (2, 1.0), (3, -1e16)];
+    let run = |compensated: bool| -> Vec<f64> {
+        let sink = CollectSink::new();
+        let got = sink.handle();
+        let app = if compensated {
+            pipeline! {
+                source feed = IterSource::new(data);
+                stage w = tumbling(10, |e: &(u64, f64)| e.0)
+                    .aggregate(sum(|e: &(u64, f64)| e.1).compensated())
+                    .select(|(), _, s| s);
+                sink out = sink;
+                feed -> w -> out;
+            }
+        } else {
+            pipeline! {
+                source feed = IterSource::new(data);
+                stage w = tumbling(10, |e: &(u64, f64)| e.0)
+                    .aggregate(sum(|e: &(u64, f64)| e.1))
+                    .select(|(), _, s| s);
+                sink out = sink;
+                feed -> w -> out;
+            }
+        };
+        app.run().expect("runs");
+        got.take()
+    };
+    assert_eq!(run(false), [0.0], "1e16 + 1 rounds back to 1e16, twice");
+    assert_eq!(run(true), [2.0]);
+}
+
+/// Hashed groups that leave with their window and come back in the next one keep exact,
+/// fresh state (their slots are reused, not re-created).
+#[test]
+fn hashed_groups_returning_in_later_windows_start_fresh() {
+    let mut w = tumbling(10, |e: &(u64, String, i32)| e.0)
+        .group_by(|e: &(u64, String, i32)| e.1.clone())
+        .aggregate((
+            count(),
+            min(|e: &(u64, String, i32)| e.2),
+            last(|e: &(u64, String, i32)| e.2),
+        ));
+    let mut out = Vec::new();
+    for (ts, k, v) in [
+        (1, "a", 5),
+        (2, "b", 3),
+        (3, "a", 2),
+        (11, "b", 9),
+        (12, "a", 8),
+        (25, "a", 1),
+    ] {
+        w.process((ts, k.to_string(), v), &mut out);
+    }
+    w.on_end(&mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|r| (r.key.as_str(), r.window.start, r.values))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", 0, (2, 2, 2)),
+            ("b", 0, (1, 3, 3)),
+            ("b", 10, (1, 9, 9)),
+            ("a", 10, (1, 8, 8)),
+            ("a", 20, (1, 1, 1)),
+        ]
+    );
+}
