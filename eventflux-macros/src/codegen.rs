@@ -131,11 +131,14 @@ impl<'g> Gen<'g> {
 
     /// A run of fused stages starting at `start` (fed through `arrow` with events of `marker`).
     /// Returns the typed chain, the last node and the marker of its output.
+    ///
+    /// `upstream`: the metrics that count what feeds `start` (a source's edge counter), if any.
     fn linear(
         &mut self,
         start: usize,
         marker: &Ident,
         (arrow, target): (Span, Span),
+        upstream: Option<&Ident>,
         out: &mut Vec<TokenStream>,
     ) -> (Ident, usize, Ident) {
         let t = self.fresh("chain");
@@ -148,7 +151,7 @@ impl<'g> Gen<'g> {
         // Spanned like the edge check above: the same obligation, reported once.
         let tt = at(&t, target);
         out.push(quote_spanned! {ms(target)=> let #m = ::eventflux::__private::marker_of(&#tt); });
-        let mut metrics = self.wrap_stage(start, &t, None, out);
+        let mut metrics = self.wrap_stage(start, &t, upstream, out);
         self.assert_type(start, &m, out);
         let (mut chain, mut last, mut m) = (t, start, m);
         loop {
@@ -253,7 +256,7 @@ impl<'g> Gen<'g> {
                     }
                 }
                 None => {
-                    let (chain, last, m) = self.linear(to, marker, (span, target_span), out);
+                    let (chain, last, m) = self.linear(to, marker, (span, target_span), None, out);
                     let rest = self.outputs(last, &m, out);
                     let chain = at(&chain, span);
                     quote_spanned! {ms(span)=> ::eventflux::__private::then_branch(#chain, #rest) }
@@ -296,7 +299,14 @@ impl<'g> Gen<'g> {
             };
             let (chain, output) = match single {
                 Some((start, span)) => {
-                    let (chain, last, m) = self.linear(start, &m0, span, &mut out);
+                    // The source counts what it emits: the first stage's input, not counted
+                    // again.
+                    let edge = self.stage_metrics.then(|| {
+                        let edge = self.fresh("edge");
+                        out.push(quote! { let #edge = #b.source_edge(#name); });
+                        edge
+                    });
+                    let (chain, last, m) = self.linear(start, &m0, span, edge.as_ref(), &mut out);
                     (chain, self.outputs(last, &m, &mut out))
                 }
                 None => {
@@ -333,7 +343,7 @@ impl<'g> Gen<'g> {
                 };
                 (chain, sink)
             } else {
-                let (chain, last, m) = self.linear(root, &m0, (arrow, target), &mut out);
+                let (chain, last, m) = self.linear(root, &m0, (arrow, target), None, &mut out);
                 (chain, self.outputs(last, &m, &mut out))
             };
             let seg_name = match workers {

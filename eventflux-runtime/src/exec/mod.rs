@@ -118,6 +118,9 @@ pub struct PipelineBuilder<'a> {
     node_ids: site::NodeIds,
     /// The `dead_letters()` source node, if any.
     dead_letter_node: Option<String>,
+    /// Per source name: the counter of what it emits, read by the stage it feeds
+    /// ([`source_edge`](Self::source_edge)).
+    source_edges: std::cell::RefCell<Vec<(String, Arc<crate::metrics::NodeMetrics>)>>,
     /// A problem found while assembling; `build` returns it.
     invalid: Option<String>,
 }
@@ -144,6 +147,7 @@ impl<'a> PipelineBuilder<'a> {
             rejected: std::cell::RefCell::default(),
             node_ids: site::NodeIds::default(),
             dead_letter_node: None,
+            source_edges: Default::default(),
             invalid: None,
         }
     }
@@ -291,6 +295,18 @@ impl<'a> PipelineBuilder<'a> {
         self.named_at::<_, ID>(name, metered)
     }
 
+    /// The counter of what source `name` emits, published before the stages it feeds finish
+    /// each batch: the first stage fused after the source takes it as its input count
+    /// ([`stage_after_at`](Self::stage_after_at)) instead of counting its input again.
+    #[doc(hidden)]
+    pub fn source_edge(&self, name: &str) -> Arc<crate::metrics::NodeMetrics> {
+        let edge = crate::metrics::MetricsRegistry::detached(name);
+        self.source_edges
+            .borrow_mut()
+            .push((name.to_string(), Arc::clone(&edge)));
+        edge
+    }
+
     /// [`stage_at`](Self::stage_at) for a stage fed only by the metered stage `upstream`, fused
     /// before it: the edge is counted once (see [`Metered::after`]).
     #[doc(hidden)]
@@ -329,12 +345,18 @@ impl<'a> PipelineBuilder<'a> {
             NodeKind::Source
         };
         let metrics = Some(self.registry.node(name, kind));
+        let edge = {
+            let mut edges = self.source_edges.borrow_mut();
+            let at = edges.iter().position(|(n, _)| n == name);
+            at.map(|i| edges.swap_remove(i).1)
+        };
         self.segments.push(Box::new(SourceSegment {
             name: name.to_string(),
             source,
             chain,
             output,
             metrics,
+            edge,
         }));
     }
 

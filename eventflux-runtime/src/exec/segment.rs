@@ -99,6 +99,10 @@ pub struct SourceSegment<S, C, O> {
     pub(crate) chain: C,
     pub(crate) output: O,
     pub(crate) metrics: Option<Arc<NodeMetrics>>,
+    /// The count of what the source emits, for the stage fused after it (see
+    /// `PipelineBuilder::source_edge`): published after each poll, before the chain's
+    /// `on_batch_end` publishes that stage's counts.
+    pub(crate) edge: Option<Arc<NodeMetrics>>,
 }
 
 impl<S, C, O> Segment for SourceSegment<S, C, O>
@@ -136,9 +140,14 @@ where
             mut chain,
             mut output,
             metrics,
+            edge,
         } = *self;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            drive_source(rt, &name, &mut source, &mut chain, &mut output, &metrics)
+            let counters = Counters {
+                node: metrics.as_deref(),
+                edge: edge.as_deref(),
+            };
+            drive_source(rt, &name, &mut source, &mut chain, &mut output, counters)
         }));
         let result = settle(rt, result, &name, &mut output);
         if result.is_ok() && !source.is_side_output() {
@@ -188,13 +197,20 @@ fn abort_output<T, O: Output<T>>(output: &mut O) {
     let _ = site::take();
 }
 
+/// Where a source segment publishes its counts.
+#[derive(Clone, Copy)]
+struct Counters<'m> {
+    node: Option<&'m NodeMetrics>,
+    edge: Option<&'m NodeMetrics>,
+}
+
 fn drive_source<S, C, O>(
     rt: &Runtime,
     name: &str,
     source: &mut S,
     chain: &mut C,
     output: &mut O,
-    metrics: &Option<Arc<NodeMetrics>>,
+    counters: Counters<'_>,
 ) -> Result<(), PipelineError>
 where
     S: Source,
@@ -233,17 +249,21 @@ where
             // cost registers): a panic here that no stage or sink guard claims came from the
             // source, and a source segment is named after its source.
             let polled = source.poll(&mut cx, &mut counted);
+            if let Some(edge) = counters.edge {
+                let emitted = produced + counted.n;
+                edge.publish(emitted, emitted, 0);
+            }
             counted.chain.on_batch_end(counted.out);
             (polled, counted.n)
         });
         produced += n;
         if cx.dead_lettered > 0 {
             malformed += cx.dead_lettered;
-            if let Some(m) = metrics {
+            if let Some(m) = counters.node {
                 m.add_dropped(DropReason::Malformed, cx.dead_lettered);
             }
         }
-        if let Some(m) = metrics {
+        if let Some(m) = counters.node {
             m.publish(produced, produced, malformed);
         }
         let failure = cx.failure.take();

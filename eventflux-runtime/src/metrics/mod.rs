@@ -492,6 +492,20 @@ impl MetricsRegistry {
         }
     }
 
+    /// Counters not listed in snapshots: an edge count shared by two nodes' metering (a
+    /// source's output, read by the stage it feeds).
+    pub(crate) fn detached(name: &str) -> Arc<NodeMetrics> {
+        Arc::new(NodeMetrics {
+            name: name.into(),
+            kind: NodeKind::Source,
+            events_in: AtomicU64::new(0),
+            events_out: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            dropped: Default::default(),
+            latency: Histogram::new(),
+        })
+    }
+
     /// Registers counters for a node. Registering a name twice gives separate writers whose
     /// values are summed (histograms merged) in snapshots.
     pub fn node(&self, name: impl Into<String>, kind: NodeKind) -> Arc<NodeMetrics> {
