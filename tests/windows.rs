@@ -547,3 +547,95 @@ fn hashed_groups_returning_in_later_windows_start_fresh() {
         ]
     );
 }
+
+#[test]
+fn index_groups_come_in_index_order_and_start_fresh_in_every_window() {
+    // Two aggregate shapes: one whose states start empty (count, sum, min, max, avg: kept ready
+    // for every index) and one that needs a first event (`first`, `last`): the same rows.
+    type E = (u64, usize, f64);
+    let events: [E; 9] = [
+        (1, 5, 2.0),
+        (2, 1, 7.0),
+        (3, 5, -1.0),
+        (4, 70, 3.0), // an index past the first 64 grows the table while others are active
+        (11, 1, 4.0),
+        (12, 1, f64::NAN), // ignored by min and max
+        (13, 0, 6.0),
+        (25, 70, 1.0),
+        (26, 5, 8.0),
+    ];
+    let mut ready = tumbling(10, |e: &E| e.0)
+        .group_by_index(|e: &E| e.1)
+        .aggregate((
+            count(),
+            sum(|e: &E| e.2),
+            min(|e: &E| e.2),
+            max(|e: &E| e.2),
+        ));
+    let mut started = tumbling(10, |e: &E| e.0)
+        .group_by_index(|e: &E| e.1)
+        .aggregate((count(), first(|e: &E| e.2), last(|e: &E| e.2)));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for e in events {
+        ready.process(e, &mut a);
+        started.process(e, &mut b);
+    }
+    ready.on_end(&mut a);
+    started.on_end(&mut b);
+    let got: Vec<_> = a
+        .iter()
+        .map(|r| (r.key, r.window.start, r.values.0, r.values.2, r.values.3))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, 0, 1, 7.0, 7.0),
+            (5, 0, 2, -1.0, 2.0),
+            (70, 0, 1, 3.0, 3.0),
+            (0, 10, 1, 6.0, 6.0),
+            (1, 10, 2, 4.0, 4.0),
+            (5, 20, 1, 8.0, 8.0),
+            (70, 20, 1, 1.0, 1.0),
+        ],
+        "by index within each window; states are empty again in later windows"
+    );
+    assert!(a[4].values.1.is_nan(), "a NaN is summed as it is");
+    let keys: Vec<_> = b
+        .iter()
+        .map(|r| (r.key, r.window.start, r.values.0))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (1, 0, 1),
+            (5, 0, 2),
+            (70, 0, 1),
+            (0, 10, 1),
+            (1, 10, 2),
+            (5, 20, 1),
+            (70, 20, 1)
+        ]
+    );
+    assert_eq!((b[1].values.1, b[1].values.2), (2.0, -1.0));
+    assert_eq!((ready.groups(), started.groups()), (0, 0));
+}
+
+#[test]
+fn an_all_nan_group_gives_the_plain_loops_infinities() {
+    let mut w = tumbling(10, |e: &(u64, f64)| e.0)
+        .group_by_index(|_: &(u64, f64)| 0)
+        .aggregate((min(|e: &(u64, f64)| e.1), max(|e: &(u64, f64)| e.1)));
+    let mut hashed = tumbling(10, |e: &(u64, f64)| e.0)
+        .group_by(|_: &(u64, f64)| 0)
+        .aggregate((min(|e: &(u64, f64)| e.1), max(|e: &(u64, f64)| e.1)));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for e in [(1, f64::NAN), (2, f64::NAN), (11, f64::NAN), (12, 4.0)] {
+        w.process(e, &mut a);
+        hashed.process(e, &mut b);
+    }
+    w.on_end(&mut a);
+    hashed.on_end(&mut b);
+    let want = [(f64::INFINITY, f64::NEG_INFINITY), (4.0, 4.0)];
+    assert_eq!(a.iter().map(|r| r.values).collect::<Vec<_>>(), want);
+    assert_eq!(b.iter().map(|r| r.values).collect::<Vec<_>>(), want);
+}

@@ -40,4 +40,8 @@ impl<T> Aggregate<T> for Count {
     fn result(&self, s: &u64) -> u64 {
         *s
     }
+    #[inline]
+    fn empty(&self) -> Option<u64> {
+        Some(0)
+    }
 }

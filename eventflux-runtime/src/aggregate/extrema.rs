@@ -6,6 +6,7 @@
 //! again. Retraction (always of the oldest event) pops the front if it is that event. Each
 //! value is pushed and popped at most once: O(1) amortised.
 
+use std::any::Any;
 use std::collections::VecDeque;
 
 use crate::aggregate::Aggregate;
@@ -118,8 +119,10 @@ pub struct Min<F>(F);
 #[derive(Debug, Clone, Copy)]
 pub struct Max<F>(F);
 
-/// The smallest value of `f(event)` in the window; exact under retraction. For floats, a NaN
-/// never replaces a number (as `f64::min`) unless it came first.
+/// The smallest value of `f(event)` in the window; exact under retraction. For floats in windows
+/// that never retract, NaNs are ignored (as by `f64::min`) and a group whose values are all NaN
+/// gives +∞, the value a plain `min` loop starts from. (Sliding windows avoid NaN inputs: there a
+/// NaN is kept and compares unordered.)
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
@@ -135,7 +138,8 @@ pub fn min<F>(f: F) -> Min<F> {
     Min(f)
 }
 
-/// The largest value of `f(event)` in the window; exact under retraction.
+/// The largest value of `f(event)` in the window; exact under retraction. NaNs: as for [`min`]
+/// (an all-NaN group gives −∞).
 ///
 /// ```
 /// use eventflux_runtime::aggregate::*;
@@ -170,14 +174,62 @@ fn greater<V: PartialOrd>(new: &V, old: &V) -> bool {
     new > old
 }
 
+/// The value every other value of `V` replaces, for the numeric types: ±∞ for floats, the
+/// type's largest (`min`) or smallest (`max`) value for integers; `None` for other types. The
+/// test is on `TypeId`s, which the compiler folds to a constant for each `V`.
+#[inline]
+fn seed<V: Any + Clone>(for_min: bool) -> Option<V> {
+    macro_rules! seeds {
+        ($($t:ty: $lo:expr, $hi:expr;)*) => {$(
+            let v: $t = if for_min { $hi } else { $lo };
+            if let Some(v) = (&v as &dyn Any).downcast_ref::<V>() {
+                return Some(v.clone());
+            }
+        )*};
+    }
+    seeds! {
+        f64: f64::NEG_INFINITY, f64::INFINITY;
+        f32: f32::NEG_INFINITY, f32::INFINITY;
+        i64: i64::MIN, i64::MAX;
+        i32: i32::MIN, i32::MAX;
+        u64: u64::MIN, u64::MAX;
+        u32: u32::MIN, u32::MAX;
+        usize: usize::MIN, usize::MAX;
+        isize: isize::MIN, isize::MAX;
+        i128: i128::MIN, i128::MAX;
+        u128: u128::MIN, u128::MAX;
+        i16: i16::MIN, i16::MAX;
+        u16: u16::MIN, u16::MAX;
+        i8: i8::MIN, i8::MAX;
+        u8: u8::MIN, u8::MAX;
+    }
+    None
+}
+
+/// A group's first value: itself, or the seed in place of a NaN (which later values replace,
+/// as they would replace the seed).
+#[inline]
+fn first_value<V: Any + Clone + PartialOrd>(v: V, for_min: bool) -> V {
+    if v.partial_cmp(&v).is_none()
+        && let Some(seed) = seed::<V>(for_min)
+    {
+        return seed;
+    }
+    v
+}
+
 macro_rules! extremum {
-    ($ty:ident, $dominates:ident, $better:ident) => {
-        impl<T, V: PartialOrd + Clone, F: Fn(&T) -> V> Aggregate<T> for $ty<F> {
+    ($ty:ident, $dominates:ident, $better:ident, $for_min:expr) => {
+        impl<T, V: PartialOrd + Clone + Any, F: Fn(&T) -> V> Aggregate<T> for $ty<F> {
             type State = Extremum<V>;
             type Output = V;
             #[inline]
             fn init(&self, first: &T) -> Extremum<V> {
-                Extremum::new((self.0)(first))
+                Extremum::new(first_value((self.0)(first), $for_min))
+            }
+            #[inline]
+            fn empty(&self) -> Option<Extremum<V>> {
+                seed::<V>($for_min).map(Extremum::new)
             }
             #[inline]
             fn add(&self, s: &mut Extremum<V>, item: &T) {
@@ -200,18 +252,65 @@ macro_rules! extremum {
             }
             #[inline]
             fn reset(&self, s: &mut Extremum<V>, first: &T) {
-                s.reset((self.0)(first));
+                s.reset(first_value((self.0)(first), $for_min));
             }
         }
     };
 }
 
-extremum!(Min, below, less);
-extremum!(Max, above, greater);
+extremum!(Min, below, less, true);
+extremum!(Max, above, greater, false);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nan_is_ignored_and_an_all_nan_group_gives_the_seed() {
+        let lo = min(|x: &f64| *x);
+        let hi = max(|x: &f64| *x);
+        for (xs, want_lo, want_hi) in [
+            (vec![f64::NAN, 2.0, 1.0], 1.0, 2.0),
+            (vec![3.0, f64::NAN, 4.0], 3.0, 4.0),
+            (vec![f64::NAN, f64::NAN], f64::INFINITY, f64::NEG_INFINITY),
+        ] {
+            // From a first event (init), from the empty state, and after a reset: the same.
+            let mut a = lo.init(&xs[0]);
+            let mut b = lo.empty().expect("f64 has a seed");
+            let mut c = lo.init(&-100.0);
+            lo.reset(&mut c, &xs[0]);
+            lo.insert(&mut b, &xs[0]);
+            for x in &xs[1..] {
+                lo.insert(&mut a, x);
+                lo.insert(&mut b, x);
+                lo.insert(&mut c, x);
+            }
+            assert_eq!(
+                [lo.result(&a), lo.result(&b), lo.result(&c)],
+                [want_lo; 3],
+                "{xs:?}"
+            );
+            let mut a = hi.init(&xs[0]);
+            let mut b = hi.empty().expect("f64 has a seed");
+            hi.insert(&mut b, &xs[0]);
+            for x in &xs[1..] {
+                hi.insert(&mut a, x);
+                hi.insert(&mut b, x);
+            }
+            assert_eq!([hi.result(&a), hi.result(&b)], [want_hi; 2], "{xs:?}");
+        }
+    }
+
+    #[test]
+    fn seeds_exist_for_numbers_only() {
+        assert_eq!(min(|x: &i32| *x).empty().map(|s| s.best), Some(i32::MAX));
+        assert_eq!(max(|x: &u8| *x).empty().map(|s| s.best), Some(0));
+        assert!(min(|x: &String| x.clone()).empty().is_none());
+        let spec = min(|x: &String| x.clone());
+        let mut s = spec.init(&"b".to_string());
+        spec.insert(&mut s, &"a".to_string());
+        assert_eq!(spec.result(&s), "a");
+    }
 
     #[test]
     fn insert_keeps_the_extreme_and_ignores_later_nan() {

@@ -109,6 +109,25 @@ pub trait Aggregate<T> {
     fn reset(&self, state: &mut Self::State, first: &T) {
         *state = self.init(first);
     }
+    /// The state of a group that has no event yet, for aggregates that have one (`count` 0,
+    /// `sum` 0, `min` of numbers +∞, …), such that [`insert`](Aggregate::insert)ing `first` into
+    /// it gives [`init(first)`](Aggregate::init). Windows grouped by a small index
+    /// ([`group_by_index`](crate::window)) then keep every group's state ready and take a
+    /// group's first event like any other, without a start. `None` (the default): the aggregate
+    /// needs a first event.
+    ///
+    /// ```
+    /// use eventflux_runtime::aggregate::*;
+    /// let spec = (count(), min(|x: &f64| *x));
+    /// let mut s = spec.empty().expect("count and min of f64 both have an empty state");
+    /// spec.insert(&mut s, &2.5);
+    /// assert_eq!(spec.result(&s), (1, 2.5));
+    /// assert!(first(|x: &f64| *x).empty().is_none());
+    /// ```
+    #[inline]
+    fn empty(&self) -> Option<Self::State> {
+        None
+    }
 }
 
 macro_rules! tuple_aggregate {
@@ -142,6 +161,10 @@ macro_rules! tuple_aggregate {
             #[inline]
             fn reset(&self, state: &mut Self::State, first: &T) {
                 $(self.$idx.reset(&mut state.$idx, first);)+
+            }
+            #[inline]
+            fn empty(&self) -> Option<Self::State> {
+                Some(($(self.$idx.empty()?,)+))
             }
         }
     };

@@ -203,6 +203,10 @@ impl<T, V: SumValue, F: Fn(&T) -> V, const EXACT: bool> Aggregate<T> for Sum<F, 
     fn result(&self, s: &V::Acc) -> V::Output {
         V::total(s)
     }
+    #[inline]
+    fn empty(&self) -> Option<V::Acc> {
+        Some(V::Acc::default())
+    }
 }
 
 /// Averages `f(event)`. See [`avg`]. `EXACT`: as for [`Sum`].
@@ -270,6 +274,10 @@ impl<T, V: SumValue, F: Fn(&T) -> V, const EXACT: bool> Aggregate<T> for Avg<F, 
     #[inline]
     fn result(&self, s: &Self::State) -> f64 {
         V::total_f64(&s.0) / s.1 as f64
+    }
+    #[inline]
+    fn empty(&self) -> Option<Self::State> {
+        Some((V::Acc::default(), 0))
     }
 }
 

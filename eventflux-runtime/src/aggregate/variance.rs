@@ -110,6 +110,10 @@ macro_rules! moments {
             fn result(&self, s: &Moments) -> f64 {
                 ($finish)(s.variance())
             }
+            #[inline]
+            fn empty(&self) -> Option<Moments> {
+                Some(Moments::default())
+            }
         }
     };
 }

@@ -3,7 +3,7 @@
 //! Windows are `[k·slide, k·slide + size)` in event time (`slide == size` for tumbling); an
 //! event belongs to every window containing its timestamp. The watermark and firing rule are
 //! stated once, in [the window module](crate::window#event-time): one [`Row`] per group, in
-//! order of first appearance, with the window's [`Bounds`]; windows firing together are emitted
+//! order of first appearance (of index with `group_by_index`), with the window's [`Bounds`]; windows firing together are emitted
 //! in order of start. An event none of whose windows is still open is late: it goes to the late
 //! output and is counted. At end of stream all open windows fire.
 //!
@@ -92,7 +92,8 @@ impl<T, TS, G> Tumbling<T, TS, G> {
         self.regroup(ByKey(key))
     }
 
-    /// Groups by a small integer used as an array index (fastest).
+    /// Groups by a small integer used as an array index (fastest): a state per index, rows
+    /// in index order.
     pub fn group_by_index<F: Fn(&T) -> usize>(self, index: F) -> Tumbling<T, TS, ByIndex<F>> {
         self.regroup(ByIndex(index))
     }
@@ -469,12 +470,9 @@ where
         if ts >= self.clock.max_ts() && ts < self.hot_limit {
             self.clock.advance(ts);
             let key = self.grouping.key(&item);
-            match self.windows.newest.pane.table.active(&key) {
-                Some((_, state)) => self.agg.insert(state, &item),
-                None => {
-                    self.parked = Some(item);
-                    self.start_parked(key);
-                }
+            if !self.windows.newest.pane.fold(&key, &self.agg, &item) {
+                self.parked = Some(item);
+                self.start_parked(key);
             }
         } else {
             self.parked = Some(item);

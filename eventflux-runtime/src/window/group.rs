@@ -3,7 +3,8 @@
 //! A table maps a group key to a *slot* holding that group's state. Slots of groups that leave a
 //! window are freed and reused, so state stays bounded by the groups currently in windows.
 //! Iteration order never reaches users: windows record each group's first appearance
-//! explicitly.
+//! explicitly, except over dense tables (`group_by_index`), which list their groups in index
+//! order.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -74,6 +75,40 @@ pub trait Table<K, S> {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Dense index tables: they keep a state ready for every key (see
+    /// [`make_ready`](Table::make_ready)) and list their active groups themselves, in key order
+    /// ([`drain_active`](Table::drain_active)), so their users keep no order of first
+    /// appearance.
+    const INDEXED: bool = false;
+    /// Keeps a state made by `empty` ready for every key up to `key`, so that
+    /// [`fold`](Table::fold) takes a group's first event like any other, and keeps using ready
+    /// states from then on (the caller makes a released group's state empty again). False if the
+    /// table cannot, or `empty` gives `None` (the aggregate has no empty state): groups are then
+    /// started with [`activate`](Table::activate).
+    fn make_ready(&mut self, key: &K, empty: impl FnMut() -> Option<S>) -> bool {
+        let _ = (key, empty);
+        false
+    }
+    /// Folds an event into `key`'s group with `f` if its state is there (an active group, or a
+    /// ready state, which becomes active); false: the group must be started with
+    /// [`activate`](Table::activate) or [`make_ready`](Table::make_ready).
+    #[inline(always)]
+    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        match self.active(key) {
+            Some((_, state)) => {
+                f(state);
+                true
+            }
+            None => false,
+        }
+    }
+    /// [`INDEXED`](Table::INDEXED) tables: releases every active group, in key order, giving
+    /// each one's key and state to `f`. Other tables release nothing (their users release
+    /// their groups by slot).
+    fn drain_active(&mut self, f: impl FnMut(K, &mut S)) {
+        let _ = f;
+    }
 }
 
 /// One group for everything; the key is `()`.
@@ -122,10 +157,7 @@ impl<T, F: Fn(&T) -> usize> Grouping<T> for ByIndex<F> {
         (self.0)(item)
     }
     fn table<S>(&self) -> DenseTable<S> {
-        DenseTable {
-            slots: Vec::new(),
-            len: 0,
-        }
+        DenseTable::new()
     }
 }
 
@@ -344,23 +376,67 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     }
 }
 
-/// Table of [`ByIndex`].
+/// Table of [`ByIndex`]: a state per index, and a bitset of the active ones.
+///
+/// Its groups are listed in index order (see [`Table::INDEXED`]). A slot's state exists from
+/// the first time a group at or above its index arrives: a placeholder until its own group
+/// does, reset before use — or, once ready (see [`Table::make_ready`]), the aggregate's empty
+/// state, which the hot path folds every event into, a group's first included, with no test of
+/// whether the group is new (the loop a user would write over an array of accumulators).
 #[derive(Debug)]
 pub struct DenseTable<S> {
-    /// Whether each index is active, and its state. A slot's state exists from the first time
-    /// a group at or above its index arrives (a placeholder until its own group does, reset
-    /// before use), so the hot path tests one flag and updates the state in place.
-    slots: Vec<(bool, S)>,
-    len: usize,
+    slots: Vec<S>,
+    /// Bit `i % 64` of word `i / 64`: index `i` is active.
+    active: Vec<u64>,
+    ready: bool,
+}
+
+impl<S> DenseTable<S> {
+    pub(crate) fn new() -> Self {
+        DenseTable {
+            slots: Vec::new(),
+            active: Vec::new(),
+            ready: false,
+        }
+    }
+
+    #[inline(always)]
+    fn is_active(&self, i: usize) -> bool {
+        self.active
+            .get(i / 64)
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
+    #[inline(always)]
+    fn set_active(&mut self, i: usize) {
+        if let Some(word) = self.active.get_mut(i / 64) {
+            *word |= 1 << (i % 64);
+        }
+    }
+
+    /// Room for index `i` (slots made by `make`); false if `make` gives none.
+    fn grow(&mut self, i: usize, mut make: impl FnMut() -> Option<S>) -> bool {
+        while self.slots.len() <= i {
+            match make() {
+                Some(s) => self.slots.push(s),
+                None => return false,
+            }
+        }
+        let words = self.slots.len().div_ceil(64);
+        if self.active.len() < words {
+            self.active.resize(words, 0);
+        }
+        true
+    }
 }
 
 impl<S> Table<usize, S> for DenseTable<S> {
     #[inline(always)]
     fn active(&mut self, key: &usize) -> Option<(usize, &mut S)> {
-        match self.slots.get_mut(*key)? {
-            (true, s) => Some((*key, s)),
-            _ => None,
+        if !self.is_active(*key) {
+            return None;
         }
+        self.slots.get_mut(*key).map(|s| (*key, s))
     }
     fn activate(
         &mut self,
@@ -369,17 +445,13 @@ impl<S> Table<usize, S> for DenseTable<S> {
         mut init: impl FnMut() -> S,
     ) -> usize {
         let i = *key;
-        if i >= self.slots.len() {
-            // New slots hold `init()`: the first event's state for `i`, placeholders below it.
-            self.slots.resize_with(i + 1, || (false, init()));
+        if i < self.slots.len() {
+            reset(&mut self.slots[i]);
         } else {
-            reset(&mut self.slots[i].1);
+            // New slots hold `init()`: the first event's state for `i`, placeholders below it.
+            self.grow(i, || Some(init()));
         }
-        let active = &mut self.slots[i].0;
-        if !*active {
-            *active = true;
-            self.len += 1;
-        }
+        self.set_active(i);
         i
     }
     #[inline]
@@ -387,17 +459,67 @@ impl<S> Table<usize, S> for DenseTable<S> {
         self.active(&slot).map(|(_, s)| s)
     }
     fn release(&mut self, slot: usize) -> Option<(usize, &mut S)> {
-        match self.slots.get_mut(slot)? {
-            (active @ true, s) => {
-                *active = false;
-                self.len -= 1;
-                Some((slot, s))
-            }
-            _ => None,
+        if !self.is_active(slot) {
+            return None;
         }
+        if let Some(word) = self.active.get_mut(slot / 64) {
+            *word &= !(1 << (slot % 64));
+        }
+        self.slots.get_mut(slot).map(|s| (slot, s))
     }
     fn len(&self) -> usize {
-        self.len
+        self.active.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    const INDEXED: bool = true;
+
+    fn make_ready(&mut self, key: &usize, mut empty: impl FnMut() -> Option<S>) -> bool {
+        if !self.ready {
+            let Some(first) = empty() else {
+                return false;
+            };
+            // Placeholders and released states become empty ones; active groups keep theirs.
+            let mut first = Some(first);
+            for i in 0..self.slots.len() {
+                if !self.is_active(i)
+                    && let Some(e) = first.take().or_else(&mut empty)
+                {
+                    self.slots[i] = e;
+                }
+            }
+            if let Some(e) = first {
+                self.slots.push(e);
+            }
+            self.ready = true;
+        }
+        self.grow(*key, empty)
+    }
+
+    #[inline(always)]
+    fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
+        // Ready states are always taken: this test does not depend on the data, so it predicts.
+        if !self.ready && !self.is_active(*key) {
+            return false;
+        }
+        let Some(state) = self.slots.get_mut(*key) else {
+            return false;
+        };
+        f(state);
+        self.set_active(*key);
+        true
+    }
+
+    fn drain_active(&mut self, mut f: impl FnMut(usize, &mut S)) {
+        for (w, word) in self.active.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(s) = self.slots.get_mut(i) {
+                    f(i, s);
+                }
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `length_batch(n)`: a tumbling window of `n` events.
 //!
 //! With `.aggregate(spec)`: when the `n`-th event of a window arrives, one [`Row`] per group in
-//! the window, in order of first appearance, with bounds `[k·n, (k+1)·n)` counted in events
+//! the window, in order of first appearance (of index with `group_by_index`), with bounds `[k·n, (k+1)·n)` counted in events
 //! (the `k`-th window). At end of stream a partial window is flushed with its actual end.
 //! Without an aggregate, a closed window's events are passed in arrival order.
 
@@ -49,7 +49,8 @@ impl<T, G> LengthBatch<T, G> {
         }
     }
 
-    /// Groups by a small integer used as an array index.
+    /// Groups by a small integer used as an array index: a state per index, rows in index
+    /// order.
     pub fn group_by_index<F: Fn(&T) -> usize>(self, index: F) -> LengthBatch<T, ByIndex<F>> {
         LengthBatch {
             n: self.n,

@@ -17,8 +17,9 @@
 //!   own group, computed after every expiry the arrival caused (expired events are retracted
 //!   first, oldest first). Expiry alone (no arrival) emits nothing.
 //! - **Batch, tumbling, sliding event-time and session windows**: when a window closes, one row
-//!   per group present in it, in order of each group's first appearance in that window, carrying
-//!   the window's [`Bounds`]. Empty windows emit nothing. Windows closing together are emitted in
+//!   per group present in it, in order of each group's first appearance in that window (by
+//!   index with `group_by_index`, like a loop over an array of accumulators), carrying the
+//!   window's [`Bounds`]. Empty windows emit nothing. Windows closing together are emitted in
 //!   order of their start. At end of stream every open window is flushed (closed and emitted).
 //! - **Without `.aggregate(..)`** (`length`, `length_batch`, `time`, `time_batch`, `sort`,
 //!   `unique`) a window passes events instead of rows: sliding windows pass each arrival; batch
@@ -373,10 +374,11 @@ impl<T> Late<T> {
     }
 }
 
-/// The groups of one window, with their first-appearance order.
+/// The groups of one window: their table, and their order of first appearance (unless the
+/// table lists its groups itself: [`Table::INDEXED`]).
 pub(crate) struct Pane<Tab> {
     pub(crate) table: Tab,
-    pub(crate) order: Vec<usize>,
+    order: Vec<usize>,
 }
 
 impl<Tab> Pane<Tab> {
@@ -395,45 +397,83 @@ impl<Tab> Pane<Tab> {
         Tab: Table<G::Key, A::State>,
     {
         let key = grouping.key(item);
-        match self.table.active(&key) {
-            Some((_, state)) => agg.insert(state, item),
-            None => self.start::<T, G, A>(&key, agg, item),
+        if !self.fold(&key, agg, item) {
+            self.start::<T, G, A>(&key, agg, item);
         }
     }
 
-    /// A group's first event in this window.
+    /// Folds `item` into its group if the group's state is there (active, or ready: see
+    /// [`Table::make_ready`]); false: the caller starts the group with [`start`](Self::start).
+    #[inline(always)]
+    pub(crate) fn fold<T, K, A>(&mut self, key: &K, agg: &A, item: &T) -> bool
+    where
+        A: Aggregate<T>,
+        Tab: Table<K, A::State>,
+    {
+        self.table.fold(key, |state| agg.insert(state, item))
+    }
+
+    /// A group's first event in this window, when [`fold`](Self::fold) could not take it.
     #[inline(never)]
-    fn start<T, G, A>(&mut self, key: &G::Key, agg: &A, item: &T)
+    pub(crate) fn start<T, G, A>(&mut self, key: &G::Key, agg: &A, item: &T)
     where
         G: Grouping<T, Table<A::State> = Tab>,
         A: Aggregate<T>,
         Tab: Table<G::Key, A::State>,
     {
+        if Tab::INDEXED
+            && self.table.make_ready(key, || agg.empty())
+            && self.table.fold(key, |state| agg.insert(state, item))
+        {
+            return;
+        }
         let slot = self
             .table
             .activate(key, |s| agg.reset(s, item), || agg.init(item));
-        self.order.push(slot);
+        if !Tab::INDEXED {
+            self.order.push(slot);
+        }
     }
 
-    /// Emits one row per group in first-appearance order and releases the groups.
+    /// Emits one row per group (in order of first appearance, or of index) and releases the
+    /// groups; a ready state is made empty again.
     pub(crate) fn close<T, K, A, E>(&mut self, agg: &A, bounds: Bounds, out: &mut E)
     where
         A: Aggregate<T>,
         Tab: Table<K, A::State>,
         E: Emit<Row<K, A::Output>>,
     {
+        let mut row = |key, state: &mut A::State| {
+            out.emit(Row {
+                key,
+                window: bounds,
+                values: agg.result(state),
+            });
+        };
+        if Tab::INDEXED {
+            self.table.drain_active(|key, state| {
+                row(key, state);
+                if let Some(empty) = agg.empty() {
+                    *state = empty;
+                }
+            });
+            return;
+        }
         for slot in self.order.drain(..) {
             if let Some((key, state)) = self.table.release(slot) {
-                out.emit(Row {
-                    key,
-                    window: bounds,
-                    values: agg.result(state),
-                });
+                row(key, state);
             }
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.order.is_empty()
+    pub(crate) fn is_empty<K, S>(&self) -> bool
+    where
+        Tab: Table<K, S>,
+    {
+        if Tab::INDEXED {
+            self.table.is_empty()
+        } else {
+            self.order.is_empty()
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `time_batch(d)`: tumbling windows of `d` processing time, `[k·d, (k+1)·d)` on the clock.
 //!
 //! With `.aggregate(spec)`: a window closes at the first arrival (or batch end) at which the
-//! clock has reached its end, emitting one [`Row`] per group in first-appearance order with the
+//! clock has reached its end, emitting one [`Row`] per group in first-appearance order (index
+//! order with `group_by_index`) with the
 //! window's clock-time bounds; the arriving event then opens the window containing `now`.
 //! Windows in which nothing arrived emit nothing. At end of stream the open window is flushed.
 //! Without an aggregate, a closed window's events are passed in arrival order.
@@ -73,7 +74,8 @@ impl<T, G, C> TimeBatch<T, G, C> {
         }
     }
 
-    /// Groups by a small integer used as an array index.
+    /// Groups by a small integer used as an array index: a state per index, rows in index
+    /// order.
     pub fn group_by_index<F: Fn(&T) -> usize>(self, index: F) -> TimeBatch<T, ByIndex<F>, C> {
         TimeBatch {
             span: self.span,
