@@ -84,6 +84,10 @@ impl<T, F: Fn(&T) -> f64> Aggregate<T> for PlainSum<F> {
     fn result(&self, s: &f64) -> f64 {
         *s
     }
+    #[inline]
+    fn empty(&self) -> Option<f64> {
+        Some(0.0)
+    }
 }
 
 /// The mean of a plain sum (`sum / count`), shaped like the built-in `avg`.
@@ -115,6 +119,10 @@ impl<T, F: Fn(&T) -> f64> Aggregate<T> for PlainAvg<F> {
     #[inline]
     fn result(&self, s: &(f64, u64)) -> f64 {
         s.0 / s.1 as f64
+    }
+    #[inline]
+    fn empty(&self) -> Option<(f64, u64)> {
+        Some((0.0, 0))
     }
 }
 

@@ -376,18 +376,17 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     }
 }
 
-/// Table of [`ByIndex`]: a state per index, and a bitset of the active ones.
+/// Table of [`ByIndex`]: a state per index, with whether it is active.
 ///
-/// Its groups are listed in index order (see [`Table::INDEXED`]). A slot's state exists from
-/// the first time a group at or above its index arrives: a placeholder until its own group
+/// Its groups are listed in index order (see [`Table::INDEXED`]), by a scan of every index
+/// when a window closes: `group_by_index` is for small, dense indices. A slot's state exists
+/// from the first time a group at or above its index arrives: a placeholder until its own group
 /// does, reset before use — or, once ready (see [`Table::make_ready`]), the aggregate's empty
 /// state, which the hot path folds every event into, a group's first included, with no test of
 /// whether the group is new (the loop a user would write over an array of accumulators).
 #[derive(Debug)]
 pub struct DenseTable<S> {
-    slots: Vec<S>,
-    /// Bit `i % 64` of word `i / 64`: index `i` is active.
-    active: Vec<u64>,
+    slots: Vec<(bool, S)>,
     ready: bool,
 }
 
@@ -395,36 +394,17 @@ impl<S> DenseTable<S> {
     pub(crate) fn new() -> Self {
         DenseTable {
             slots: Vec::new(),
-            active: Vec::new(),
             ready: false,
         }
     }
 
-    #[inline(always)]
-    fn is_active(&self, i: usize) -> bool {
-        self.active
-            .get(i / 64)
-            .is_some_and(|word| word & (1 << (i % 64)) != 0)
-    }
-
-    #[inline(always)]
-    fn set_active(&mut self, i: usize) {
-        if let Some(word) = self.active.get_mut(i / 64) {
-            *word |= 1 << (i % 64);
-        }
-    }
-
-    /// Room for index `i` (slots made by `make`); false if `make` gives none.
+    /// Room for index `i` (new slots inactive, made by `make`); false if `make` gives none.
     fn grow(&mut self, i: usize, mut make: impl FnMut() -> Option<S>) -> bool {
         while self.slots.len() <= i {
             match make() {
-                Some(s) => self.slots.push(s),
+                Some(s) => self.slots.push((false, s)),
                 None => return false,
             }
-        }
-        let words = self.slots.len().div_ceil(64);
-        if self.active.len() < words {
-            self.active.resize(words, 0);
         }
         true
     }
@@ -433,10 +413,10 @@ impl<S> DenseTable<S> {
 impl<S> Table<usize, S> for DenseTable<S> {
     #[inline(always)]
     fn active(&mut self, key: &usize) -> Option<(usize, &mut S)> {
-        if !self.is_active(*key) {
-            return None;
+        match self.slots.get_mut(*key)? {
+            (true, s) => Some((*key, s)),
+            _ => None,
         }
-        self.slots.get_mut(*key).map(|s| (*key, s))
     }
     fn activate(
         &mut self,
@@ -446,12 +426,14 @@ impl<S> Table<usize, S> for DenseTable<S> {
     ) -> usize {
         let i = *key;
         if i < self.slots.len() {
-            reset(&mut self.slots[i]);
+            reset(&mut self.slots[i].1);
         } else {
             // New slots hold `init()`: the first event's state for `i`, placeholders below it.
             self.grow(i, || Some(init()));
         }
-        self.set_active(i);
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.0 = true;
+        }
         i
     }
     #[inline]
@@ -459,16 +441,16 @@ impl<S> Table<usize, S> for DenseTable<S> {
         self.active(&slot).map(|(_, s)| s)
     }
     fn release(&mut self, slot: usize) -> Option<(usize, &mut S)> {
-        if !self.is_active(slot) {
-            return None;
+        match self.slots.get_mut(slot)? {
+            (active @ true, s) => {
+                *active = false;
+                Some((slot, s))
+            }
+            _ => None,
         }
-        if let Some(word) = self.active.get_mut(slot / 64) {
-            *word &= !(1 << (slot % 64));
-        }
-        self.slots.get_mut(slot).map(|s| (slot, s))
     }
     fn len(&self) -> usize {
-        self.active.iter().map(|w| w.count_ones() as usize).sum()
+        self.slots.iter().filter(|(active, _)| *active).count()
     }
 
     const INDEXED: bool = true;
@@ -480,15 +462,13 @@ impl<S> Table<usize, S> for DenseTable<S> {
             };
             // Placeholders and released states become empty ones; active groups keep theirs.
             let mut first = Some(first);
-            for i in 0..self.slots.len() {
-                if !self.is_active(i)
-                    && let Some(e) = first.take().or_else(&mut empty)
-                {
-                    self.slots[i] = e;
+            for (active, state) in &mut self.slots {
+                if !*active && let Some(e) = first.take().or_else(&mut empty) {
+                    *state = e;
                 }
             }
             if let Some(e) = first {
-                self.slots.push(e);
+                self.slots.push((false, e));
             }
             self.ready = true;
         }
@@ -497,27 +477,22 @@ impl<S> Table<usize, S> for DenseTable<S> {
 
     #[inline(always)]
     fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
-        // Ready states are always taken: this test does not depend on the data, so it predicts.
-        if !self.ready && !self.is_active(*key) {
-            return false;
-        }
-        let Some(state) = self.slots.get_mut(*key) else {
+        let Some((active, state)) = self.slots.get_mut(*key) else {
             return false;
         };
+        // Ready states are always taken: this test does not depend on the data, so it predicts.
+        if !(self.ready || *active) {
+            return false;
+        }
         f(state);
-        self.set_active(*key);
+        *active = true;
         true
     }
 
     fn drain_active(&mut self, mut f: impl FnMut(usize, &mut S)) {
-        for (w, word) in self.active.iter_mut().enumerate() {
-            let mut bits = std::mem::take(word);
-            while bits != 0 {
-                let i = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if let Some(s) = self.slots.get_mut(i) {
-                    f(i, s);
-                }
+        for (i, (active, state)) in self.slots.iter_mut().enumerate() {
+            if std::mem::take(active) {
+                f(i, state);
             }
         }
     }
