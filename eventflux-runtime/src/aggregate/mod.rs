@@ -180,3 +180,47 @@ tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 tuple_aggregate!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The results of folding `xs` from `init(xs[0])` and from `empty()`, per aggregate.
+    fn both<A: Aggregate<f64>>(spec: &A, xs: &[f64]) -> (A::Output, A::Output) {
+        let mut from_first = spec.init(&xs[0]);
+        let mut from_empty = spec.empty().expect("this aggregate has an empty state");
+        spec.insert(&mut from_empty, &xs[0]);
+        for x in &xs[1..] {
+            spec.insert(&mut from_first, x);
+            spec.insert(&mut from_empty, x);
+        }
+        (spec.result(&from_first), spec.result(&from_empty))
+    }
+
+    #[test]
+    fn empty_then_first_equals_init_for_every_built_in_that_has_one() {
+        for xs in [&[3.0][..], &[2.5, -1.0, 7.0, 7.0], &[-0.5, 1e300, -1e300]] {
+            let spec = (
+                count(),
+                sum(|x: &f64| *x),
+                avg(|x: &f64| *x),
+                min(|x: &f64| *x),
+                max(|x: &f64| *x),
+                variance(|x: &f64| *x),
+                stddev(|x: &f64| *x),
+                sum(|x: &f64| *x).compensated(),
+                min(|x: &f64| *x as i64),
+                max(|x: &f64| *x as u32),
+            );
+            let (a, b) = both(&spec, xs);
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{xs:?}");
+        }
+        let none: [Option<()>; 3] = [
+            first(|x: &f64| *x).empty().map(|_| ()),
+            last(|x: &f64| *x).empty().map(|_| ()),
+            distinct_count(|x: &f64| *x as i64).empty().map(|_| ()),
+        ];
+        assert_eq!(none, [None, None, None], "these need a first event");
+        assert!((count(), first(|x: &f64| *x)).empty().is_none());
+    }
+}
