@@ -186,7 +186,7 @@ mod tests {
     use super::*;
 
     /// The results of folding `xs` from `init(xs[0])` and from `empty()`, per aggregate.
-    fn both<A: Aggregate<f64>>(spec: &A, xs: &[f64]) -> (A::Output, A::Output) {
+    pub(crate) fn both<A: Aggregate<f64>>(spec: &A, xs: &[f64]) -> (A::Output, A::Output) {
         let mut from_first = spec.init(&xs[0]);
         let mut from_empty = spec.empty().expect("this aggregate has an empty state");
         spec.insert(&mut from_empty, &xs[0]);

@@ -3,8 +3,8 @@
 //! Windows are `[k·slide, k·slide + size)` in event time (`slide == size` for tumbling); an
 //! event belongs to every window containing its timestamp. The watermark and firing rule are
 //! stated once, in [the window module](crate::window#event-time): one [`Row`] per group, in
-//! order of first appearance (of index with `group_by_index`), with the window's [`Bounds`]; windows firing together are emitted
-//! in order of start. An event none of whose windows is still open is late: it goes to the late
+//! order of first appearance (of index with `group_by_index`), with the window's [`Bounds`];
+//! windows firing together are emitted in order of start. An event none of whose windows is still open is late: it goes to the late
 //! output and is counted. At end of stream all open windows fire.
 //!
 //! Event-time windows are used with `.aggregate(..)`.

@@ -84,8 +84,9 @@ pub trait Table<K, S> {
     /// Keeps a state made by `empty` ready for every key up to `key`, so that
     /// [`fold`](Table::fold) takes a group's first event like any other, and keeps using ready
     /// states from then on (the caller makes a released group's state empty again). False if the
-    /// table cannot, or `empty` gives `None` (the aggregate has no empty state): groups are then
-    /// started with [`activate`](Table::activate).
+    /// table cannot (not dense, or already used with [`activate`](Table::activate)), or `empty`
+    /// gives `None` (the aggregate has no empty state): groups are then started with
+    /// `activate`.
     fn make_ready(&mut self, key: &K, empty: impl FnMut() -> Option<S>) -> bool {
         let _ = (key, empty);
         false
@@ -457,19 +458,14 @@ impl<S> Table<usize, S> for DenseTable<S> {
 
     fn make_ready(&mut self, key: &usize, mut empty: impl FnMut() -> Option<S>) -> bool {
         if !self.ready {
+            // A table that already holds started groups' states keeps starting groups.
+            if !self.slots.is_empty() {
+                return false;
+            }
             let Some(first) = empty() else {
                 return false;
             };
-            // Placeholders and released states become empty ones; active groups keep theirs.
-            let mut first = Some(first);
-            for (active, state) in &mut self.slots {
-                if !*active && let Some(e) = first.take().or_else(&mut empty) {
-                    *state = e;
-                }
-            }
-            if let Some(e) = first {
-                self.slots.push((false, e));
-            }
+            self.slots.push((false, first));
             self.ready = true;
         }
         self.grow(*key, empty)
