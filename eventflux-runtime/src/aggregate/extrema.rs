@@ -232,6 +232,16 @@ macro_rules! extremum {
                 seed::<V>($for_min).map(Extremum::new)
             }
             #[inline]
+            fn clear(&self, s: &mut Extremum<V>) -> bool {
+                match seed::<V>($for_min) {
+                    Some(v) => {
+                        s.reset(v);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            #[inline]
             fn add(&self, s: &mut Extremum<V>, item: &T) {
                 s.add((self.0)(item), $dominates);
             }

@@ -128,6 +128,28 @@ pub trait Aggregate<T> {
     fn empty(&self) -> Option<Self::State> {
         None
     }
+    /// Makes `state` (of a released group) [`empty`](Aggregate::empty) again, in place and
+    /// keeping its allocations; false (and `state` unchanged) if the aggregate has no empty
+    /// state. The default assigns `empty()`; aggregates whose state owns memory override it.
+    ///
+    /// ```
+    /// use eventflux_runtime::aggregate::*;
+    /// let spec = (count(), max(|x: &i32| *x));
+    /// let mut s = spec.init(&4);
+    /// assert!(spec.clear(&mut s));
+    /// spec.insert(&mut s, &-2);
+    /// assert_eq!(spec.result(&s), (1, -2));
+    /// ```
+    #[inline]
+    fn clear(&self, state: &mut Self::State) -> bool {
+        match self.empty() {
+            Some(empty) => {
+                *state = empty;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 macro_rules! tuple_aggregate {
@@ -165,6 +187,15 @@ macro_rules! tuple_aggregate {
             #[inline]
             fn empty(&self) -> Option<Self::State> {
                 Some(($(self.$idx.empty()?,)+))
+            }
+            #[inline]
+            fn clear(&self, state: &mut Self::State) -> bool {
+                // All or nothing: members are cleared only when every one can be.
+                if self.empty().is_none() {
+                    return false;
+                }
+                $(self.$idx.clear(&mut state.$idx);)+
+                true
             }
         }
     };

@@ -475,6 +475,7 @@ pub(crate) fn panicked(
     // opened on this thread (or all of them, if the segment feeds several).
     let node = site::take().and_then(|site| match site {
         site::Site::Name(name) => Some(name),
+        site::Site::Input => None,
         site::Site::Stage(id) => rt.stage_names.get(&id).cloned(),
         site::Site::Sink => {
             let here: Vec<&str> = rt

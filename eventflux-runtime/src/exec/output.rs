@@ -644,6 +644,13 @@ where
         self.emitted += tally.count();
     }
 
+    #[inline(always)]
+    fn emit_all<I: Iterator<Item = T>>(&mut self, items: I) {
+        let mut tally = Tally::new(&mut self.out);
+        self.chain.process_all(items, &mut tally);
+        self.emitted += tally.count();
+    }
+
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
     }

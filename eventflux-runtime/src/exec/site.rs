@@ -25,6 +25,36 @@ pub(crate) enum Site {
     Stage(u32),
     /// A sink's `send` (which sink: the one running on this thread; see `exec::panicked`).
     Sink,
+    /// Making a stage's next input in a run ([`InputGuarded`]): not the stage's code, but the
+    /// segment's input (its source) unless a stage pulled upstream claimed it first.
+    Input,
+}
+
+/// The inputs of a stage's run (`Stage::process_all`, `Stage::pull`), each `next` guarded so
+/// that a panic while producing an input (in the source's iterator) is not blamed on the stage
+/// pulling it.
+pub(crate) struct InputGuarded<I>(pub(crate) I);
+
+impl<I: Iterator> Iterator for InputGuarded<I> {
+    type Item = I::Item;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<I::Item> {
+        let guard = InputGuard;
+        let next = self.0.next();
+        std::mem::forget(guard);
+        next
+    }
+}
+
+/// Armed around making one input and forgotten on return (zero-sized).
+struct InputGuard;
+
+impl Drop for InputGuard {
+    #[cold]
+    fn drop(&mut self) {
+        record(|| Site::Input);
+    }
 }
 
 thread_local! {

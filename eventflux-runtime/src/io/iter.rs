@@ -37,12 +37,14 @@ where
         cx: &mut SourceContext<'_>,
         out: &mut E,
     ) -> Result<SourcePoll, SourceError> {
-        for _ in 0..cx.max_items() {
-            match self.iter.next() {
-                Some(item) => out.emit(item),
-                None => return Ok(SourcePoll::Done),
-            }
-        }
-        Ok(SourcePoll::Ready)
+        // One run per poll: a fused chain processes it as a single loop.
+        let max = cx.max_items();
+        let mut taken = 0usize;
+        out.emit_all(self.iter.by_ref().take(max).inspect(|_| taken += 1));
+        Ok(if taken < max {
+            SourcePoll::Done
+        } else {
+            SourcePoll::Ready
+        })
     }
 }

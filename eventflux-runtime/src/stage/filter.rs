@@ -29,6 +29,12 @@ where
     F: FnMut(&T) -> bool,
 {
     type Out = T;
+    const PULLABLE: bool = true;
+
+    #[inline(always)]
+    fn pull<I: Iterator<Item = T>>(&mut self, items: I) -> impl Iterator<Item = T> {
+        items.filter(|item| (self.predicate)(item))
+    }
 
     #[inline(always)]
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {

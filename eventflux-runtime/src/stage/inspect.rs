@@ -31,6 +31,12 @@ where
 {
     type Out = T;
     const ONE_TO_ONE: bool = true;
+    const PULLABLE: bool = true;
+
+    #[inline(always)]
+    fn pull<I: Iterator<Item = T>>(&mut self, items: I) -> impl Iterator<Item = T> {
+        items.inspect(&mut self.f)
+    }
 
     #[inline(always)]
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {

@@ -27,6 +27,12 @@ where
 {
     type Out = U;
     const ONE_TO_ONE: bool = true;
+    const PULLABLE: bool = true;
+
+    #[inline(always)]
+    fn pull<I: Iterator<Item = T>>(&mut self, items: I) -> impl Iterator<Item = U> {
+        items.map(&mut self.f)
+    }
 
     #[inline(always)]
     fn process<E: Emit<U>>(&mut self, item: T, out: &mut E) {

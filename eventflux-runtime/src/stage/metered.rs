@@ -120,6 +120,50 @@ impl<S, const COUNT_IN: bool> Metered<S, COUNT_IN> {
     }
 }
 
+/// An iterator counting the items it yields into a local count (kept in a register by a fused
+/// loop), added to `total` when it is dropped.
+struct Tally<'a, I> {
+    items: I,
+    n: u64,
+    total: &'a mut u64,
+    /// Whether to count at all (a constant per use).
+    on: bool,
+}
+
+impl<'a, I> Tally<'a, I> {
+    #[inline(always)]
+    fn new(items: I, total: &'a mut u64, on: bool) -> Self {
+        Self {
+            items,
+            n: 0,
+            total,
+            on,
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for Tally<'_, I> {
+    type Item = I::Item;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.items.next();
+        if self.on && item.is_some() {
+            self.n += 1;
+        }
+        item
+    }
+}
+
+impl<I> Drop for Tally<'_, I> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.on {
+            *self.total += self.n;
+        }
+    }
+}
+
 struct Counting<'a, E> {
     out: &'a mut E,
     emitted: &'a mut u64,
@@ -168,6 +212,33 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
             self.events_in += 1;
         }
         self.stage.process(item, counting!(self, out));
+    }
+
+    /// Counts the run in local variables (registers, in a fused loop) and adds the totals to
+    /// the stage's counts when the run ends.
+    #[inline(always)]
+    fn process_all<I: Iterator<Item = In>, E: Emit<S::Out>>(&mut self, items: I, out: &mut E) {
+        let (mut seen, mut emitted) = (0u64, 0u64);
+        let items = Tally::new(items, &mut seen, COUNT_IN);
+        let out = &mut Counting {
+            out,
+            emitted: &mut emitted,
+            errors: &mut self.errors,
+            count_emitted: !<S as Stage<In>>::ONE_TO_ONE,
+        };
+        self.stage.process_all(items, out);
+        self.events_in += seen;
+        self.events_out += emitted;
+    }
+
+    #[inline(always)]
+    fn pull<I: Iterator<Item = In>>(&mut self, items: I) -> impl Iterator<Item = S::Out> {
+        let items = Tally::new(items, &mut self.events_in, COUNT_IN);
+        Tally::new(
+            self.stage.pull(items),
+            &mut self.events_out,
+            !<S as Stage<In>>::ONE_TO_ONE,
+        )
     }
 
     fn on_batch_end<E: Emit<S::Out>>(&mut self, out: &mut E) {

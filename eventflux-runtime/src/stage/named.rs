@@ -6,7 +6,7 @@
 //! code for them (see `exec::site`).
 
 use crate::error::StageError;
-use crate::exec::site::{ConstStageGuard, StageGuard, in_node};
+use crate::exec::site::{ConstStageGuard, InputGuarded, StageGuard, in_node};
 use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 
 /// A stage known by its node name: failures it reports through `Emit::fail` and panics in its
@@ -130,6 +130,45 @@ impl<In, S: Stage<In>, const ID: u32> Stage<In> for Named<S, ID> {
             self.stage.process(item, &mut Tag { out, name });
             std::mem::forget(guard);
         }
+    }
+
+    /// The whole run under one guard (a panic in a stage pulled by this one is claimed by that
+    /// stage's own guard first: see [`pull`](Stage::pull)).
+    #[inline(always)]
+    fn process_all<I: Iterator<Item = In>, E: Emit<S::Out>>(&mut self, items: I, out: &mut E) {
+        let name = &*self.name;
+        if ID == 0 {
+            let guard = StageGuard(self.id);
+            self.stage
+                .process_all(InputGuarded(items), &mut Tag { out, name });
+            std::mem::forget(guard);
+        } else {
+            let guard = ConstStageGuard::<ID>;
+            self.stage
+                .process_all(InputGuarded(items), &mut Tag { out, name });
+            std::mem::forget(guard);
+        }
+    }
+
+    /// Each step of the adapter runs under the stage's guard; the inputs it pulls are guarded
+    /// by their own stages.
+    #[inline(always)]
+    fn pull<I: Iterator<Item = In>>(&mut self, items: I) -> impl Iterator<Item = S::Out> {
+        let id = self.id;
+        let mut inner = self.stage.pull(InputGuarded(items));
+        std::iter::from_fn(move || {
+            if ID == 0 {
+                let guard = StageGuard(id);
+                let next = inner.next();
+                std::mem::forget(guard);
+                next
+            } else {
+                let guard = ConstStageGuard::<ID>;
+                let next = inner.next();
+                std::mem::forget(guard);
+                next
+            }
+        })
     }
 
     #[inline]

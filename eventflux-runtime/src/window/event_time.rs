@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage, Watermark};
-use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Late, Pane, Row, Table};
+use crate::window::{Bounds, ByIndex, ByKey, Folder, Global, Grouping, Late, Pane, Row, Table};
 
 /// An event-time window (tumbling or sliding). See [`tumbling`] and [`sliding`].
 pub struct Tumbling<T, TS, G = Global> {
@@ -356,10 +356,26 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
             && ts.wrapping_sub(self.windows.newest.start) < self.size
     }
 
-    /// Every arrival but the fast path's: into the newest window, or placed (or late); then
-    /// windows fired as due.
+    /// Every arrival but the fast path's, from [`Stage::process`]: rows of the windows it
+    /// fires wait in `ready`.
     #[inline(never)]
     fn arrive_parked(&mut self, ts: u64) {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.arrive(ts, &mut ready);
+        self.ready = ready;
+    }
+
+    /// Every arrival but the fast path's, from [`Stage::process_all`]: rows of the windows it
+    /// fires go straight to `out`.
+    #[inline(never)]
+    fn arrive_emitting<E: Emit<Row<G::Key, A::Output>>>(&mut self, ts: u64, out: &mut E) {
+        self.arrive(ts, out);
+    }
+
+    /// The parked arrival goes into the newest window, or is placed (or late); then windows
+    /// fire as due, into `out`.
+    #[inline(always)]
+    fn arrive<E: Emit<Row<G::Key, A::Output>>>(&mut self, ts: u64, out: &mut E) {
         let Some(item) = self.parked.take() else {
             return;
         };
@@ -374,7 +390,7 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
         self.clock.saw(ts);
         if ts >= self.fire_at {
             let wm = self.clock.watermark();
-            self.fire(wm);
+            self.fire(wm, out);
         }
     }
 
@@ -427,9 +443,8 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
     }
 
     /// Closes every window the watermark `wm` has fired (all of them for `None`: end of
-    /// stream), oldest first, into `ready`.
-    fn fire(&mut self, wm: Option<u64>) {
-        let out = &mut self.ready;
+    /// stream), oldest first, into `out`.
+    fn fire<E: Emit<Row<G::Key, A::Output>>>(&mut self, wm: Option<u64>, out: &mut E) {
         let size = self.size;
         let clock = self.clock;
         let due = |start: u64| wm.is_none() || clock.fired(start + size, wm);
@@ -483,16 +498,55 @@ where
         }
     }
 
+    /// The fast path as a loop of its own, over local copies of the clock's largest timestamp
+    /// and the fast path's limit (registers, as in a hand-written loop); the first arrival it
+    /// cannot take leaves the loop, goes the out-of-line way, and the loop resumes with the
+    /// state that way left.
+    #[inline(always)]
+    fn process_all<I: Iterator<Item = T>, E: Emit<Self::Out>>(&mut self, items: I, out: &mut E) {
+        let mut items = items;
+        loop {
+            let mut max_ts = self.clock.max_ts();
+            let hot_limit = self.hot_limit;
+            let mut stopped = None;
+            {
+                let mut groups = self.windows.newest.pane.table.folder();
+                for item in items.by_ref() {
+                    let ts = (self.ts)(&item);
+                    if ts >= max_ts && ts < hot_limit {
+                        max_ts = ts;
+                        let key = self.grouping.key(&item);
+                        if !groups.fold(&key, |state| self.agg.insert(state, &item)) {
+                            stopped = Some((item, ts, Some(key)));
+                            break;
+                        }
+                    } else {
+                        stopped = Some((item, ts, None));
+                        break;
+                    }
+                }
+            }
+            self.clock.advance(max_ts);
+            let Some((item, ts, key)) = stopped else {
+                return;
+            };
+            self.parked = Some(item);
+            match key {
+                // On the fast path, but its group's first event in the window.
+                Some(key) => self.start_parked(key),
+                None => self.arrive_emitting(ts, out),
+            }
+        }
+    }
+
     fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: Watermark, out: &mut E) {
         self.clock.upstream(watermark);
         let wm = self.clock.watermark();
-        self.fire(wm);
-        self.emit_ready(out);
+        self.fire(wm, out);
     }
 
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
-        self.fire(None);
-        self.emit_ready(out);
+        self.fire(None, out);
         self.late.end();
     }
 

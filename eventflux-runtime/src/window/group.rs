@@ -110,6 +110,50 @@ pub trait Table<K, S> {
     fn drain_active(&mut self, f: impl FnMut(K, &mut S)) {
         let _ = f;
     }
+
+    /// The table's view for a run of [`fold`](Table::fold)s with nothing else in between:
+    /// a window's fast-path loop holds it in local variables (a dense table's slots as a
+    /// slice, so the loop does not reload them from the table for every event).
+    type Folder<'a>: Folder<K, S>
+    where
+        Self: 'a;
+    /// See [`Folder`](Table::Folder).
+    fn folder(&mut self) -> Self::Folder<'_>;
+}
+
+/// [`Table::fold`] for a run of folds (see [`Table::folder`]).
+pub trait Folder<K, S> {
+    /// As [`Table::fold`].
+    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool;
+}
+
+impl<K, S, T: Table<K, S>> Folder<K, S> for &mut T {
+    #[inline(always)]
+    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        Table::fold(&mut **self, key, f)
+    }
+}
+
+/// The [`Folder`] of a [`DenseTable`]: its slots as a slice.
+pub struct DenseFolder<'a, S> {
+    slots: &'a mut [(bool, S)],
+    ready: bool,
+}
+
+impl<S> Folder<usize, S> for DenseFolder<'_, S> {
+    #[inline(always)]
+    fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
+        let Some((active, state)) = self.slots.get_mut(*key) else {
+            return false;
+        };
+        // Ready states are always taken: this test does not depend on the data, so it predicts.
+        if !(self.ready || *active) {
+            return false;
+        }
+        f(state);
+        *active = true;
+        true
+    }
 }
 
 /// One group for everything; the key is `()`.
@@ -170,6 +214,15 @@ pub struct GlobalTable<S> {
 }
 
 impl<S> Table<(), S> for GlobalTable<S> {
+    type Folder<'a>
+        = &'a mut Self
+    where
+        Self: 'a;
+    #[inline(always)]
+    fn folder(&mut self) -> &mut Self {
+        self
+    }
+
     #[inline]
     fn active(&mut self, _: &()) -> Option<(usize, &mut S)> {
         if self.active {
@@ -294,6 +347,15 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
 }
 
 impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
+    type Folder<'a>
+        = &'a mut Self
+    where
+        Self: 'a;
+    #[inline(always)]
+    fn folder(&mut self) -> &mut Self {
+        self
+    }
+
     #[inline]
     fn active(&mut self, key: &K) -> Option<(usize, &mut S)> {
         let line = self.cache_line(key);
@@ -473,16 +535,19 @@ impl<S> Table<usize, S> for DenseTable<S> {
 
     #[inline(always)]
     fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
-        let Some((active, state)) = self.slots.get_mut(*key) else {
-            return false;
-        };
-        // Ready states are always taken: this test does not depend on the data, so it predicts.
-        if !(self.ready || *active) {
-            return false;
+        self.folder().fold(key, f)
+    }
+
+    type Folder<'a>
+        = DenseFolder<'a, S>
+    where
+        S: 'a;
+    #[inline(always)]
+    fn folder(&mut self) -> DenseFolder<'_, S> {
+        DenseFolder {
+            slots: &mut self.slots,
+            ready: self.ready,
         }
-        f(state);
-        *active = true;
-        true
     }
 
     fn drain_active(&mut self, mut f: impl FnMut(usize, &mut S)) {

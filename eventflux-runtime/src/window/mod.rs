@@ -194,7 +194,8 @@ mod unique;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event_time::{Tumbling, TumblingAgg, sliding, tumbling};
 pub use group::{
-    ByIndex, ByKey, DenseTable, FxHasher, Global, GlobalTable, Grouping, KeyedTable, Table,
+    ByIndex, ByKey, DenseFolder, DenseTable, Folder, FxHasher, Global, GlobalTable, Grouping,
+    KeyedTable, Table,
 };
 pub use length::{Length, LengthAgg, LengthEvents, length};
 pub use length_batch::{LengthBatch, LengthBatchAgg, length_batch};
@@ -453,9 +454,7 @@ impl<Tab> Pane<Tab> {
         if Tab::INDEXED {
             self.table.drain_active(|key, state| {
                 row(key, state);
-                if let Some(empty) = agg.empty() {
-                    *state = empty;
-                }
+                agg.clear(state);
             });
             return;
         }
