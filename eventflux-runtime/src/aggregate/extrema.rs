@@ -241,6 +241,15 @@ macro_rules! extremum {
                     None => false,
                 }
             }
+            /// Append-only states never hold a deque: the best value is the result.
+            #[inline]
+            fn finish(&self, s: &mut Extremum<V>) -> V {
+                debug_assert!(s.sliding.is_none(), "finish on a retractable state");
+                match seed::<V>($for_min) {
+                    Some(v) => std::mem::replace(&mut s.best, v),
+                    None => s.best.clone(),
+                }
+            }
             #[inline]
             fn add(&self, s: &mut Extremum<V>, item: &T) {
                 s.add((self.0)(item), $dominates);

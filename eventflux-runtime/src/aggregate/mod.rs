@@ -150,6 +150,26 @@ pub trait Aggregate<T> {
             None => false,
         }
     }
+    /// The result of a state built by [`init`](Aggregate::init),
+    /// [`insert`](Aggregate::insert) and [`merge`](Aggregate::merge) alone — a window that
+    /// never retracts, closing — leaving the state [`clear`](Aggregate::clear)ed when the
+    /// aggregate has an empty state. The default is `result` then `clear`; an aggregate can do
+    /// both in one pass (`min`/`max` swap the seed in).
+    ///
+    /// ```
+    /// use eventflux_runtime::aggregate::*;
+    /// let spec = (count(), min(|x: &i32| *x));
+    /// let mut s = spec.init(&4);
+    /// spec.insert(&mut s, &1);
+    /// assert_eq!(spec.finish(&mut s), (2, 1));
+    /// assert_eq!(spec.result(&s), (0, i32::MAX), "cleared: the empty state");
+    /// ```
+    #[inline]
+    fn finish(&self, state: &mut Self::State) -> Self::Output {
+        let result = self.result(state);
+        self.clear(state);
+        result
+    }
 }
 
 macro_rules! tuple_aggregate {
@@ -187,6 +207,14 @@ macro_rules! tuple_aggregate {
             #[inline]
             fn empty(&self) -> Option<Self::State> {
                 Some(($(self.$idx.empty()?,)+))
+            }
+            #[inline]
+            fn finish(&self, state: &mut Self::State) -> Self::Output {
+                // All or nothing, as `clear`.
+                if self.empty().is_none() {
+                    return self.result(state);
+                }
+                ($(self.$idx.finish(&mut state.$idx),)+)
             }
             #[inline]
             fn clear(&self, state: &mut Self::State) -> bool {

@@ -6,6 +6,7 @@
 //! serves both ends of an edge: `a` counts what it emits, and `b` publishes that as its input
 //! instead of counting it again (`COUNT_IN = false`).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::StageError;
@@ -164,19 +165,20 @@ impl<I> Drop for Tally<'_, I> {
     }
 }
 
-struct Counting<'a, E> {
+/// The emitter a metered stage `S` (taking `In`) sees: counts what it emits, unless `S` is
+/// one-to-one (whose output count is its input count: a constant of the type, so the test
+/// compiles away).
+struct Counting<'a, E, S, In> {
     out: &'a mut E,
     emitted: &'a mut u64,
     errors: &'a mut u64,
-    /// `false` for a one-to-one stage, whose output count is its input count (a constant per
-    /// stage type: the test folds away).
-    count_emitted: bool,
+    _stage: PhantomData<fn(In) -> S>,
 }
 
-impl<T, E: Emit<T>> Emit<T> for Counting<'_, E> {
+impl<T, E: Emit<T>, S: Stage<In>, In> Emit<T> for Counting<'_, E, S, In> {
     #[inline(always)]
     fn emit(&mut self, item: T) {
-        if self.count_emitted {
+        if !S::ONE_TO_ONE {
             *self.emitted += 1;
         }
         self.out.emit(item);
@@ -198,7 +200,7 @@ macro_rules! counting {
             out: $out,
             emitted: &mut $self.events_out,
             errors: &mut $self.errors,
-            count_emitted: !<S as Stage<In>>::ONE_TO_ONE,
+            _stage: PhantomData::<fn(In) -> S>,
         }
     };
 }
@@ -224,7 +226,7 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
             out,
             emitted: &mut emitted,
             errors: &mut self.errors,
-            count_emitted: !<S as Stage<In>>::ONE_TO_ONE,
+            _stage: PhantomData::<fn(In) -> S>,
         };
         self.stage.process_all(items, out);
         self.events_in += seen;

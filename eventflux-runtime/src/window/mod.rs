@@ -444,23 +444,24 @@ impl<Tab> Pane<Tab> {
         Tab: Table<K, A::State>,
         E: Emit<Row<K, A::Output>>,
     {
-        let mut row = |key, state: &mut A::State| {
-            out.emit(Row {
-                key,
-                window: bounds,
-                values: agg.result(state),
-            });
-        };
         if Tab::INDEXED {
+            // Each state is made empty again for the next window as its result is taken.
             self.table.drain_active(|key, state| {
-                row(key, state);
-                agg.clear(state);
+                out.emit(Row {
+                    key,
+                    window: bounds,
+                    values: agg.finish(state),
+                });
             });
             return;
         }
         for slot in self.order.drain(..) {
             if let Some((key, state)) = self.table.release(slot) {
-                row(key, state);
+                out.emit(Row {
+                    key,
+                    window: bounds,
+                    values: agg.result(state),
+                });
             }
         }
     }
