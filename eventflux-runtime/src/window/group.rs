@@ -76,17 +76,19 @@ pub trait Table<K, S> {
         self.len() == 0
     }
 
-    /// Dense index tables: they keep a state ready for every key (see
-    /// [`make_ready`](Table::make_ready)) and list their active groups themselves, in key order
-    /// ([`drain_active`](Table::drain_active)), so their users keep no order of first
-    /// appearance.
-    const INDEXED: bool = false;
-    /// Keeps a state made by `empty` ready for every key up to `key`, so that
-    /// [`fold`](Table::fold) takes a group's first event like any other, and keeps using ready
-    /// states from then on (the caller makes a released group's state empty again). False if the
-    /// table cannot (not dense, or already used with [`activate`](Table::activate)), or `empty`
-    /// gives `None` (the aggregate has no empty state): groups are then started with
-    /// `activate`.
+    /// Whether the table lists its active groups itself ([`drain_active`](Table::drain_active)),
+    /// so that its users keep no order of first appearance: a dense table always (in index
+    /// order), a keyed table once ready (see [`make_ready`](Table::make_ready); in order of
+    /// first appearance).
+    fn lists_active(&self) -> bool {
+        false
+    }
+    /// Keeps a state made by `empty` ready for `key` (a dense table: for every index up to
+    /// `key`), so that [`fold`](Table::fold) takes a group's first event like any other, and
+    /// keeps using ready states from then on (the caller makes a drained group's state empty
+    /// again). False if the table cannot (a global table, or one already used with
+    /// [`activate`](Table::activate)), or `empty` gives `None` (the aggregate has no empty
+    /// state): groups are then started with `activate`.
     fn make_ready(&mut self, key: &K, empty: impl FnMut() -> Option<S>) -> bool {
         let _ = (key, empty);
         false
@@ -104,9 +106,9 @@ pub trait Table<K, S> {
             None => false,
         }
     }
-    /// [`INDEXED`](Table::INDEXED) tables: releases every active group, in key order, giving
-    /// each one's key and state to `f`. Other tables release nothing (their users release
-    /// their groups by slot).
+    /// Tables that [list their active groups](Table::lists_active): releases every active group,
+    /// in their order, giving each one's key and state to `f`. Other tables release nothing
+    /// (their users release their groups by slot).
     fn drain_active(&mut self, f: impl FnMut(K, &mut S)) {
         let _ = f;
     }
@@ -260,6 +262,11 @@ fn restart<S>(cell: &mut Option<S>, reset: impl FnOnce(&mut S), mut init: impl F
     }
 }
 
+/// Bits of a [`KeyedTable`]'s cache index.
+const CACHE_BITS: u32 = 10;
+/// Lines of a [`KeyedTable`]'s cache.
+const CACHE_LINES: usize = 1 << CACHE_BITS;
+
 /// Table of [`ByKey`].
 ///
 /// A released group keeps its slot and its place in the index (idle), so a key that comes back
@@ -280,7 +287,13 @@ pub struct KeyedTable<K, S> {
     /// top ten bits.
     /// An entry is only a guess, checked against the slot's key, so it never needs
     /// invalidating; a hit costs one comparison of keys instead of a probe of the map.
-    cache: Vec<usize>,
+    cache: Box<[usize; CACHE_LINES]>,
+    /// Ready (see [`Table::make_ready`]): every key's slot, idle ones included, holds an empty
+    /// state, so a returning key's first event folds like any other; the table then lists its
+    /// active slots itself, in `order`.
+    ready: bool,
+    /// Ready tables: the active slots, in order of first appearance.
+    order: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -301,7 +314,9 @@ impl<K, S> KeyedTable<K, S> {
             free: Vec::new(),
             active: 0,
             idle: 0,
-            cache: vec![usize::MAX; 1024],
+            cache: Box::new([usize::MAX; CACHE_LINES]),
+            ready: false,
+            order: Vec::new(),
         }
     }
 }
@@ -311,24 +326,103 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     #[inline(always)]
     fn cache_line(&self, key: &K) -> usize {
         use std::hash::BuildHasher;
-        (self.index.hasher().hash_one(key) >> 54) as usize
+        // The hash's top bits: below `CACHE_LINES`, so indexing the cache needs no check.
+        (self.index.hasher().hash_one(key) >> (64 - CACHE_BITS)) as usize
     }
 
-    /// `active` past the cache: look `key` up in the index and remember its slot.
+    /// `key`'s slot (active or idle), if it has one: through the cache, else the index.
+    #[inline(always)]
+    fn find(&mut self, key: &K) -> Option<usize> {
+        let line = self.cache_line(key);
+        let i = self.cache[line];
+        if self.slots.get(i).is_some_and(|s| s.key == *key) {
+            return Some(i);
+        }
+        self.find_uncached(key, line)
+    }
+
+    /// `find` past the cache: look `key` up in the index and remember its slot.
     #[inline(never)]
-    fn active_uncached(&mut self, key: &K, line: usize) -> Option<(usize, &mut S)> {
+    fn find_uncached(&mut self, key: &K, line: usize) -> Option<usize> {
         let i = *self.index.get(key)?;
         if let Some(c) = self.cache.get_mut(line) {
             *c = i;
         }
-        match self.slots.get_mut(i)? {
-            KeyedSlot {
-                active: true,
-                state,
-                ..
-            } => Some((i, state)),
+        Some(i)
+    }
+
+    /// `fold` past the cache or for an idle slot: a ready table's idle slot (its state empty)
+    /// becomes active after `f` folds its group's first event of the window into it.
+    #[inline(never)]
+    fn fold_slow(&mut self, key: &K, line: usize, f: impl FnOnce(&mut S)) -> bool {
+        let i = match self.cache[line] {
+            i if self.slots.get(i).is_some_and(|s| s.key == *key) => i,
+            _ => match self.find_uncached(key, line) {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        let ready = self.ready;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        if slot.active {
+            f(&mut slot.state);
+            return true;
+        }
+        if !ready {
+            return false;
+        }
+        f(&mut slot.state);
+        slot.active = true;
+        self.active += 1;
+        self.idle -= 1;
+        self.order.push(i);
+        true
+    }
+
+    /// A freed slot for a key not in the index (idle keys are evicted first if they are too
+    /// many), its key set; `None`: the caller pushes a new slot.
+    fn reuse_slot(&mut self, key: &K) -> Option<usize> {
+        if self.idle > Self::KEEP_IDLE && self.idle > 2 * self.active {
+            self.evict_idle();
+        }
+        match self.free.pop() {
+            Some(i) if i < self.slots.len() => {
+                self.slots[i].key = key.clone();
+                Some(i)
+            }
             _ => None,
         }
+    }
+
+    /// Enters `key`'s new slot `i` in the index and the cache.
+    fn index_slot(&mut self, key: &K, i: usize) {
+        self.index.insert(key.clone(), i);
+        let line = self.cache_line(key);
+        if let Some(c) = self.cache.get_mut(line) {
+            *c = i;
+        }
+    }
+
+    /// A ready table: an idle slot holding `empty` for a key not in the index.
+    fn new_ready_slot(&mut self, key: &K, empty: S) {
+        let i = match self.reuse_slot(key) {
+            Some(i) => {
+                self.slots[i].state = empty;
+                i
+            }
+            None => {
+                self.slots.push(KeyedSlot {
+                    key: key.clone(),
+                    active: false,
+                    state: empty,
+                });
+                self.slots.len() - 1
+            }
+        };
+        self.index_slot(key, i);
+        self.idle += 1;
     }
 
     /// Evicts every idle key (their slots go to the free list).
@@ -343,6 +437,10 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
             keep
         });
         self.idle = 0;
+        // A freed slot keeps its old key until reused: forget every cached slot, so a
+        // returning key is looked up in the index (and given a slot) rather than finding its
+        // freed one.
+        self.cache.fill(usize::MAX);
     }
 }
 
@@ -358,11 +456,7 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
 
     #[inline]
     fn active(&mut self, key: &K) -> Option<(usize, &mut S)> {
-        let line = self.cache_line(key);
-        let i = self.cache.get(line).copied().unwrap_or(usize::MAX);
-        if !self.slots.get(i).is_some_and(|s| s.key == *key) {
-            return self.active_uncached(key, line);
-        }
+        let i = self.find(key)?;
         match self.slots.get_mut(i)? {
             KeyedSlot {
                 active: true,
@@ -389,18 +483,14 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
             }
             return i;
         }
-        if self.idle > Self::KEEP_IDLE && self.idle > 2 * self.active {
-            self.evict_idle();
-        }
-        let i = match self.free.pop() {
-            Some(i) if i < self.slots.len() => {
+        let i = match self.reuse_slot(key) {
+            Some(i) => {
                 let slot = &mut self.slots[i];
-                slot.key = key.clone();
                 slot.active = true;
                 reset(&mut slot.state);
                 i
             }
-            _ => {
+            None => {
                 self.slots.push(KeyedSlot {
                     key: key.clone(),
                     active: true,
@@ -409,7 +499,7 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
                 self.slots.len() - 1
             }
         };
-        self.index.insert(key.clone(), i);
+        self.index_slot(key, i);
         self.active += 1;
         i
     }
@@ -437,11 +527,68 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     fn len(&self) -> usize {
         self.active
     }
+
+    fn lists_active(&self) -> bool {
+        self.ready
+    }
+
+    fn make_ready(&mut self, key: &K, mut empty: impl FnMut() -> Option<S>) -> bool {
+        if !self.ready {
+            // A table holding started groups' states keeps starting groups.
+            if !self.slots.is_empty() {
+                return false;
+            }
+            let Some(first) = empty() else {
+                return false;
+            };
+            self.new_ready_slot(key, first);
+            self.ready = true;
+            return true;
+        }
+        if self.find(key).is_some() {
+            return true;
+        }
+        match empty() {
+            Some(state) => {
+                self.new_ready_slot(key, state);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The hot path: an active group found through the cache; anything else out of line.
+    #[inline(always)]
+    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        let line = self.cache_line(key);
+        let i = self.cache[line];
+        if let Some(slot) = self.slots.get_mut(i)
+            && slot.active
+            && slot.key == *key
+        {
+            f(&mut slot.state);
+            return true;
+        }
+        self.fold_slow(key, line, f)
+    }
+
+    fn drain_active(&mut self, mut f: impl FnMut(K, &mut S)) {
+        let (slots, order) = (&mut self.slots, &mut self.order);
+        for i in order.drain(..) {
+            if let Some(slot) = slots.get_mut(i)
+                && std::mem::take(&mut slot.active)
+            {
+                self.active -= 1;
+                self.idle += 1;
+                f(slot.key.clone(), &mut slot.state);
+            }
+        }
+    }
 }
 
 /// Table of [`ByIndex`]: a state per index, with whether it is active.
 ///
-/// Its groups are listed in index order (see [`Table::INDEXED`]), by a scan of every index
+/// Its groups are listed in index order (see [`Table::lists_active`]), by a scan of every index
 /// when a window closes: `group_by_index` is for small, dense indices. A slot's state exists
 /// from the first time a group at or above its index arrives: a placeholder until its own group
 /// does, reset before use — or, once ready (see [`Table::make_ready`]), the aggregate's empty
@@ -516,7 +663,9 @@ impl<S> Table<usize, S> for DenseTable<S> {
         self.slots.iter().filter(|(active, _)| *active).count()
     }
 
-    const INDEXED: bool = true;
+    fn lists_active(&self) -> bool {
+        true
+    }
 
     fn make_ready(&mut self, key: &usize, mut empty: impl FnMut() -> Option<S>) -> bool {
         if !self.ready {

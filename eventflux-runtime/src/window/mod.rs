@@ -376,7 +376,7 @@ impl<T> Late<T> {
 }
 
 /// The groups of one window: their table, and their order of first appearance (unless the
-/// table lists its groups itself: [`Table::INDEXED`]).
+/// table lists its groups itself: [`Table::lists_active`]).
 pub(crate) struct Pane<Tab> {
     pub(crate) table: Tab,
     order: Vec<usize>,
@@ -422,8 +422,7 @@ impl<Tab> Pane<Tab> {
         A: Aggregate<T>,
         Tab: Table<G::Key, A::State>,
     {
-        if Tab::INDEXED
-            && self.table.make_ready(key, || agg.empty())
+        if self.table.make_ready(key, || agg.empty())
             && self.table.fold(key, |state| agg.insert(state, item))
         {
             return;
@@ -431,7 +430,7 @@ impl<Tab> Pane<Tab> {
         let slot = self
             .table
             .activate(key, |s| agg.reset(s, item), || agg.init(item));
-        if !Tab::INDEXED {
+        if !self.table.lists_active() {
             self.order.push(slot);
         }
     }
@@ -444,7 +443,7 @@ impl<Tab> Pane<Tab> {
         Tab: Table<K, A::State>,
         E: Emit<Row<K, A::Output>>,
     {
-        if Tab::INDEXED {
+        if self.table.lists_active() {
             // Each state is made empty again for the next window as its result is taken.
             self.table.drain_active(|key, state| {
                 out.emit(Row {
@@ -470,7 +469,7 @@ impl<Tab> Pane<Tab> {
     where
         Tab: Table<K, S>,
     {
-        if Tab::INDEXED {
+        if self.table.lists_active() {
             self.table.is_empty()
         } else {
             self.order.is_empty()
