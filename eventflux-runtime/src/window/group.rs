@@ -292,8 +292,11 @@ pub struct KeyedTable<K, S> {
     /// state, so a returning key's first event folds like any other; the table then lists its
     /// active slots itself, in `order`.
     ready: bool,
-    /// Ready tables: the active slots, in order of first appearance.
+    /// Ready tables: the active slots, in order of first appearance, are `order[..listed]`;
+    /// `order` has room for every slot and one more, so the hot path records a group's first
+    /// event with a store and an add, not a branch (see [`KeyedFolder`]).
     order: Vec<usize>,
+    listed: usize,
 }
 
 #[derive(Debug)]
@@ -317,6 +320,7 @@ impl<K, S> KeyedTable<K, S> {
             cache: Box::new([usize::MAX; CACHE_LINES]),
             ready: false,
             order: Vec::new(),
+            listed: 0,
         }
     }
 }
@@ -375,16 +379,27 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
         }
         f(&mut slot.state);
         slot.active = true;
-        self.active += 1;
-        self.idle -= 1;
-        self.order.push(i);
+        if let Some(o) = self.order.get_mut(self.listed) {
+            *o = i;
+        }
+        self.listed += 1;
         true
+    }
+
+    /// Active and idle groups (a ready table counts them by its list and its index).
+    fn counts(&self) -> (usize, usize) {
+        if self.ready {
+            (self.listed, self.index.len().saturating_sub(self.listed))
+        } else {
+            (self.active, self.idle)
+        }
     }
 
     /// A freed slot for a key not in the index (idle keys are evicted first if they are too
     /// many), its key set; `None`: the caller pushes a new slot.
     fn reuse_slot(&mut self, key: &K) -> Option<usize> {
-        if self.idle > Self::KEEP_IDLE && self.idle > 2 * self.active {
+        let (active, idle) = self.counts();
+        if idle > Self::KEEP_IDLE && idle > 2 * active {
             self.evict_idle();
         }
         match self.free.pop() {
@@ -418,11 +433,11 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
                     active: false,
                     state: empty,
                 });
+                self.order.resize(self.slots.len() + 1, usize::MAX);
                 self.slots.len() - 1
             }
         };
         self.index_slot(key, i);
-        self.idle += 1;
     }
 
     /// Evicts every idle key (their slots go to the free list).
@@ -444,14 +459,65 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     }
 }
 
+/// The [`Folder`] of a [`KeyedTable`]: the count of listed groups in a local (a register, in a
+/// window's loop).
+pub struct KeyedFolder<'a, K, S> {
+    table: &'a mut KeyedTable<K, S>,
+    listed: usize,
+    ready: bool,
+}
+
+impl<K: Hash + Eq + Clone, S> Folder<K, S> for KeyedFolder<'_, K, S> {
+    /// The hot path: a group found through the cache, active or (ready table) idle, its first
+    /// event recorded without a branch; anything else out of line.
+    #[inline(always)]
+    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        let t = &mut *self.table;
+        let line = t.cache_line(key);
+        let i = t.cache[line];
+        if let Some(slot) = t.slots.get_mut(i)
+            && slot.key == *key
+            && (self.ready || slot.active)
+        {
+            f(&mut slot.state);
+            if self.ready {
+                let first = !slot.active;
+                slot.active = true;
+                // Written every time, kept only for a group's first event.
+                if let Some(o) = t.order.get_mut(self.listed) {
+                    *o = i;
+                }
+                self.listed += usize::from(first);
+            }
+            return true;
+        }
+        t.listed = self.listed;
+        let folded = t.fold_slow(key, line, f);
+        self.listed = t.listed;
+        folded
+    }
+}
+
+impl<K, S> Drop for KeyedFolder<'_, K, S> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.table.listed = self.listed;
+    }
+}
+
 impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     type Folder<'a>
-        = &'a mut Self
+        = KeyedFolder<'a, K, S>
     where
         Self: 'a;
     #[inline(always)]
-    fn folder(&mut self) -> &mut Self {
-        self
+    fn folder(&mut self) -> KeyedFolder<'_, K, S> {
+        let (listed, ready) = (self.listed, self.ready);
+        KeyedFolder {
+            table: self,
+            listed,
+            ready,
+        }
     }
 
     #[inline]
@@ -525,7 +591,7 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         Some((s.key.clone(), &mut s.state))
     }
     fn len(&self) -> usize {
-        self.active
+        self.counts().0
     }
 
     fn lists_active(&self) -> bool {
@@ -557,29 +623,18 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         }
     }
 
-    /// The hot path: an active group found through the cache; anything else out of line.
     #[inline(always)]
     fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
-        let line = self.cache_line(key);
-        let i = self.cache[line];
-        if let Some(slot) = self.slots.get_mut(i)
-            && slot.active
-            && slot.key == *key
-        {
-            f(&mut slot.state);
-            return true;
-        }
-        self.fold_slow(key, line, f)
+        self.folder().fold(key, f)
     }
 
     fn drain_active(&mut self, mut f: impl FnMut(K, &mut S)) {
-        let (slots, order) = (&mut self.slots, &mut self.order);
-        for i in order.drain(..) {
+        let listed = std::mem::take(&mut self.listed);
+        let slots = &mut self.slots;
+        for &i in self.order.iter().take(listed) {
             if let Some(slot) = slots.get_mut(i)
                 && std::mem::take(&mut slot.active)
             {
-                self.active -= 1;
-                self.idle += 1;
                 f(slot.key.clone(), &mut slot.state);
             }
         }

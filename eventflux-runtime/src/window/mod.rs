@@ -195,7 +195,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event_time::{Tumbling, TumblingAgg, sliding, tumbling};
 pub use group::{
     ByIndex, ByKey, DenseFolder, DenseTable, Folder, FxHasher, Global, GlobalTable, Grouping,
-    KeyedTable, Table,
+    KeyedFolder, KeyedTable, Table,
 };
 pub use length::{Length, LengthAgg, LengthEvents, length};
 pub use length_batch::{LengthBatch, LengthBatchAgg, length_batch};
