@@ -511,19 +511,30 @@ where
             let mut stopped = None;
             {
                 let mut groups = self.windows.newest.pane.table.folder();
-                for item in items.by_ref() {
-                    let ts = (self.ts)(&item);
-                    if ts >= max_ts && ts < hot_limit {
-                        max_ts = ts;
-                        let key = self.grouping.key(&item);
-                        if !groups.fold(&key, |state| self.agg.insert(state, &item)) {
-                            stopped = Some((item, ts, Some(key)));
-                            break;
+                // The loop, with the table's fold for ready tables or the general one: chosen
+                // once per run, not tested per event.
+                macro_rules! scan {
+                    ($fold:ident) => {
+                        for item in items.by_ref() {
+                            let ts = (self.ts)(&item);
+                            if ts >= max_ts && ts < hot_limit {
+                                max_ts = ts;
+                                let key = self.grouping.key(&item);
+                                if !groups.$fold(&key, |state| self.agg.insert(state, &item)) {
+                                    stopped = Some((item, ts, Some(key)));
+                                    break;
+                                }
+                            } else {
+                                stopped = Some((item, ts, None));
+                                break;
+                            }
                         }
-                    } else {
-                        stopped = Some((item, ts, None));
-                        break;
-                    }
+                    };
+                }
+                if groups.is_ready() {
+                    scan!(fold_ready);
+                } else {
+                    scan!(fold);
                 }
             }
             self.clock.advance(max_ts);

@@ -127,6 +127,17 @@ pub trait Table<K, S> {
 pub trait Folder<K, S> {
     /// As [`Table::fold`].
     fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool;
+    /// Whether the table is ready (see [`Table::make_ready`]): its loop may then use
+    /// [`fold_ready`](Folder::fold_ready).
+    #[inline(always)]
+    fn is_ready(&self) -> bool {
+        false
+    }
+    /// [`fold`](Folder::fold) for a ready table, with readiness not tested again.
+    #[inline(always)]
+    fn fold_ready(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        self.fold(key, f)
+    }
 }
 
 impl<K, S, T: Table<K, S>> Folder<K, S> for &mut T {
@@ -142,19 +153,35 @@ pub struct DenseFolder<'a, S> {
     ready: bool,
 }
 
-impl<S> Folder<usize, S> for DenseFolder<'_, S> {
+impl<S> DenseFolder<'_, S> {
     #[inline(always)]
-    fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
-        let Some((active, state)) = self.slots.get_mut(*key) else {
+    fn take<const READY: bool>(&mut self, key: usize, f: impl FnOnce(&mut S)) -> bool {
+        let Some((active, state)) = self.slots.get_mut(key) else {
             return false;
         };
-        // Ready states are always taken: this test does not depend on the data, so it predicts.
-        if !(self.ready || *active) {
+        if !(READY || self.ready || *active) {
             return false;
         }
         f(state);
         *active = true;
         true
+    }
+}
+
+impl<S> Folder<usize, S> for DenseFolder<'_, S> {
+    #[inline(always)]
+    fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
+        self.take::<false>(*key, f)
+    }
+
+    #[inline(always)]
+    fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    #[inline(always)]
+    fn fold_ready(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
+        self.take::<true>(*key, f)
     }
 }
 
@@ -468,19 +495,37 @@ pub struct KeyedFolder<'a, K, S> {
 }
 
 impl<K: Hash + Eq + Clone, S> Folder<K, S> for KeyedFolder<'_, K, S> {
+    #[inline(always)]
+    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        self.take::<false>(key, f)
+    }
+
+    #[inline(always)]
+    fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    #[inline(always)]
+    fn fold_ready(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        self.take::<true>(key, f)
+    }
+}
+
+impl<K: Hash + Eq + Clone, S> KeyedFolder<'_, K, S> {
     /// The hot path: a group found through the cache, active or (ready table) idle, its first
     /// event recorded without a branch; anything else out of line.
     #[inline(always)]
-    fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+    fn take<const READY: bool>(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
+        let ready = READY || self.ready;
         let t = &mut *self.table;
         let line = t.cache_line(key);
         let i = t.cache[line];
         if let Some(slot) = t.slots.get_mut(i)
             && slot.key == *key
-            && (self.ready || slot.active)
+            && (ready || slot.active)
         {
             f(&mut slot.state);
-            if self.ready {
+            if ready {
                 let first = !slot.active;
                 slot.active = true;
                 // Written every time, kept only for a group's first event.
