@@ -465,3 +465,38 @@ fn a_panic_after_emitting_names_the_stage_that_panicked() {
     });
     assert_eq!(node_of(err), "out");
 }
+
+/// In a fused chain run as one loop (a source's whole batch through pulled stages into a
+/// window), a panic is blamed on the node whose code panicked: the source's iterator, a pulled
+/// `filter` or `map`, the window pulling them, or the sink.
+#[test]
+fn a_panic_in_a_fused_run_names_the_node_whose_code_panicked() {
+    let node_of = |err: PipelineError| match err {
+        PipelineError::Panicked { node, .. } => node,
+        other => panic!("unexpected {other}"),
+    };
+    let boom = |at: &str, here: &str, x: u64| {
+        if at == here && x == 500 {
+            panic!("{here} broke at {x}");
+        }
+    };
+    for at in ["src", "big", "value", "stats", "out"] {
+        let err = within(BOUND, move || {
+            let app = pipeline! {
+                source src   = IterSource::new((0..1000u64).inspect(move |x| boom(at, "src", *x)));
+                stage  big   = filter(move |x: &u64| { boom(at, "big", *x); x % 7 != 4 });
+                stage  value = map(move |x: u64| { boom(at, "value", x); (x, x % 4) });
+                stage  stats = tumbling(100, move |e: &(u64, u64)| { boom(at, "stats", e.0); e.0 })
+                    .group_by(|e: &(u64, u64)| e.1)
+                    .aggregate(count());
+                sink   out   = CallbackSink::new(move |r: Row<u64, u64>| {
+                    boom(at, "out", r.window.start);
+                    Ok(())
+                });
+                src -> big -> value -> stats -> out;
+            };
+            app.run().expect_err("a node panicked")
+        });
+        assert_eq!(node_of(err), at);
+    }
+}

@@ -639,3 +639,164 @@ fn an_all_nan_group_gives_the_plain_loops_infinities() {
     assert_eq!(a.iter().map(|r| r.values).collect::<Vec<_>>(), want);
     assert_eq!(b.iter().map(|r| r.values).collect::<Vec<_>>(), want);
 }
+
+/// Hashed groups whose aggregates start empty (kept ready, idle keys included) and groups whose
+/// aggregates need a first event give the same rows, in order of first appearance within each
+/// window, whether events come one at a time or as whole runs (`process_all`), in tumbling and
+/// hopping windows alike.
+#[test]
+fn hashed_groups_come_in_order_of_first_appearance_ready_or_not() {
+    type E = (u64, &'static str, i64);
+    const EVENTS: [E; 12] = [
+        (1, "b", 4),
+        (2, "a", 7),
+        (3, "b", -1),
+        (8, "c", 3),
+        (11, "a", 5), // [10, 20): a, then c, then b
+        (12, "c", 2),
+        (13, "a", 9),
+        (19, "b", 6),
+        (21, "b", 1), // [20, 30): b and a only
+        (22, "a", 2),
+        (40, "c", 8), // [40, 50): c, back after two windows away
+        (41, "c", -3),
+    ];
+    type Values = (u64, i128, i64, i64);
+    /// (key, start, count, sum, min, max) of every row, in order.
+    fn run<W: Stage<E, Out = Row<&'static str, Values>>>(
+        mut w: W,
+        whole_run: bool,
+    ) -> Vec<(&'static str, u64, u64, i128, i64, i64)> {
+        let mut out = Vec::new();
+        if whole_run {
+            w.process_all(EVENTS.into_iter(), &mut out);
+        } else {
+            for e in EVENTS {
+                w.process(e, &mut out);
+            }
+        }
+        w.on_end(&mut out);
+        out.iter()
+            .map(|r| {
+                let (n, s, lo, hi) = r.values;
+                (r.key, r.window.start, n, s, lo, hi)
+            })
+            .collect()
+    }
+    let spec = || {
+        (
+            count(),
+            sum(|e: &E| e.2),
+            min(|e: &E| e.2),
+            max(|e: &E| e.2),
+        )
+    };
+    let want = [
+        ("b", 0, 2, 3, -1, 4),
+        ("a", 0, 1, 7, 7, 7),
+        ("c", 0, 1, 3, 3, 3),
+        ("a", 10, 2, 14, 5, 9),
+        ("c", 10, 1, 2, 2, 2),
+        ("b", 10, 1, 6, 6, 6),
+        ("b", 20, 1, 1, 1, 1),
+        ("a", 20, 1, 2, 2, 2),
+        ("c", 40, 2, 5, -3, 8),
+    ];
+    for whole_run in [false, true] {
+        let w = tumbling(10, |e: &E| e.0)
+            .group_by(|e: &E| e.1)
+            .aggregate(spec());
+        assert_eq!(run(w, whole_run), want, "whole run: {whole_run}");
+    }
+    // The same groups with aggregates that need a first event (not kept ready).
+    let mut started = tumbling(10, |e: &E| e.0).group_by(|e: &E| e.1).aggregate((
+        count(),
+        first(|e: &E| e.2),
+        last(|e: &E| e.2),
+    ));
+    let mut out = Vec::new();
+    started.process_all(EVENTS.into_iter(), &mut out);
+    started.on_end(&mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|r| (r.key, r.window.start, r.values.0))
+        .collect();
+    let want_keys: Vec<_> = want.iter().map(|w| (w.0, w.1, w.2)).collect();
+    assert_eq!(got, want_keys);
+    // Hopping windows [10k, 10k + 20): every event is in two windows, each with its own table.
+    for whole_run in [false, true] {
+        let hop = sliding(20, 10, |e: &E| e.0)
+            .group_by(|e: &E| e.1)
+            .aggregate(spec());
+        let got: Vec<_> = run(hop, whole_run)
+            .into_iter()
+            .map(|(k, start, n, s, _, _)| (k, start, n, s))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b", 0, 3, 9),
+                ("a", 0, 3, 21),
+                ("c", 0, 2, 5),
+                ("a", 10, 3, 16),
+                ("c", 10, 1, 2),
+                ("b", 10, 2, 7),
+                ("b", 20, 1, 1),
+                ("a", 20, 1, 2),
+                ("c", 30, 2, 5),
+                ("c", 40, 2, 5),
+            ],
+            "whole run: {whole_run}"
+        );
+    }
+}
+
+/// A ready hashed table evicts idle keys when they outnumber the active groups: keys evicted
+/// (their slots given to new keys) and keys kept both come back with exact, fresh state.
+#[test]
+fn evicted_hashed_groups_come_back_exact() {
+    type E = (u64, u32, u64);
+    let mut w = tumbling(10, |e: &E| e.0)
+        .group_by(|e: &E| e.1)
+        .aggregate((count(), sum(|e: &E| e.2)));
+    let mut events: Vec<E> = Vec::new();
+    // [0, 10): 3000 keys, once each.
+    events.extend((0..3000).map(|k| (1, k, 1)));
+    // [10, 20): other keys (windows in a row take turns with two tables).
+    events.extend((5000..5005).map(|k| (11, k, 2)));
+    // [20, 30), in the table of [0, 10): a new key first, for which the 3000 idle keys are
+    // evicted; then evicted keys return (the last ones made, whose cache lines still name
+    // their freed slots), twice each; then 2000 new keys take freed slots (none may be a
+    // returning key's); then the returning keys once more.
+    events.push((21, 10_000, 9));
+    events.extend((2960..3000).flat_map(|k| [(21, k, 3), (22, k, 4)]));
+    events.extend((10_001..12_000).map(|k| (23, k, 9)));
+    events.extend((2960..3000).map(|k| (24, k, 10)));
+    // [30, 40): keys of every kind.
+    events.extend([(31, 2970, 5), (31, 5001, 6), (32, 7, 7), (33, 2970, 8)]);
+    let mut out = Vec::new();
+    w.process_all(events.into_iter(), &mut out);
+    w.on_end(&mut out);
+    let by_window = |start: u64| -> Vec<(u32, u64, i128)> {
+        out.iter()
+            .filter(|r| r.window.start == start)
+            .map(|r| (r.key, r.values.0, r.values.1))
+            .collect()
+    };
+    assert_eq!(
+        by_window(0),
+        (0..3000).map(|k| (k, 1, 1)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        by_window(10),
+        (5000..5005).map(|k| (k, 1, 2)).collect::<Vec<_>>()
+    );
+    let want: Vec<_> = [(10_000, 1, 9)]
+        .into_iter()
+        .chain((2960..3000).map(|k| (k, 3, 17)))
+        .chain((10_001..12_000).map(|k| (k, 1, 9)))
+        .collect();
+    assert_eq!(by_window(20), want);
+    assert_eq!(by_window(30), [(2970, 2, 13), (5001, 1, 6), (7, 1, 7)]);
+    assert_eq!(w.groups(), 0);
+}

@@ -171,80 +171,97 @@ fn two_thread_pipeline_allocates_nothing_per_event() {
     }
 }
 
-/// An event-time window with five aggregates (the `W` workload): once every symbol has appeared
-/// and a few windows have closed, windows open and close and rows flow without allocating.
-#[test]
-fn windowed_pipeline_allocates_nothing_per_event() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let data: Vec<Trade> = trades()
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| Trade {
-            ts: i as u64 - (i as u64 * 31 % 50).min(i as u64), // out of order by up to 49
-            ..t
-        })
-        .collect();
-    type Stats = (u64, f64, f64, f64, f64);
-    struct RowProbe {
-        rows: u64,
-        at_warm: Arc<Mutex<Option<usize>>>,
-    }
-    impl Sink<eventflux::window::Row<usize, Stats>> for RowProbe {
-        fn send(&mut self, _: eventflux::window::Row<usize, Stats>) -> Result<(), SinkError> {
-            self.rows += 1;
-            if self.rows == 64 * 50 {
-                *self.at_warm.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(GLOBAL.stats().allocations);
+/// An event-time window with five aggregates (the `W` workload), grouped by index and by a
+/// hashed key: once every symbol has appeared and a few windows have closed, windows open and
+/// close and rows flow without allocating.
+macro_rules! windowed_allocates_nothing {
+    ($name:ident, $key:ty, $($group:tt)*) => {
+        #[test]
+        fn $name() {
+            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let data: Vec<Trade> = trades()
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| Trade {
+                    ts: i as u64 - (i as u64 * 31 % 50).min(i as u64), // out of order by up to 49
+                    ..t
+                })
+                .collect();
+            type Stats = (u64, f64, f64, f64, f64);
+            struct RowProbe {
+                rows: u64,
+                at_warm: Arc<Mutex<Option<usize>>>,
             }
-            Ok(())
+            impl Sink<eventflux::window::Row<$key, Stats>> for RowProbe {
+                fn send(&mut self, _: eventflux::window::Row<$key, Stats>) -> Result<(), SinkError> {
+                    self.rows += 1;
+                    if self.rows == 64 * 50 {
+                        *self.at_warm.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(GLOBAL.stats().allocations);
+                    }
+                    Ok(())
+                }
+            }
+            let at_warm = Arc::new(Mutex::new(None));
+            let at_end = Arc::new(Mutex::new(None));
+            let probe = RowProbe {
+                rows: 0,
+                at_warm: Arc::clone(&at_warm),
+            };
+            let end_mark = Arc::clone(&at_end);
+            let last_ts = data.len() as u64 - 60;
+            let app = pipeline! {
+                source feed = IterSource::new(data);
+                stage big = filter(|t: &Trade| t.volume > 100);
+                stage marker = inspect(move |t: &Trade| {
+                    if t.ts == last_ts {
+                        *end_mark.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(GLOBAL.stats().allocations);
+                    }
+                });
+                stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+                stage stats = tumbling(1_000, |n: &(u32, f64, u64)| n.2)
+                    .out_of_orderness(50)
+                    .$($group)*
+                    .aggregate((
+                        count(),
+                        sum(|n: &(u32, f64, u64)| n.1),
+                        min(|n: &(u32, f64, u64)| n.1),
+                        max(|n: &(u32, f64, u64)| n.1),
+                        avg(|n: &(u32, f64, u64)| n.1),
+                    ));
+                sink out = probe;
+                feed -> big -> marker -> value -> stats -> out;
+            };
+            app.run().expect("runs");
+            let warm = at_warm
+                .lock()
+                .map(|g| *g)
+                .ok()
+                .flatten()
+                .expect("warmed up");
+            let end = at_end
+                .lock()
+                .map(|g| *g)
+                .ok()
+                .flatten()
+                .expect("reached the last event");
+            assert_eq!(
+                end - warm,
+                0,
+                "allocations between window 50 and the end of the input"
+            );
         }
-    }
-    let at_warm = Arc::new(Mutex::new(None));
-    let at_end = Arc::new(Mutex::new(None));
-    let probe = RowProbe {
-        rows: 0,
-        at_warm: Arc::clone(&at_warm),
     };
-    let end_mark = Arc::clone(&at_end);
-    let last_ts = data.len() as u64 - 60;
-    let app = pipeline! {
-        source feed = IterSource::new(data);
-        stage big = filter(|t: &Trade| t.volume > 100);
-        stage marker = inspect(move |t: &Trade| {
-            if t.ts == last_ts {
-                *end_mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(GLOBAL.stats().allocations);
-            }
-        });
-        stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-        stage stats = tumbling(1_000, |n: &(u32, f64, u64)| n.2)
-            .out_of_orderness(50)
-            .group_by_index(|n: &(u32, f64, u64)| n.0 as usize)
-            .aggregate((
-                count(),
-                sum(|n: &(u32, f64, u64)| n.1),
-                min(|n: &(u32, f64, u64)| n.1),
-                max(|n: &(u32, f64, u64)| n.1),
-                avg(|n: &(u32, f64, u64)| n.1),
-            ));
-        sink out = probe;
-        feed -> big -> marker -> value -> stats -> out;
-    };
-    app.run().expect("runs");
-    let warm = at_warm
-        .lock()
-        .map(|g| *g)
-        .ok()
-        .flatten()
-        .expect("warmed up");
-    let end = at_end
-        .lock()
-        .map(|g| *g)
-        .ok()
-        .flatten()
-        .expect("reached the last event");
-    assert_eq!(
-        end - warm,
-        0,
-        "allocations between window 50 and the end of the input"
-    );
 }
+
+windowed_allocates_nothing!(
+    windowed_pipeline_allocates_nothing_per_event,
+    usize,
+    group_by_index(|n: &(u32, f64, u64)| n.0 as usize)
+);
+windowed_allocates_nothing!(
+    hashed_windowed_pipeline_allocates_nothing_per_event,
+    u32,
+    group_by(|n: &(u32, f64, u64)| n.0)
+);

@@ -598,3 +598,74 @@ pub trait StageExt: Sized {
 }
 
 impl<S> StageExt for S {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{count, sum};
+    use crate::stage::{filter, flat_map, inspect, map};
+    use crate::window::tumbling;
+
+    /// Every shape of chain gives the same output whether fed one event at a time or as one
+    /// run: pullable stages first, last, between others, and after stages that are not.
+    #[test]
+    fn a_run_equals_its_events_one_at_a_time() {
+        fn both<S: Stage<u64>>(mut one: S, mut run: S) -> (Vec<S::Out>, Vec<S::Out>) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for x in 0..200u64 {
+                one.process(x, &mut a);
+            }
+            one.on_end(&mut a);
+            run.process_all(0..200u64, &mut b);
+            run.on_end(&mut b);
+            (a, b)
+        }
+        let chain = || {
+            filter(|x: &u64| !x.is_multiple_of(3))
+                .then(map(|x: u64| (x, x * x)))
+                .then(flat_map(|(x, y): (u64, u64)| [x, y % 7]))
+                .then(inspect(|_: &u64| {}))
+                .then(filter(|x: &u64| x.is_multiple_of(2)))
+        };
+        let (a, b) = both(chain(), chain());
+        let want: Vec<u64> = (0..200u64)
+            .filter(|x| !x.is_multiple_of(3))
+            .flat_map(|x| [x, x * x % 7])
+            .filter(|x| x.is_multiple_of(2))
+            .collect();
+        assert_eq!(a, want);
+        assert_eq!(b, want);
+        let windowed = || {
+            map(|x: u64| (x, x % 4))
+                .then(
+                    tumbling(25, |e: &(u64, u64)| e.0)
+                        .group_by(|e: &(u64, u64)| e.1)
+                        .aggregate((count(), sum(|e: &(u64, u64)| e.0))),
+                )
+                .then(map(|r: crate::window::Row<u64, (u64, i128)>| {
+                    (r.window.start, r.key, r.values)
+                }))
+        };
+        let (a, b) = both(windowed(), windowed());
+        assert_eq!(a.len(), 32);
+        assert_eq!(a[..2], [(0, 0, (7, 84)), (0, 1, (6, 66))]);
+        assert_eq!(a, b);
+    }
+
+    /// A pulled stage that breaks the `PULLABLE` promise fails loudly instead of losing events.
+    #[test]
+    #[should_panic(expected = "a stage declared `PULLABLE` emitted two events for one input")]
+    fn a_pullable_stage_that_emits_twice_panics() {
+        struct Twice;
+        impl Stage<u8> for Twice {
+            type Out = u8;
+            const PULLABLE: bool = true;
+            fn process<E: Emit<u8>>(&mut self, x: u8, out: &mut E) {
+                out.emit(x);
+                out.emit(x);
+            }
+        }
+        let mut c = Twice.then(map(|x: u8| x + 1));
+        c.process_all([1, 2].into_iter(), &mut Vec::new());
+    }
+}

@@ -282,4 +282,62 @@ mod tests {
         assert_eq!(none, [None, None, None], "these need a first event");
         assert!((count(), first(|x: &f64| *x)).empty().is_none());
     }
+
+    /// `finish` gives `result` and leaves the empty state (the next window starts from it as
+    /// from `empty()`); an aggregate, or a tuple with a member, without an empty state is left
+    /// as it was.
+    #[test]
+    fn finish_gives_the_result_and_leaves_the_state_empty() {
+        let xs = [2.5, -1.0, 7.0, f64::NAN, 4.0];
+        fn check<A: Aggregate<f64>>(spec: A, xs: &[f64], empties: bool)
+        where
+            A::Output: std::fmt::Debug,
+        {
+            let mut s = spec.init(&xs[0]);
+            for x in &xs[1..] {
+                spec.insert(&mut s, x);
+            }
+            let before = format!("{:?}", spec.result(&s));
+            assert_eq!(format!("{:?}", spec.finish(&mut s)), before);
+            let after = format!("{:?}", spec.result(&s));
+            match spec.empty() {
+                Some(e) => {
+                    assert!(empties);
+                    assert_eq!(after, format!("{:?}", spec.result(&e)));
+                    // And it takes the next window's events as `init` would.
+                    spec.insert(&mut s, &xs[1]);
+                    spec.insert(&mut s, &xs[2]);
+                    let mut fresh = spec.init(&xs[1]);
+                    spec.insert(&mut fresh, &xs[2]);
+                    assert_eq!(
+                        format!("{:?}", spec.result(&s)),
+                        format!("{:?}", spec.result(&fresh))
+                    );
+                }
+                None => {
+                    assert!(!empties);
+                    assert_eq!(after, before, "no empty state: left as it was");
+                }
+            }
+        }
+        check(
+            (
+                count(),
+                sum(|x: &f64| *x),
+                avg(|x: &f64| *x),
+                min(|x: &f64| *x),
+                max(|x: &f64| *x),
+                variance(|x: &f64| *x),
+                sum(|x: &f64| *x).compensated(),
+                min(|x: &f64| *x as i64),
+                max(|x: &f64| *x as u32),
+            ),
+            &xs,
+            true,
+        );
+        check(min(|x: &f64| *x), &xs, true);
+        check(first(|x: &f64| *x), &xs, false);
+        check(distinct_count(|x: &f64| *x as i64), &xs, false);
+        check((count(), last(|x: &f64| *x)), &xs, false);
+    }
 }
