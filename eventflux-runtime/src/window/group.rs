@@ -300,7 +300,10 @@ const CACHE_LINES: usize = 1 << CACHE_BITS;
 /// in the next window costs one lookup and a reset, not a removal and a reinsertion. Idle keys
 /// are evicted, and their slots freed for other keys, once they outnumber both
 /// [`KEEP_IDLE`](Self::KEEP_IDLE) and twice the active groups: memory stays proportional to the
-/// groups actually in windows.
+/// groups actually in windows. Once ready (an aggregate with an empty state: see
+/// [`Table::make_ready`]) an idle slot holds the empty state, so a returning key's first event
+/// in a window is folded like any other, and the table lists its active groups itself, in order
+/// of first appearance.
 #[derive(Debug)]
 pub struct KeyedTable<K, S> {
     /// Every key with a slot (active or idle), and its slot.
