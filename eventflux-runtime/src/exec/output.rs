@@ -426,6 +426,30 @@ impl<T> Emit<T> for QueueOutput<T> {
         }
     }
 
+    /// Fills the batch from the run with its length in a local (the buffer is taken out of
+    /// `self` meanwhile), sending each batch as it fills.
+    #[inline(always)]
+    fn emit_all<I: Iterator<Item = T>>(&mut self, items: I) {
+        let mut items = items;
+        loop {
+            let mut buf = std::mem::take(&mut self.buf);
+            if buf.is_empty() {
+                self.buf_origin = self.origin;
+            }
+            let room = self.batch_size.saturating_sub(buf.len()).max(1);
+            let before = buf.len();
+            buf.extend(items.by_ref().take(room));
+            let added = buf.len() - before;
+            self.buf = buf;
+            if self.buf.len() >= self.batch_size {
+                self.send_buffer();
+            }
+            if added < room {
+                return;
+            }
+        }
+    }
+
     fn fail(&mut self, error: StageError) {
         if self.failed.is_none() {
             self.failed = Some(error);
@@ -755,6 +779,13 @@ impl<T, O: Emit<T>> Emit<T> for Tally<'_, O> {
         self.out.emit(item);
     }
 
+    #[inline(always)]
+    fn emit_all<I: Iterator<Item = T>>(&mut self, items: I) {
+        let mut n = 0u64;
+        self.out.emit_all(items.inspect(|_| n += 1));
+        self.n += n;
+    }
+
     fn fail(&mut self, error: StageError) {
         self.out.fail(error);
     }
@@ -889,5 +920,48 @@ where
         for o in &mut self.outs {
             o.event_time(watermarked);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{EventQueue, Message, QueueOptions};
+
+    /// Runs handed to a queue output fill and send the same batches as events one at a time:
+    /// full batches as they fill (across runs), the rest at `finish`.
+    #[test]
+    fn runs_and_single_events_make_the_same_batches() {
+        let batches = |runs: bool| -> Vec<Vec<u32>> {
+            let options = QueueOptions {
+                batch_size: 4,
+                slots: 16,
+                ..QueueOptions::default()
+            };
+            let (tx, mut rx) = EventQueue::<u32>::channel(options);
+            let mut out = QueueOutput::new(tx);
+            for run in [0..3u32, 3..3, 3..12, 12..13, 13..17] {
+                if runs {
+                    out.emit_all(run);
+                } else {
+                    run.for_each(|x| out.emit(x));
+                }
+            }
+            Output::<u32>::finish(&mut out).expect("finishes");
+            let mut got = Vec::new();
+            while let Ok(Message::Batch(b)) = rx.recv() {
+                got.push(b.items().to_vec());
+            }
+            got
+        };
+        let want: Vec<Vec<u32>> = vec![
+            vec![0, 1, 2, 3],
+            vec![4, 5, 6, 7],
+            vec![8, 9, 10, 11],
+            vec![12, 13, 14, 15],
+            vec![16],
+        ];
+        assert_eq!(batches(false), want);
+        assert_eq!(batches(true), want);
     }
 }

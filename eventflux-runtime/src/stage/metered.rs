@@ -184,6 +184,14 @@ impl<T, E: Emit<T>, S: Stage<In>, In> Emit<T> for Counting<'_, E, S, In> {
         self.out.emit(item);
     }
 
+    #[inline(always)]
+    fn emit_all<I: Iterator<Item = T>>(&mut self, items: I) {
+        let mut n = 0u64;
+        self.out
+            .emit_all(items.inspect(|_| n += u64::from(!S::ONE_TO_ONE)));
+        *self.emitted += n;
+    }
+
     fn fail(&mut self, error: StageError) {
         *self.errors += 1;
         self.out.fail(error);

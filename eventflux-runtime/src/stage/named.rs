@@ -92,6 +92,11 @@ impl<T, E: Emit<T>> Emit<T> for Tag<'_, E> {
         self.out.emit(item);
     }
 
+    #[inline(always)]
+    fn emit_all<I: Iterator<Item = T>>(&mut self, items: I) {
+        self.out.emit_all(items);
+    }
+
     fn fail(&mut self, error: StageError) {
         self.out.fail(error.at_node(self.name));
     }
