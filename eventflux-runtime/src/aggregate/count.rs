@@ -44,4 +44,11 @@ impl<T> Aggregate<T> for Count {
     fn empty(&self) -> Option<u64> {
         Some(0)
     }
+    /// The window counts: nothing to do (the state stays 0, the empty state).
+    #[inline]
+    fn insert_counted(&self, _: &mut u64, _: &T) {}
+    #[inline]
+    fn finish_counted(&self, _: &mut u64, events: u64) -> u64 {
+        events
+    }
 }

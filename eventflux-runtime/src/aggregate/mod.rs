@@ -170,6 +170,31 @@ pub trait Aggregate<T> {
         self.clear(state);
         result
     }
+    /// [`insert`](Aggregate::insert) into a state whose group's events the window counts for
+    /// it (a group of a dense table, started [`empty`](Aggregate::empty)): an aggregate that
+    /// needs nothing but the count (`count`, `avg`'s divisor) skips keeping its own. The
+    /// default is `insert`. Such a state is only ever read through
+    /// [`finish_counted`](Aggregate::finish_counted).
+    ///
+    /// ```
+    /// use eventflux_runtime::aggregate::*;
+    /// let spec = (count(), avg(|x: &f64| *x));
+    /// let mut s = spec.empty().expect("both have an empty state");
+    /// for x in [1.0, 2.0, 6.0] { spec.insert_counted(&mut s, &x); }
+    /// assert_eq!(spec.finish_counted(&mut s, 3), (3, 3.0));
+    /// ```
+    #[inline]
+    fn insert_counted(&self, state: &mut Self::State, item: &T) {
+        self.insert(state, item);
+    }
+    /// [`finish`](Aggregate::finish) for a state built from [`empty`](Aggregate::empty) by
+    /// `events` calls of [`insert_counted`](Aggregate::insert_counted). The default is
+    /// `finish`.
+    #[inline]
+    fn finish_counted(&self, state: &mut Self::State, events: u64) -> Self::Output {
+        let _ = events;
+        self.finish(state)
+    }
 }
 
 macro_rules! tuple_aggregate {
@@ -215,6 +240,14 @@ macro_rules! tuple_aggregate {
                     return self.result(state);
                 }
                 ($(self.$idx.finish(&mut state.$idx),)+)
+            }
+            #[inline]
+            fn insert_counted(&self, state: &mut Self::State, item: &T) {
+                $(self.$idx.insert_counted(&mut state.$idx, item);)+
+            }
+            #[inline]
+            fn finish_counted(&self, state: &mut Self::State, events: u64) -> Self::Output {
+                ($(self.$idx.finish_counted(&mut state.$idx, events),)+)
             }
             #[inline]
             fn clear(&self, state: &mut Self::State) -> bool {
@@ -339,5 +372,33 @@ mod tests {
         check(first(|x: &f64| *x), &xs, false);
         check(distinct_count(|x: &f64| *x as i64), &xs, false);
         check((count(), last(|x: &f64| *x)), &xs, false);
+    }
+
+    /// A state the window counts for (`insert_counted` from `empty`, then `finish_counted`
+    /// with the number of events) gives what `insert` and `finish` give, for every built-in
+    /// with an empty state, window after window.
+    #[test]
+    fn counted_states_give_what_counting_states_give() {
+        let spec = (
+            count(),
+            sum(|x: &f64| *x),
+            avg(|x: &f64| *x),
+            min(|x: &f64| *x),
+            max(|x: &f64| *x),
+            variance(|x: &f64| *x),
+            avg(|x: &f64| *x).compensated(),
+            avg(|x: &f64| *x as i64),
+        );
+        let mut counted = spec.empty().expect("every member has an empty state");
+        let mut plain = spec.empty().expect("every member has an empty state");
+        for window in [&[2.5, -1.0, 7.0][..], &[4.0], &[1e300, -1e300, 3.0, 0.5]] {
+            for x in window {
+                spec.insert_counted(&mut counted, x);
+                spec.insert(&mut plain, x);
+            }
+            let got = spec.finish_counted(&mut counted, window.len() as u64);
+            let want = spec.finish(&mut plain);
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{window:?}");
+        }
     }
 }

@@ -279,6 +279,21 @@ impl<T, V: SumValue, F: Fn(&T) -> V, const EXACT: bool> Aggregate<T> for Avg<F, 
     fn empty(&self) -> Option<Self::State> {
         Some((V::Acc::default(), 0))
     }
+    /// The window counts: only the sum is kept (the state's count stays 0).
+    #[inline]
+    fn insert_counted(&self, s: &mut Self::State, item: &T) {
+        if EXACT {
+            (self.0)(item).add_to(&mut s.0);
+        } else {
+            (self.0)(item).insert_to(&mut s.0);
+        }
+    }
+    #[inline]
+    fn finish_counted(&self, s: &mut Self::State, events: u64) -> f64 {
+        let mean = V::total_f64(&s.0) / events as f64;
+        *s = (V::Acc::default(), 0);
+        mean
+    }
 }
 
 #[cfg(test)]

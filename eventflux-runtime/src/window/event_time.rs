@@ -220,6 +220,12 @@ impl EventClock {
     }
 }
 
+/// Whether a folder's table, once ready, counts events ([`Folder::COUNTS`]).
+#[inline(always)]
+fn counts<K, S, F: Folder<K, S>>(_: &F) -> bool {
+    F::COUNTS
+}
+
 /// The pane type of an event-time window.
 type PaneOf<T, G, A> = Pane<<G as Grouping<T>>::Table<<A as Aggregate<T>>::State>>;
 
@@ -514,13 +520,13 @@ where
                 // The loop, with the table's fold for ready tables or the general one: chosen
                 // once per run, not tested per event.
                 macro_rules! scan {
-                    ($fold:ident) => {
+                    ($fold:ident, $insert:ident) => {
                         for item in items.by_ref() {
                             let ts = (self.ts)(&item);
                             if ts >= max_ts && ts < hot_limit {
                                 max_ts = ts;
                                 let key = self.grouping.key(&item);
-                                if !groups.$fold(&key, |state| self.agg.insert(state, &item)) {
+                                if !groups.$fold(&key, |state| self.agg.$insert(state, &item)) {
                                     stopped = Some((item, ts, Some(key)));
                                     break;
                                 }
@@ -531,10 +537,14 @@ where
                         }
                     };
                 }
-                if groups.is_ready() {
-                    scan!(fold_ready);
+                // A ready table that counts events: aggregates leave counting to it (see
+                // `Table::counts_events`).
+                if groups.is_ready() && counts(&groups) {
+                    scan!(fold_ready, insert_counted);
+                } else if groups.is_ready() {
+                    scan!(fold_ready, insert);
                 } else {
-                    scan!(fold);
+                    scan!(fold, insert);
                 }
             }
             self.clock.advance(max_ts);

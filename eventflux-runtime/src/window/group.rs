@@ -107,10 +107,19 @@ pub trait Table<K, S> {
         }
     }
     /// Tables that [list their active groups](Table::lists_active): releases every active group,
-    /// in their order, giving each one's key and state to `f`. Other tables release nothing
-    /// (their users release their groups by slot).
-    fn drain_active(&mut self, f: impl FnMut(K, &mut S)) {
+    /// in their order, giving each one's key, state and — for a table that
+    /// [counts events](Table::counts_events) — the number of events folded into it in this
+    /// window (0 otherwise) to `f`. Other tables release nothing (their users release their
+    /// groups by slot).
+    fn drain_active(&mut self, f: impl FnMut(K, &mut S, u64)) {
         let _ = f;
+    }
+    /// Whether the table counts the events folded into each group (a ready dense table): its
+    /// states are then folded with [`Aggregate::insert_counted`](crate::aggregate::Aggregate::insert_counted)
+    /// and finished with the count, so aggregates that only need the count (`count`, `avg`'s
+    /// divisor) do not keep one each.
+    fn counts_events(&self) -> bool {
+        false
     }
 
     /// The table's view for a run of [`fold`](Table::fold)s with nothing else in between:
@@ -138,6 +147,8 @@ pub trait Folder<K, S> {
     fn fold_ready(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
         self.fold(key, f)
     }
+    /// Whether the table, once ready, [counts events](Table::counts_events).
+    const COUNTS: bool = false;
 }
 
 impl<K, S, T: Table<K, S>> Folder<K, S> for &mut T {
@@ -149,26 +160,28 @@ impl<K, S, T: Table<K, S>> Folder<K, S> for &mut T {
 
 /// The [`Folder`] of a [`DenseTable`]: its slots as a slice.
 pub struct DenseFolder<'a, S> {
-    slots: &'a mut [(bool, S)],
+    slots: &'a mut [(u64, S)],
     ready: bool,
 }
 
 impl<S> DenseFolder<'_, S> {
     #[inline(always)]
     fn take<const READY: bool>(&mut self, key: usize, f: impl FnOnce(&mut S)) -> bool {
-        let Some((active, state)) = self.slots.get_mut(key) else {
+        let Some((n, state)) = self.slots.get_mut(key) else {
             return false;
         };
-        if !(READY || self.ready || *active) {
+        if !(READY || self.ready || *n > 0) {
             return false;
         }
         f(state);
-        *active = true;
+        *n += 1;
         true
     }
 }
 
 impl<S> Folder<usize, S> for DenseFolder<'_, S> {
+    const COUNTS: bool = true;
+
     #[inline(always)]
     fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
         self.take::<false>(*key, f)
@@ -676,14 +689,14 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         self.folder().fold(key, f)
     }
 
-    fn drain_active(&mut self, mut f: impl FnMut(K, &mut S)) {
+    fn drain_active(&mut self, mut f: impl FnMut(K, &mut S, u64)) {
         let listed = std::mem::take(&mut self.listed);
         let slots = &mut self.slots;
         for &i in self.order.iter().take(listed) {
             if let Some(slot) = slots.get_mut(i)
                 && std::mem::take(&mut slot.active)
             {
-                f(slot.key.clone(), &mut slot.state);
+                f(slot.key.clone(), &mut slot.state, 0);
             }
         }
     }
@@ -699,7 +712,9 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
 /// whether the group is new (the loop a user would write over an array of accumulators).
 #[derive(Debug)]
 pub struct DenseTable<S> {
-    slots: Vec<(bool, S)>,
+    /// Per index: the events folded into its state in the current window (0: inactive), and
+    /// the state.
+    slots: Vec<(u64, S)>,
     ready: bool,
 }
 
@@ -715,7 +730,7 @@ impl<S> DenseTable<S> {
     fn grow(&mut self, i: usize, mut make: impl FnMut() -> Option<S>) -> bool {
         while self.slots.len() <= i {
             match make() {
-                Some(s) => self.slots.push((false, s)),
+                Some(s) => self.slots.push((0, s)),
                 None => return false,
             }
         }
@@ -727,7 +742,7 @@ impl<S> Table<usize, S> for DenseTable<S> {
     #[inline(always)]
     fn active(&mut self, key: &usize) -> Option<(usize, &mut S)> {
         match self.slots.get_mut(*key)? {
-            (true, s) => Some((*key, s)),
+            (1.., s) => Some((*key, s)),
             _ => None,
         }
     }
@@ -745,7 +760,7 @@ impl<S> Table<usize, S> for DenseTable<S> {
             self.grow(i, || Some(init()));
         }
         if let Some(slot) = self.slots.get_mut(i) {
-            slot.0 = true;
+            slot.0 = 1;
         }
         i
     }
@@ -755,19 +770,23 @@ impl<S> Table<usize, S> for DenseTable<S> {
     }
     fn release(&mut self, slot: usize) -> Option<(usize, &mut S)> {
         match self.slots.get_mut(slot)? {
-            (active @ true, s) => {
-                *active = false;
+            (n @ 1.., s) => {
+                *n = 0;
                 Some((slot, s))
             }
             _ => None,
         }
     }
     fn len(&self) -> usize {
-        self.slots.iter().filter(|(active, _)| *active).count()
+        self.slots.iter().filter(|(n, _)| *n > 0).count()
     }
 
     fn lists_active(&self) -> bool {
         true
+    }
+
+    fn counts_events(&self) -> bool {
+        self.ready
     }
 
     fn make_ready(&mut self, key: &usize, mut empty: impl FnMut() -> Option<S>) -> bool {
@@ -779,7 +798,7 @@ impl<S> Table<usize, S> for DenseTable<S> {
             let Some(first) = empty() else {
                 return false;
             };
-            self.slots.push((false, first));
+            self.slots.push((0, first));
             self.ready = true;
         }
         self.grow(*key, empty)
@@ -802,10 +821,11 @@ impl<S> Table<usize, S> for DenseTable<S> {
         }
     }
 
-    fn drain_active(&mut self, mut f: impl FnMut(usize, &mut S)) {
-        for (i, (active, state)) in self.slots.iter_mut().enumerate() {
-            if std::mem::take(active) {
-                f(i, state);
+    fn drain_active(&mut self, mut f: impl FnMut(usize, &mut S, u64)) {
+        for (i, (n, state)) in self.slots.iter_mut().enumerate() {
+            let events = std::mem::take(n);
+            if events > 0 {
+                f(i, state, events);
             }
         }
     }

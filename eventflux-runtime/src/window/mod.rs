@@ -411,7 +411,12 @@ impl<Tab> Pane<Tab> {
         A: Aggregate<T>,
         Tab: Table<K, A::State>,
     {
-        self.table.fold(key, |state| agg.insert(state, item))
+        if self.table.counts_events() {
+            self.table
+                .fold(key, |state| agg.insert_counted(state, item))
+        } else {
+            self.table.fold(key, |state| agg.insert(state, item))
+        }
     }
 
     /// A group's first event in this window, when [`fold`](Self::fold) could not take it.
@@ -422,9 +427,7 @@ impl<Tab> Pane<Tab> {
         A: Aggregate<T>,
         Tab: Table<G::Key, A::State>,
     {
-        if self.table.make_ready(key, || agg.empty())
-            && self.table.fold(key, |state| agg.insert(state, item))
-        {
+        if self.table.make_ready(key, || agg.empty()) && self.fold(key, agg, item) {
             return;
         }
         let slot = self
@@ -445,11 +448,17 @@ impl<Tab> Pane<Tab> {
     {
         if self.table.lists_active() {
             // Each state is made empty again for the next window as its result is taken.
-            self.table.drain_active(|key, state| {
+            let counted = self.table.counts_events();
+            self.table.drain_active(|key, state, events| {
+                let values = if counted {
+                    agg.finish_counted(state, events)
+                } else {
+                    agg.finish(state)
+                };
                 out.emit(Row {
                     key,
                     window: bounds,
-                    values: agg.finish(state),
+                    values,
                 });
             });
             return;
