@@ -345,7 +345,8 @@ pub struct KeyedTable<K, S> {
 #[derive(Debug)]
 struct KeyedSlot<K, S> {
     key: K,
-    active: bool,
+    /// Events folded into the state in the current window (0: idle).
+    events: u64,
     state: S,
 }
 
@@ -413,15 +414,16 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
         let Some(slot) = self.slots.get_mut(i) else {
             return false;
         };
-        if slot.active {
+        if slot.events > 0 {
             f(&mut slot.state);
+            slot.events += 1;
             return true;
         }
         if !ready {
             return false;
         }
         f(&mut slot.state);
-        slot.active = true;
+        slot.events = 1;
         if let Some(o) = self.order.get_mut(self.listed) {
             *o = i;
         }
@@ -473,7 +475,7 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
             None => {
                 self.slots.push(KeyedSlot {
                     key: key.clone(),
-                    active: false,
+                    events: 0,
                     state: empty,
                 });
                 self.order.resize(self.slots.len() + 1, usize::MAX);
@@ -488,7 +490,7 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     fn evict_idle(&mut self) {
         let (slots, free) = (&self.slots, &mut self.free);
         self.index.retain(|_, &mut i| {
-            let keep = slots.get(i).is_some_and(|s| s.active);
+            let keep = slots.get(i).is_some_and(|s| s.events > 0);
             if !keep {
                 free.push(i);
             }
@@ -511,6 +513,8 @@ pub struct KeyedFolder<'a, K, S> {
 }
 
 impl<K: Hash + Eq + Clone, S> Folder<K, S> for KeyedFolder<'_, K, S> {
+    const COUNTS: bool = true;
+
     #[inline(always)]
     fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
         self.take::<false>(key, f)
@@ -538,12 +542,12 @@ impl<K: Hash + Eq + Clone, S> KeyedFolder<'_, K, S> {
         let i = t.cache[line];
         if let Some(slot) = t.slots.get_mut(i)
             && slot.key == *key
-            && (ready || slot.active)
+            && (ready || slot.events > 0)
         {
             f(&mut slot.state);
+            let first = slot.events == 0;
+            slot.events += 1;
             if ready {
-                let first = !slot.active;
-                slot.active = true;
                 // Written every time, kept only for a group's first event.
                 if let Some(o) = t.order.get_mut(self.listed) {
                     *o = i;
@@ -586,9 +590,7 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         let i = self.find(key)?;
         match self.slots.get_mut(i)? {
             KeyedSlot {
-                active: true,
-                state,
-                ..
+                events: 1.., state, ..
             } => Some((i, state)),
             _ => None,
         }
@@ -603,8 +605,8 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
             && let Some(slot) = self.slots.get_mut(i)
         {
             reset(&mut slot.state);
-            if !slot.active {
-                slot.active = true;
+            if slot.events == 0 {
+                slot.events = 1;
                 self.active += 1;
                 self.idle -= 1;
             }
@@ -613,14 +615,14 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         let i = match self.reuse_slot(key) {
             Some(i) => {
                 let slot = &mut self.slots[i];
-                slot.active = true;
+                slot.events = 1;
                 reset(&mut slot.state);
                 i
             }
             None => {
                 self.slots.push(KeyedSlot {
                     key: key.clone(),
-                    active: true,
+                    events: 1,
                     state: init(),
                 });
                 self.slots.len() - 1
@@ -634,19 +636,17 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     fn state(&mut self, slot: usize) -> Option<&mut S> {
         match self.slots.get_mut(slot)? {
             KeyedSlot {
-                active: true,
-                state,
-                ..
+                events: 1.., state, ..
             } => Some(state),
             _ => None,
         }
     }
     fn release(&mut self, slot: usize) -> Option<(K, &mut S)> {
         let s = self.slots.get_mut(slot)?;
-        if !s.active {
+        if s.events == 0 {
             return None;
         }
-        s.active = false;
+        s.events = 0;
         self.active -= 1;
         self.idle += 1;
         Some((s.key.clone(), &mut s.state))
@@ -656,6 +656,10 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     }
 
     fn lists_active(&self) -> bool {
+        self.ready
+    }
+
+    fn counts_events(&self) -> bool {
         self.ready
     }
 
@@ -693,10 +697,11 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         let listed = std::mem::take(&mut self.listed);
         let slots = &mut self.slots;
         for &i in self.order.iter().take(listed) {
-            if let Some(slot) = slots.get_mut(i)
-                && std::mem::take(&mut slot.active)
-            {
-                f(slot.key.clone(), &mut slot.state, 0);
+            if let Some(slot) = slots.get_mut(i) {
+                let events = std::mem::take(&mut slot.events);
+                if events > 0 {
+                    f(slot.key.clone(), &mut slot.state, events);
+                }
             }
         }
     }
