@@ -216,16 +216,26 @@ impl<T> Lane<T> {
         Ok(outcome)
     }
 
-    /// Takes the oldest item, if any, and wakes a blocked producer.
+    /// Takes the oldest item, if any, and wakes a blocked producer once the lane is at most
+    /// half full: a producer that went to sleep on a full lane is woken once per half a lane
+    /// drained, not once per item (an unpark per item put a system call on the consumer's path
+    /// for every batch when a producer outran its consumer). A producer still spinning or
+    /// yielding retries by itself, so it refills as soon as there is room.
     #[inline]
     pub(crate) fn pop(&self) -> Option<T> {
         let item = match &self.storage {
-            Storage::Bounded(q) => q.pop(),
+            Storage::Bounded(q) => {
+                let item = q.pop();
+                if item.is_some()
+                    && self.strategy == Backpressure::Block
+                    && q.len() <= q.capacity() / 2
+                {
+                    self.not_full.notify();
+                }
+                item
+            }
             Storage::Unbounded(q) => q.pop(),
         };
-        if item.is_some() && self.strategy == Backpressure::Block {
-            self.not_full.notify();
-        }
         item
     }
 
