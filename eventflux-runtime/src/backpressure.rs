@@ -223,7 +223,7 @@ impl<T> Lane<T> {
     /// yielding retries by itself, so it refills as soon as there is room.
     #[inline]
     pub(crate) fn pop(&self) -> Option<T> {
-        let item = match &self.storage {
+        match &self.storage {
             Storage::Bounded(q) => {
                 let item = q.pop();
                 if item.is_some()
@@ -235,8 +235,7 @@ impl<T> Lane<T> {
                 item
             }
             Storage::Unbounded(q) => q.pop(),
-        };
-        item
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
