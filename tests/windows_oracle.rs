@@ -114,6 +114,73 @@ where
     }
 }
 
+/// Aggregates that all have an empty state: kept ready, counted by the table.
+macro_rules! ready_aggregates {
+    () => {
+        (
+            count(),
+            sum(|e: &Ev| e.v),
+            avg(|e: &Ev| e.v),
+            min(|e: &Ev| e.v),
+            max(|e: &Ev| e.v),
+            variance(|e: &Ev| e.v),
+        )
+    };
+}
+
+/// [`ready_aggregates`]' values recomputed from a group's values in a window (never empty).
+fn naive_ready(vs: &[i32]) -> (u64, i128, f64, i32, i32, f64) {
+    let n = vs.len();
+    let sum: i128 = vs.iter().map(|&v| i128::from(v)).sum();
+    let mean = sum as f64 / n as f64;
+    let var = vs
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    let lo = vs.iter().copied().min().unwrap_or(i32::MAX);
+    let hi = vs.iter().copied().max().unwrap_or(i32::MIN);
+    (n as u64, sum, mean, lo, hi, var)
+}
+
+/// Event-time windows `[k·slide, k·slide + size)` simulated from scratch: the watermark
+/// (`max_ts − ooo − 1`), which events are late, and each window's events in arrival order.
+fn event_time_oracle(
+    evs: &[Ev],
+    size: u64,
+    slide: u64,
+    ooo: u64,
+    lateness: u64,
+) -> (BTreeMap<u64, Vec<Ev>>, u64) {
+    let fired = |end: u64, wm: Option<u64>| wm.is_some_and(|w| w >= end - 1 + lateness);
+    let mut max_ts: Option<u64> = None;
+    let mut windows: BTreeMap<u64, Vec<Ev>> = BTreeMap::new();
+    let mut late_n = 0;
+    for e in evs {
+        let wm = max_ts.and_then(|m| m.checked_sub(ooo + 1));
+        let last = e.ts / slide * slide;
+        if fired(last + size, wm) {
+            late_n += 1;
+            continue;
+        }
+        let mut s = last;
+        loop {
+            if s + size <= e.ts {
+                break;
+            }
+            if !fired(s + size, wm) {
+                windows.entry(s).or_default().push(*e);
+            }
+            if s < slide {
+                break;
+            }
+            s -= slide;
+        }
+        max_ts = Some(max_ts.map_or(e.ts, |m| m.max(e.ts)));
+    }
+    (windows, late_n)
+}
+
 /// Groups of `events` in first-appearance order, with their values.
 fn by_first_appearance(events: &[Ev]) -> Vec<(u8, Vec<i32>)> {
     let mut order: Vec<(u8, Vec<i32>)> = Vec::new();
@@ -245,24 +312,7 @@ proptest! {
         for e in &evs { w.process(*e, &mut got); }
         w.on_end(&mut got);
         prop_assert_eq!(w.groups(), 0, "every window fired and released its groups");
-        // Oracle: simulate the watermark to find what is late and which windows are open.
-        let fired = |end: u64, wm: Option<u64>| wm.is_some_and(|w| w >= end - 1 + lateness);
-        let mut max_ts: Option<u64> = None;
-        let mut windows: BTreeMap<u64, Vec<Ev>> = BTreeMap::new();
-        let mut late_n = 0;
-        for e in &evs {
-            let wm = max_ts.and_then(|m| m.checked_sub(ooo + 1));
-            let last = e.ts / slide * slide;
-            if fired(last + size, wm) { late_n += 1; continue; }
-            let mut s = last;
-            loop {
-                if s + size <= e.ts { break; }
-                if !fired(s + size, wm) { windows.entry(s).or_default().push(*e); }
-                if s < slide { break; }
-                s -= slide;
-            }
-            max_ts = Some(max_ts.map_or(e.ts, |m| m.max(e.ts)));
-        }
+        let (windows, late_n) = event_time_oracle(&evs, size, slide, ooo, lateness);
         let mut want = Vec::new();
         for (start, es) in windows {
             for (g, vs) in by_first_appearance(&es) {
@@ -270,6 +320,72 @@ proptest! {
             }
         }
         check(&got, &want);
+        prop_assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), late_n);
+    }
+
+    /// The same windows with aggregates that have an empty state (kept ready, counted by the
+    /// table), grouped by index (rows in index order) or hashed (first appearance), fed in
+    /// runs of random length (`process_all`, the fused fast path) — against the oracle.
+    #[test]
+    fn event_time_ready_states_fed_in_runs(
+        evs in events(80), size in 1u64..12, slide_div in 1u64..4, ooo in 0u64..8,
+        lateness in 0u64..4, cuts in prop::collection::vec(1usize..12, 0..30), by_index: bool,
+    ) {
+        let slide = (size / slide_div).max(1);
+        let (windows, late_n) = event_time_oracle(&evs, size, slide, ooo, lateness);
+        let mut want = Vec::new();
+        for (start, es) in windows {
+            let mut groups = by_first_appearance(&es);
+            if by_index {
+                groups.sort_by_key(|(g, _)| *g);
+            }
+            for (g, vs) in groups {
+                want.push((usize::from(g), start, naive_ready(&vs)));
+            }
+        }
+        // Feeds `evs` in runs cut at `cuts` (the rest in one run).
+        fn feed<S: Stage<Ev>>(w: &mut S, evs: &[Ev], cuts: &[usize], out: &mut Vec<S::Out>) {
+            let mut rest = evs;
+            for &n in cuts {
+                let (run, next) = rest.split_at(n.min(rest.len()));
+                w.process_all(run.iter().copied(), out);
+                rest = next;
+            }
+            w.process_all(rest.iter().copied(), out);
+            w.on_end(out);
+        }
+        let (got, late) = if by_index {
+            let mut w = sliding(size, slide, |e: &Ev| e.ts)
+                .out_of_orderness(ooo).allowed_lateness(lateness)
+                .group_by_index(|e: &Ev| usize::from(e.group)).aggregate(ready_aggregates!());
+            let mut out = Vec::new();
+            feed(&mut w, &evs, &cuts, &mut out);
+            prop_assert_eq!(w.groups(), 0);
+            let rows: Vec<_> = out.iter().map(|r| (r.key, r.window.start, r.values)).collect();
+            (rows, w.late_counter())
+        } else {
+            let mut w = sliding(size, slide, |e: &Ev| e.ts)
+                .out_of_orderness(ooo).allowed_lateness(lateness)
+                .group_by(|e: &Ev| e.group).aggregate(ready_aggregates!());
+            let mut out = Vec::new();
+            feed(&mut w, &evs, &cuts, &mut out);
+            prop_assert_eq!(w.groups(), 0);
+            let rows: Vec<_> = out
+                .iter()
+                .map(|r| (usize::from(r.key), r.window.start, r.values))
+                .collect();
+            (rows, w.late_counter())
+        };
+        prop_assert_eq!(got.len(), want.len(), "rows\n got: {:?}\nwant: {:?}", got, want);
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert_eq!((g.0, g.1), (w.0, w.1), "\n got: {:?}\nwant: {:?}", got, want);
+            let ((n, s, mean, lo, hi, var), (wn, ws, wmean, wlo, whi, wvar)) = (g.2, w.2);
+            prop_assert!(
+                n == wn && s == ws && lo == wlo && hi == whi && close(mean, wmean)
+                    && close(var, wvar),
+                "{:?} vs {:?}", g, w
+            );
+        }
         prop_assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), late_n);
     }
 
