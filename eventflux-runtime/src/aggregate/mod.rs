@@ -171,7 +171,7 @@ pub trait Aggregate<T> {
         result
     }
     /// [`insert`](Aggregate::insert) into a state whose group's events the window counts for
-    /// it (a group of a dense table, started [`empty`](Aggregate::empty)): an aggregate that
+    /// it (a group of a ready table, started [`empty`](Aggregate::empty)): an aggregate that
     /// needs nothing but the count (`count`, `avg`'s divisor) skips keeping its own. The
     /// default is `insert`. Such a state is only ever read through
     /// [`finish_counted`](Aggregate::finish_counted).

@@ -114,10 +114,11 @@ pub trait Table<K, S> {
     fn drain_active(&mut self, f: impl FnMut(K, &mut S, u64)) {
         let _ = f;
     }
-    /// Whether the table counts the events folded into each group (a ready dense table): its
-    /// states are then folded with [`Aggregate::insert_counted`](crate::aggregate::Aggregate::insert_counted)
-    /// and finished with the count, so aggregates that only need the count (`count`, `avg`'s
-    /// divisor) do not keep one each.
+    /// Whether the table counts the events folded into each group (a ready dense or keyed
+    /// table): its states are then folded with
+    /// [`Aggregate::insert_counted`](crate::aggregate::Aggregate::insert_counted) and finished
+    /// with the count, so aggregates that only need the count (`count`, `avg`'s divisor) do not
+    /// keep one each.
     fn counts_events(&self) -> bool {
         false
     }
