@@ -254,7 +254,8 @@ pub trait Stage<In> {
     fn process<E: Emit<Self::Out>>(&mut self, item: In, out: &mut E);
 
     /// Handles a run of events, in order: the same as calling [`process`](Stage::process) for
-    /// each (the default). A fused chain calls it with everything a source emits at once (see
+    /// each. The default does that, except for a [`PULLABLE`](Stage::PULLABLE) stage, which
+    /// passes the run on whole as its [`pull`](Stage::pull) adapter. A fused chain calls it with everything a source emits at once (see
     /// [`Emit::emit_all`]), its [`PULLABLE`](Stage::PULLABLE) stages turned into iterator
     /// adapters ([`pull`](Stage::pull)), so a stage that overrides it — the event-time windows
     /// do — runs the whole run as one loop whose state stays in local variables, as in a
@@ -272,8 +273,12 @@ pub trait Stage<In> {
     where
         Self: Sized,
     {
-        for item in items {
-            self.process(item, out);
+        if Self::PULLABLE {
+            out.emit_all(self.pull(items));
+        } else {
+            for item in items {
+                self.process(item, out);
+            }
         }
     }
 
@@ -567,11 +572,6 @@ impl<T> Stage<T> for Identity {
     #[inline(always)]
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
         out.emit(item);
-    }
-
-    #[inline(always)]
-    fn process_all<I: Iterator<Item = T>, E: Emit<T>>(&mut self, items: I, out: &mut E) {
-        out.emit_all(items);
     }
 
     #[inline(always)]

@@ -255,11 +255,7 @@ impl<T, V: SumValue, F: Fn(&T) -> V, const EXACT: bool> Aggregate<T> for Avg<F, 
     }
     #[inline]
     fn insert(&self, s: &mut Self::State, item: &T) {
-        if EXACT {
-            (self.0)(item).add_to(&mut s.0);
-        } else {
-            (self.0)(item).insert_to(&mut s.0);
-        }
+        self.insert_counted(s, item);
         s.1 += 1;
     }
     #[inline]

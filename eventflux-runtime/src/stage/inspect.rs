@@ -34,11 +34,6 @@ where
     const PULLABLE: bool = true;
 
     #[inline(always)]
-    fn process_all<I: Iterator<Item = T>, E: Emit<T>>(&mut self, items: I, out: &mut E) {
-        out.emit_all(self.pull(items));
-    }
-
-    #[inline(always)]
     fn pull<I: Iterator<Item = T>>(&mut self, items: I) -> impl Iterator<Item = T> {
         items.inspect(&mut self.f)
     }

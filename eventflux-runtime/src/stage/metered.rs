@@ -123,7 +123,7 @@ impl<S, const COUNT_IN: bool> Metered<S, COUNT_IN> {
 
 /// An iterator counting the items it yields into a local count (kept in a register by a fused
 /// loop), added to `total` when it is dropped.
-struct Tally<'a, I> {
+struct CountedIter<'a, I> {
     items: I,
     n: u64,
     total: &'a mut u64,
@@ -131,7 +131,7 @@ struct Tally<'a, I> {
     on: bool,
 }
 
-impl<'a, I> Tally<'a, I> {
+impl<'a, I> CountedIter<'a, I> {
     #[inline(always)]
     fn new(items: I, total: &'a mut u64, on: bool) -> Self {
         Self {
@@ -143,7 +143,7 @@ impl<'a, I> Tally<'a, I> {
     }
 }
 
-impl<I: Iterator> Iterator for Tally<'_, I> {
+impl<I: Iterator> Iterator for CountedIter<'_, I> {
     type Item = I::Item;
 
     #[inline(always)]
@@ -156,7 +156,7 @@ impl<I: Iterator> Iterator for Tally<'_, I> {
     }
 }
 
-impl<I> Drop for Tally<'_, I> {
+impl<I> Drop for CountedIter<'_, I> {
     #[inline(always)]
     fn drop(&mut self) {
         if self.on {
@@ -229,7 +229,7 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
     #[inline(always)]
     fn process_all<I: Iterator<Item = In>, E: Emit<S::Out>>(&mut self, items: I, out: &mut E) {
         let (mut seen, mut emitted) = (0u64, 0u64);
-        let items = Tally::new(items, &mut seen, COUNT_IN);
+        let items = items.inspect(|_| seen += u64::from(COUNT_IN));
         let out = &mut Counting {
             out,
             emitted: &mut emitted,
@@ -243,8 +243,8 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
 
     #[inline(always)]
     fn pull<I: Iterator<Item = In>>(&mut self, items: I) -> impl Iterator<Item = S::Out> {
-        let items = Tally::new(items, &mut self.events_in, COUNT_IN);
-        Tally::new(
+        let items = CountedIter::new(items, &mut self.events_in, COUNT_IN);
+        CountedIter::new(
             self.stage.pull(items),
             &mut self.events_out,
             !<S as Stage<In>>::ONE_TO_ONE,

@@ -220,12 +220,6 @@ impl EventClock {
     }
 }
 
-/// Whether a folder's table, once ready, counts events ([`Folder::COUNTS`]).
-#[inline(always)]
-fn counts<K, S, F: Folder<K, S>>(_: &F) -> bool {
-    F::COUNTS
-}
-
 /// The pane type of an event-time window.
 type PaneOf<T, G, A> = Pane<<G as Grouping<T>>::Table<<A as Aggregate<T>>::State>>;
 
@@ -537,12 +531,10 @@ where
                         }
                     };
                 }
-                // A ready table that counts events: aggregates leave counting to it (see
-                // `Table::counts_events`).
-                if groups.is_ready() && counts(&groups) {
+                // A ready table counts events: aggregates leave counting to it (see
+                // `Table::is_ready`).
+                if groups.is_ready() {
                     scan!(fold_ready, insert_counted);
-                } else if groups.is_ready() {
-                    scan!(fold_ready, insert);
                 } else {
                     scan!(fold, insert);
                 }

@@ -107,19 +107,18 @@ pub trait Table<K, S> {
         }
     }
     /// Tables that [list their active groups](Table::lists_active): releases every active group,
-    /// in their order, giving each one's key, state and — for a table that
-    /// [counts events](Table::counts_events) — the number of events folded into it in this
-    /// window (0 otherwise) to `f`. Other tables release nothing (their users release their
+    /// in their order, giving each one's key, state and — for a [ready](Table::is_ready)
+    /// table — the number of events folded into it in this window (0 otherwise) to `f`. Other tables release nothing (their users release their
     /// groups by slot).
     fn drain_active(&mut self, f: impl FnMut(K, &mut S, u64)) {
         let _ = f;
     }
-    /// Whether the table counts the events folded into each group (a ready dense or keyed
-    /// table): its states are then folded with
+    /// Whether the table is ready (see [`make_ready`](Table::make_ready)). A ready table also
+    /// counts the events folded into each group: its states are folded with
     /// [`Aggregate::insert_counted`](crate::aggregate::Aggregate::insert_counted) and finished
     /// with the count, so aggregates that only need the count (`count`, `avg`'s divisor) do not
     /// keep one each.
-    fn counts_events(&self) -> bool {
+    fn is_ready(&self) -> bool {
         false
     }
 
@@ -137,8 +136,8 @@ pub trait Table<K, S> {
 pub trait Folder<K, S> {
     /// As [`Table::fold`].
     fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool;
-    /// Whether the table is ready (see [`Table::make_ready`]): its loop may then use
-    /// [`fold_ready`](Folder::fold_ready).
+    /// Whether the table is [ready](Table::is_ready): its loop may then use
+    /// [`fold_ready`](Folder::fold_ready), with states folded as counted ones.
     #[inline(always)]
     fn is_ready(&self) -> bool {
         false
@@ -148,8 +147,6 @@ pub trait Folder<K, S> {
     fn fold_ready(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
         self.fold(key, f)
     }
-    /// Whether the table, once ready, [counts events](Table::counts_events).
-    const COUNTS: bool = false;
 }
 
 impl<K, S, T: Table<K, S>> Folder<K, S> for &mut T {
@@ -181,8 +178,6 @@ impl<S> DenseFolder<'_, S> {
 }
 
 impl<S> Folder<usize, S> for DenseFolder<'_, S> {
-    const COUNTS: bool = true;
-
     #[inline(always)]
     fn fold(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
         self.take::<false>(*key, f)
@@ -514,8 +509,6 @@ pub struct KeyedFolder<'a, K, S> {
 }
 
 impl<K: Hash + Eq + Clone, S> Folder<K, S> for KeyedFolder<'_, K, S> {
-    const COUNTS: bool = true;
-
     #[inline(always)]
     fn fold(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
         self.take::<false>(key, f)
@@ -660,7 +653,7 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         self.ready
     }
 
-    fn counts_events(&self) -> bool {
+    fn is_ready(&self) -> bool {
         self.ready
     }
 
@@ -791,7 +784,7 @@ impl<S> Table<usize, S> for DenseTable<S> {
         true
     }
 
-    fn counts_events(&self) -> bool {
+    fn is_ready(&self) -> bool {
         self.ready
     }
 

@@ -411,7 +411,7 @@ impl<Tab> Pane<Tab> {
         A: Aggregate<T>,
         Tab: Table<K, A::State>,
     {
-        if self.table.counts_events() {
+        if self.table.is_ready() {
             self.table
                 .fold(key, |state| agg.insert_counted(state, item))
         } else {
@@ -448,7 +448,7 @@ impl<Tab> Pane<Tab> {
     {
         if self.table.lists_active() {
             // Each state is made empty again for the next window as its result is taken.
-            let counted = self.table.counts_events();
+            let counted = self.table.is_ready();
             self.table.drain_active(|key, state, events| {
                 let values = if counted {
                     agg.finish_counted(state, events)
