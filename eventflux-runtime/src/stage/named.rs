@@ -118,6 +118,24 @@ macro_rules! named_hook {
     }};
 }
 
+/// Runs `f` under the stage's guard: a constant one when `pipeline!` numbered the stage (`ID`),
+/// else one holding `id`. Forgotten on return, so nothing runs on the normal path; a panic
+/// unwinding through it records the stage (see `exec::site`).
+#[inline(always)]
+fn guarded<const ID: u32, R>(id: u32, f: impl FnOnce() -> R) -> R {
+    if ID == 0 {
+        let guard = StageGuard(id);
+        let r = f();
+        std::mem::forget(guard);
+        r
+    } else {
+        let guard = ConstStageGuard::<ID>;
+        let r = f();
+        std::mem::forget(guard);
+        r
+    }
+}
+
 impl<In, S: Stage<In>, const ID: u32> Stage<In> for Named<S, ID> {
     type Out = S::Out;
 
@@ -126,15 +144,7 @@ impl<In, S: Stage<In>, const ID: u32> Stage<In> for Named<S, ID> {
         // Per event: a guard forgotten on return — nothing runs on the normal path; a panic
         // unwinding through it records the stage (see `exec::site`).
         let name = &*self.name;
-        if ID == 0 {
-            let guard = StageGuard(self.id);
-            self.stage.process(item, &mut Tag { out, name });
-            std::mem::forget(guard);
-        } else {
-            let guard = ConstStageGuard::<ID>;
-            self.stage.process(item, &mut Tag { out, name });
-            std::mem::forget(guard);
-        }
+        guarded::<ID, _>(self.id, || self.stage.process(item, &mut Tag { out, name }));
     }
 
     /// The whole run under one guard (a panic in a stage pulled by this one is claimed by that
@@ -142,17 +152,10 @@ impl<In, S: Stage<In>, const ID: u32> Stage<In> for Named<S, ID> {
     #[inline(always)]
     fn process_all<I: Iterator<Item = In>, E: Emit<S::Out>>(&mut self, items: I, out: &mut E) {
         let name = &*self.name;
-        if ID == 0 {
-            let guard = StageGuard(self.id);
+        guarded::<ID, _>(self.id, || {
             self.stage
                 .process_all(InputGuarded(items), &mut Tag { out, name });
-            std::mem::forget(guard);
-        } else {
-            let guard = ConstStageGuard::<ID>;
-            self.stage
-                .process_all(InputGuarded(items), &mut Tag { out, name });
-            std::mem::forget(guard);
-        }
+        });
     }
 
     /// Each step of the adapter runs under the stage's guard; the inputs it pulls are guarded
@@ -161,19 +164,7 @@ impl<In, S: Stage<In>, const ID: u32> Stage<In> for Named<S, ID> {
     fn pull<I: Iterator<Item = In>>(&mut self, items: I) -> impl Iterator<Item = S::Out> {
         let id = self.id;
         let mut inner = self.stage.pull(InputGuarded(items));
-        std::iter::from_fn(move || {
-            if ID == 0 {
-                let guard = StageGuard(id);
-                let next = inner.next();
-                std::mem::forget(guard);
-                next
-            } else {
-                let guard = ConstStageGuard::<ID>;
-                let next = inner.next();
-                std::mem::forget(guard);
-                next
-            }
-        })
+        std::iter::from_fn(move || guarded::<ID, _>(id, || inner.next()))
     }
 
     #[inline]
