@@ -320,8 +320,9 @@ pub struct KeyedTable<K, S> {
     slots: Vec<KeyedSlot<K, S>>,
     /// Slots of evicted keys.
     free: Vec<usize>,
+    /// Active groups of a table that is not ready (a ready one counts them in `listed`); every
+    /// other key in the index is idle.
     active: usize,
-    idle: usize,
     /// A direct-mapped cache in front of `index` (1024 lines): the slot last found for a hash's
     /// top ten bits.
     /// An entry is only a guess, checked against the slot's key, so it never needs
@@ -356,7 +357,6 @@ impl<K, S> KeyedTable<K, S> {
             slots: Vec::new(),
             free: Vec::new(),
             active: 0,
-            idle: 0,
             cache: Box::new([usize::MAX; CACHE_LINES]),
             ready: false,
             order: Vec::new(),
@@ -427,13 +427,11 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
         true
     }
 
-    /// Active and idle groups (a ready table counts them by its list and its index).
+    /// Active and idle groups: the active ones are listed (ready table) or counted, the
+    /// rest of the index is idle.
     fn counts(&self) -> (usize, usize) {
-        if self.ready {
-            (self.listed, self.index.len().saturating_sub(self.listed))
-        } else {
-            (self.active, self.idle)
-        }
+        let active = if self.ready { self.listed } else { self.active };
+        (active, self.index.len().saturating_sub(active))
     }
 
     /// A freed slot for a key not in the index (idle keys are evicted first if they are too
@@ -492,7 +490,6 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
             }
             keep
         });
-        self.idle = 0;
         // A freed slot keeps its old key until reused: forget every cached slot, so a
         // returning key is looked up in the index (and given a slot) rather than finding its
         // freed one.
@@ -602,7 +599,6 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
             if slot.events == 0 {
                 slot.events = 1;
                 self.active += 1;
-                self.idle -= 1;
             }
             return i;
         }
@@ -642,7 +638,6 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         }
         s.events = 0;
         self.active -= 1;
-        self.idle += 1;
         Some((s.key.clone(), &mut s.state))
     }
     fn len(&self) -> usize {
