@@ -3,10 +3,11 @@
 //!
 //! 1. **Peak**: the same pipeline (`source => sink`) with an unpaced source; events/s.
 //! 2. **Half load**: a source paced at half that rate, in several rounds (each figure is the
-//!    median over rounds, and the worst round's p99 is reported too). Event `i` carries its scheduled emit
-//!    time (`i / rate` after the start); the source emits it once that time has come, so the
-//!    stamp is never later than the real emit and the measured latency never flatters. The
-//!    sink records `now − stamp` for every event; percentiles are exact (all samples sorted).
+//!    median over rounds, and the worst round's p99 is reported too). Event `i` carries its
+//!    scheduled emit time (`i / rate` after the start); the source emits it once that time has
+//!    come, so the stamp is never later than the real emit and the measured latency never
+//!    flatters. The sink records `now − stamp` for every event; percentiles are exact (all
+//!    samples of a round sorted).
 //!
 //! The source waits for its next due event by parking until shortly before it is due and then
 //! spinning the last few microseconds (so pacing is even at tens of millions of events/s); the
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use eventflux::prelude::*;
 
-use crate::fail;
+use crate::{fail, median};
 
 /// Nanoseconds from `origin` to `at`.
 fn nanos(origin: Instant, at: Instant) -> u64 {
@@ -181,12 +182,6 @@ pub struct Latency {
     pub rounds: usize,
 }
 
-/// The median of `v` (unsorted).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// Measures the peak over `n` events (median of `rounds`), then `rounds` runs of `n` events
 /// at half of it. A round lasts well under a second, so one stall of a thread (a shared
 /// machine's scheduler taking a vCPU for a few ms) sets that round's p99 on its own: the
@@ -194,12 +189,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn measure(n: u64, rounds: usize) -> Latency {
     let rounds = rounds.max(1);
     let peak = median(
-        (0..rounds)
+        &(0..rounds)
             .map(|_| {
                 let (_, secs) = run(n, 0.0);
                 n as f64 / secs
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
     let rate = peak / 2.0;
     let paced: Vec<(Vec<u64>, f64)> = (0..rounds)
@@ -217,11 +212,16 @@ pub fn measure(n: u64, rounds: usize) -> Latency {
     };
     Latency {
         peak_events_per_sec: peak,
-        paced_events_per_sec: median(paced.iter().map(|(_, secs)| n as f64 / secs).collect()),
-        p50_us: median(per_round(0.50)),
-        p99_us: median(per_round(0.99)),
-        p999_us: median(per_round(0.999)),
-        max_us: median(per_round(1.0)),
+        paced_events_per_sec: median(
+            &paced
+                .iter()
+                .map(|(_, secs)| n as f64 / secs)
+                .collect::<Vec<_>>(),
+        ),
+        p50_us: median(&per_round(0.50)),
+        p99_us: median(&per_round(0.99)),
+        p999_us: median(&per_round(0.999)),
+        max_us: median(&per_round(1.0)),
         p99_us_worst_round: per_round(0.99).into_iter().fold(f64::NAN, f64::max),
         events: n,
         rounds,

@@ -108,8 +108,8 @@ pub trait Table<K, S> {
     }
     /// Tables that [list their active groups](Table::lists_active): releases every active group,
     /// in their order, giving each one's key, state and — for a [ready](Table::is_ready)
-    /// table — the number of events folded into it in this window (0 otherwise) to `f`. Other tables release nothing (their users release their
-    /// groups by slot).
+    /// table — the number of events folded into it in this window (0 otherwise) to `f`. Other
+    /// tables release nothing (their users release their groups by slot).
     fn drain_active(&mut self, f: impl FnMut(K, &mut S, u64)) {
         let _ = f;
     }

@@ -2,7 +2,8 @@
 //!
 //! With `.aggregate(spec)`: a window closes at the first arrival (or batch end) at which the
 //! clock has reached its end, emitting one [`Row`] per group in first-appearance order (index
-//! order with `group_by_index`) with the window's clock-time bounds; the arriving event then opens the window containing `now`.
+//! order with `group_by_index`) with the window's clock-time bounds; the arriving event then
+//! opens the window containing `now`.
 //! Windows in which nothing arrived emit nothing. At end of stream the open window is flushed.
 //! Without an aggregate, a closed window's events are passed in arrival order.
 
