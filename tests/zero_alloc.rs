@@ -234,20 +234,8 @@ macro_rules! windowed_allocates_nothing {
                 feed -> big -> marker -> value -> stats -> out;
             };
             app.run().expect("runs");
-            let warm = at_warm
-                .lock()
-                .map(|g| *g)
-                .ok()
-                .flatten()
-                .expect("warmed up");
-            let end = at_end
-                .lock()
-                .map(|g| *g)
-                .ok()
-                .flatten()
-                .expect("reached the last event");
             assert_eq!(
-                end - warm,
+                steady_state_allocations((at_warm, at_end)),
                 0,
                 "allocations between window 50 and the end of the input"
             );
