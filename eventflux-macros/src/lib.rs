@@ -1,9 +1,10 @@
-//! Procedural macros of eventflux: [`pipeline!`].
+//! Procedural macros of eventflux: [`pipeline!`] and `#[derive(Checkpoint)]`.
 //!
-//! The crate is structured like serde_derive: `parse` (syntax tree with spans), `validate`
+//! `pipeline!` is structured like serde_derive: `parse` (syntax tree with spans), `validate`
 //! (names, edges, structure; diagnostics as data), `codegen` (quote). See the `eventflux` crate
-//! for the language reference.
+//! for the language reference. The derive lives in `checkpoint`.
 
+mod checkpoint;
 mod codegen;
 mod diagnostic;
 mod parse;
@@ -18,6 +19,20 @@ use proc_macro::TokenStream;
 #[proc_macro]
 pub fn pipeline(input: TokenStream) -> TokenStream {
     expand(input.into()).into()
+}
+
+/// Derives `Checkpoint`: the type's state can be saved into a checkpoint and restored from it.
+///
+/// Structs (named, tuple, unit), enums and generic types. Container attributes:
+/// `#[checkpoint(version = N)]` (the schema version written before the fields, 1 by default),
+/// `#[checkpoint(from = OldType)]` (read snapshots of older versions as `OldType`, then convert
+/// with `From<OldType>`), `#[checkpoint(crate = path)]` (where `eventflux` is, if renamed). Field
+/// attributes: `#[checkpoint(skip)]` (not saved; restored as `Default::default()`) and
+/// `#[checkpoint(with = module)]` (saved by `module::save(&field, writer)`, restored by
+/// `module::load(reader)`). See `eventflux::state` for examples.
+#[proc_macro_derive(Checkpoint, attributes(checkpoint))]
+pub fn derive_checkpoint(input: TokenStream) -> TokenStream {
+    checkpoint::derive(input.into()).into()
 }
 
 /// Parses, validates and generates; never panics. On errors, emits every diagnostic plus a stub

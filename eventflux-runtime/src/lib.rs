@@ -14,6 +14,8 @@
 //! - [`window`] and [`aggregate`]: windows (count, processing time, event time, sessions,
 //!   sort, unique) and incremental aggregates with retraction.
 //! - [`pool`]: recycled batch buffers and user objects.
+//! - [`state`]: checkpointable state — the [`Checkpoint`](state::Checkpoint) trait and its
+//!   derive, the snapshot codec (postcard, optional lz4, crc32c).
 //! - [`config`]: [`PipelineConfig`], validated.
 //! - [`metrics`]: counters, drops by reason, queue depths, latency histograms, snapshots.
 //! - [`exec`]: segments, [`PipelineBuilder`], [`Pipeline`], [`PipelineHandle`], [`RunReport`].
@@ -49,6 +51,7 @@ pub mod queue;
 pub mod sink;
 pub mod source;
 pub mod stage;
+pub mod state;
 pub mod window;
 
 pub use app::App;
@@ -88,6 +91,7 @@ pub mod prelude {
         Chain, CheckpointId, Emit, Identity, Metered, Stage, StageExt, Watermark, filter, flat_map,
         inspect, map, stateful, watermarks,
     };
+    pub use crate::state::Checkpoint;
     pub use crate::window::{
         Bounds, ManualClock, Row, SystemClock, WindowEvent, late_output, length, length_batch,
         session, sliding, sort, time, time_batch, tumbling, unique,

@@ -148,7 +148,7 @@ pub use eventflux_runtime as runtime;
 pub use eventflux_runtime::__private;
 pub use eventflux_runtime::{
     aggregate, app, backpressure, config, error, exec, graph, idle, io, metrics, pool, queue, sink,
-    source, stage, window,
+    source, stage, state, window,
 };
 
 /// Everything a pipeline author needs, in one import.

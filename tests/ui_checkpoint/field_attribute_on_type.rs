@@ -1,0 +1,9 @@
+use eventflux::prelude::*;
+
+#[derive(Checkpoint)]
+#[checkpoint(skip)]
+struct Totals {
+    count: u64,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use eventflux::prelude::*;
+
+#[derive(Checkpoint)]
+union Bits {
+    int: u64,
+    float: f64,
+}
+
+fn main() {}

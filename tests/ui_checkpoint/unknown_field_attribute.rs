@@ -1,0 +1,9 @@
+use eventflux::prelude::*;
+
+#[derive(Checkpoint)]
+struct Totals {
+    #[checkpoint(skp)]
+    count: u64,
+}
+
+fn main() {}
