@@ -84,3 +84,73 @@ impl StateError {
         StateError::Custom(message.into())
     }
 }
+
+/// A state backend could not store or read a checkpoint.
+///
+/// ```
+/// use eventflux_runtime::state::{LocalDir, StorageError};
+/// let dir = tempfile::tempdir()?;
+/// let _first = LocalDir::open(dir.path(), 3)?;
+/// let second = LocalDir::open(dir.path(), 3);
+/// assert!(matches!(second, Err(StorageError::Locked { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A file-system operation failed.
+    #[error("cannot {action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done (`create`, `write`, `rename`, `sync`, `read`, `remove`, `list`).
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Another process (or another backend in this one) holds the directory's lock.
+    #[error(
+        "state directory `{}` is in use by another process (its LOCK file is held); stop it or \
+         use another directory",
+        dir.display()
+    )]
+    Locked {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+    /// A checkpoint's manifest does not list the state asked for.
+    #[error("checkpoint {id} holds no state `{state}`")]
+    MissingState {
+        /// The checkpoint.
+        id: u64,
+        /// The state asked for.
+        state: String,
+    },
+    /// A state file does not match its manifest.
+    #[error("state file `{}` is damaged: {reason}", path.display())]
+    Damaged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+}
+
+/// No checkpoint in a directory could be used: each one that was tried, and why it was
+/// rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no usable checkpoint in `{}`: {}", dir.display(), list(rejected))]
+pub struct RecoveryError {
+    /// The state directory.
+    pub dir: std::path::PathBuf,
+    /// Every checkpoint directory tried, newest first, with the reason it was rejected.
+    pub rejected: Vec<(std::path::PathBuf, String)>,
+}
+
+fn list(rejected: &[(std::path::PathBuf, String)]) -> String {
+    rejected
+        .iter()
+        .map(|(p, why)| format!("`{}`: {why}", p.display()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

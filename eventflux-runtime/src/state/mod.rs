@@ -13,6 +13,9 @@
 //! writer)` and restored by `module::load(reader)`; [`serde_value`] is such a module for any
 //! serde type).
 //!
+//! Checkpoints are stored by a [`StateBackend`]; [`LocalDir`] keeps them in a local directory
+//! with an atomic, fsynced write protocol, a [`Manifest`] per checkpoint and a lock.
+//!
 //! Leaves go through serde and postcard (compact, maintained); [`to_bytes`] frames a whole
 //! snapshot with a format version, optional lz4 compression and a crc32c, which [`from_bytes`]
 //! checks before decoding anything.
@@ -46,15 +49,20 @@
 //! # Ok::<(), state::StateError>(())
 //! ```
 
+mod backend;
 mod codec;
 mod error;
+pub mod fs;
 mod impls;
+mod manifest;
 pub mod serde_value;
 
+pub use backend::{LocalDir, StateBackend};
 pub use codec::{Compression, FORMAT_VERSION, StateReader, StateWriter, frame, unframe};
-pub use error::StateError;
+pub use error::{RecoveryError, StateError, StorageError};
 /// `#[derive(Checkpoint)]`: see the [module documentation](self).
 pub use eventflux_macros::Checkpoint;
+pub use manifest::{Manifest, StateFile};
 
 /// State that can be saved into a checkpoint and restored from it, exactly.
 ///
