@@ -1,18 +1,6 @@
 //! Where checkpoints are stored: the [`StateBackend`] trait and [`LocalDir`], a local directory.
 //!
-//! `LocalDir`'s layout and write protocol:
-//!
-//! ```text
-//! DIR/LOCK                          held (flock) while a backend has the directory open
-//! DIR/chk-00000000000000000042/     a completed checkpoint: its state files and MANIFEST.json
-//! DIR/chk-00000000000000000043.tmp/ a checkpoint being written (removed when the directory opens)
-//! ```
-//!
-//! Each state file is written and fsynced inside the `.tmp` directory; the manifest (sizes and
-//! crc32c of every file) is written and fsynced last; the directory is fsynced, renamed to its
-//! final name (atomic), and the parent fsynced. A crash at any step leaves either the previous
-//! checkpoints untouched plus a `.tmp` leftover, or the new checkpoint complete. Recovery takes
-//! the newest checkpoint whose manifest and files all verify, and names every one it rejected.
+//! See [`LocalDir`] for its layout and write protocol.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -49,7 +37,21 @@ pub trait StateBackend: Send {
     fn get(&self, manifest: &Manifest, state: &str) -> Result<Vec<u8>, StorageError>;
 }
 
-/// Checkpoints in a local directory (see the [module documentation](self) for the protocol).
+/// Checkpoints in a local directory.
+///
+/// `LocalDir`'s layout and write protocol:
+///
+/// ```text
+/// DIR/LOCK                          held (flock) while a backend has the directory open
+/// DIR/chk-00000000000000000042/     a completed checkpoint: its state files and MANIFEST.json
+/// DIR/chk-00000000000000000043.tmp/ a checkpoint being written (removed when the directory opens)
+/// ```
+///
+/// Each state file is written and fsynced inside the `.tmp` directory; the manifest (sizes and
+/// crc32c of every file) is written and fsynced last; the directory is fsynced, renamed to its
+/// final name (atomic), and the parent fsynced. A crash at any step leaves either the previous
+/// checkpoints untouched plus a `.tmp` leftover, or the new checkpoint complete. Recovery takes
+/// the newest checkpoint whose manifest and files all verify, and names every one it rejected.
 ///
 /// ```
 /// use eventflux_runtime::state::{LocalDir, Manifest, StateBackend};
