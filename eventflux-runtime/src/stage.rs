@@ -38,6 +38,7 @@ pub use stateful::{Finish, NoFinish, Stateful, stateful};
 pub use watermarks::{Watermarks, watermarks};
 
 use crate::error::StageError;
+use crate::state::{Restore, Snapshot, StateError};
 
 /// Event-time progress: no event with a timestamp at or below this value is expected any more.
 ///
@@ -405,6 +406,58 @@ pub trait Stage<In> {
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         let _ = out;
     }
+
+    /// Saves this stage's state for a checkpoint; called when a barrier has passed the stage.
+    /// The default saves nothing (a stateless stage). A stateful stage saves everything it
+    /// needs to go on exactly as if it had not stopped — typically
+    /// `snapshot.save(&self.state)` with a state type that derives
+    /// [`Checkpoint`](crate::state::Checkpoint) — and reads it back in
+    /// [`restore`](Self::restore).
+    ///
+    /// ```
+    /// use eventflux_runtime::prelude::*;
+    /// use eventflux_runtime::state::{Restore, Snapshot, StateError};
+    ///
+    /// /// Emits a running count of events.
+    /// #[derive(Default)]
+    /// struct Counter { seen: u64 }
+    /// impl Stage<u8> for Counter {
+    ///     type Out = u64;
+    ///     fn process<E: Emit<u64>>(&mut self, _: u8, out: &mut E) {
+    ///         self.seen += 1;
+    ///         out.emit(self.seen);
+    ///     }
+    ///     fn snapshot(&self, s: &mut Snapshot) -> Result<(), StateError> {
+    ///         s.save(&self.seen)
+    ///     }
+    ///     fn restore(&mut self, r: &mut Restore) -> Result<(), StateError> {
+    ///         if let Some(seen) = r.load()? { self.seen = seen; }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut a = Counter::default();
+    /// let mut out = Vec::new();
+    /// a.process(1, &mut out);
+    /// let mut snap = Snapshot::new();
+    /// a.snapshot(&mut snap)?;
+    /// let mut b = Counter::default();
+    /// b.restore(&mut Restore::new(snap.into_parts()))?;
+    /// b.process(2, &mut out);
+    /// assert_eq!(out, [1, 2]);
+    /// # Ok::<(), StateError>(())
+    /// ```
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        let _ = snapshot;
+        Ok(())
+    }
+
+    /// Reads back the state [`snapshot`](Self::snapshot) saved, into a freshly built stage
+    /// before it sees any event. A stage whose state the checkpoint lacks (one added since)
+    /// finds `None` and keeps its initial state.
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        let _ = restore;
+        Ok(())
+    }
 }
 
 /// Two stages fused: `first`'s outputs are pushed straight into `second`.
@@ -536,6 +589,16 @@ where
     fn event_time(&mut self, input_watermarked: bool) -> bool {
         let mid = self.first.event_time(input_watermarked);
         self.second.event_time(mid)
+    }
+
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        self.first.snapshot(snapshot)?;
+        self.second.snapshot(snapshot)
+    }
+
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        self.first.restore(restore)?;
+        self.second.restore(restore)
     }
 
     fn late_events(&self) -> u64 {

@@ -25,7 +25,9 @@ pub fn distinct_count<F>(f: F) -> DistinctCount<F> {
     DistinctCount(f)
 }
 
-impl<T, K: Ord + Clone, F: Fn(&T) -> K> Aggregate<T> for DistinctCount<F> {
+impl<T, K: Ord + Clone + crate::state::Checkpoint, F: Fn(&T) -> K> Aggregate<T>
+    for DistinctCount<F>
+{
     type State = BTreeMap<K, u64>;
     type Output = u64;
     fn init(&self, first: &T) -> Self::State {

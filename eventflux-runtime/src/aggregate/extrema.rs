@@ -14,7 +14,8 @@ use crate::aggregate::Aggregate;
 /// State of `min`/`max`: the best value of an append-only window, or the monotonic deque of a
 /// sliding one (boxed and created on the first retractable addition, so append-only state stays
 /// small: two words for `f64`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, crate::state::Checkpoint)]
+#[checkpoint(crate = crate)]
 pub struct Extremum<V> {
     best: V,
     sliding: Option<Box<Sliding<V>>>,
@@ -22,7 +23,8 @@ pub struct Extremum<V> {
 
 /// The monotonic deque of a sliding window, with sequence numbers to recognise retractions.
 /// Never empty: it always holds the newest value, which is never retracted while others remain.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, crate::state::Checkpoint)]
+#[checkpoint(crate = crate)]
 struct Sliding<V> {
     deque: VecDeque<(u64, V)>,
     added: u64,
@@ -220,7 +222,9 @@ fn first_value<V: Any + Clone + PartialOrd>(v: V, for_min: bool) -> V {
 
 macro_rules! extremum {
     ($ty:ident, $dominates:ident, $better:ident, $for_min:expr) => {
-        impl<T, V: PartialOrd + Clone + Any, F: Fn(&T) -> V> Aggregate<T> for $ty<F> {
+        impl<T, V: PartialOrd + Clone + Any + crate::state::Checkpoint, F: Fn(&T) -> V> Aggregate<T>
+            for $ty<F>
+        {
             type State = Extremum<V>;
             type Output = V;
             #[inline]

@@ -42,7 +42,7 @@ pub fn last<F>(f: F) -> Last<F> {
     Last(f)
 }
 
-impl<T, V: Clone, F: Fn(&T) -> V> Aggregate<T> for First<F> {
+impl<T, V: Clone + crate::state::Checkpoint, F: Fn(&T) -> V> Aggregate<T> for First<F> {
     /// The oldest value, and (sliding windows) the later ones in order.
     type State = (V, VecDeque<V>);
     type Output = V;
@@ -73,7 +73,7 @@ impl<T, V: Clone, F: Fn(&T) -> V> Aggregate<T> for First<F> {
     }
 }
 
-impl<T, V: Clone, F: Fn(&T) -> V> Aggregate<T> for Last<F> {
+impl<T, V: Clone + crate::state::Checkpoint, F: Fn(&T) -> V> Aggregate<T> for Last<F> {
     type State = V;
     type Output = V;
     #[inline]

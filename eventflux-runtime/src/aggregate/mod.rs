@@ -81,8 +81,10 @@ pub use variance::{StdDev, Variance, stddev, variance};
 /// assert_eq!(SumOfSquares.result(&s), 25);
 /// ```
 pub trait Aggregate<T> {
-    /// Per-group state.
-    type State;
+    /// Per-group state: saved in checkpoints, so it implements
+    /// [`Checkpoint`](crate::state::Checkpoint) (numbers, tuples and standard collections do;
+    /// derive it on a state type of your own).
+    type State: crate::state::Checkpoint;
     /// The result.
     type Output;
     /// The state of a window holding only `first`.

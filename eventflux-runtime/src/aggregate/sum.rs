@@ -9,7 +9,7 @@ use crate::aggregate::Aggregate;
 /// (so adding then retracting a large value does not leave drift behind).
 pub trait SumValue: Copy {
     /// The running state.
-    type Acc: Copy + Default + std::fmt::Debug;
+    type Acc: Copy + Default + std::fmt::Debug + crate::state::Checkpoint;
     /// The sum's type.
     type Output: Copy + std::fmt::Debug;
     /// The sum of `self` alone.
@@ -72,7 +72,8 @@ int_sum!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
 
 /// A compensated sum: every addition's exact rounding error (Knuth's branch-free TwoSum) is
 /// accumulated separately, as in Neumaier's algorithm, and added back in the result.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, crate::state::Checkpoint)]
+#[checkpoint(crate = crate)]
 pub struct Compensated {
     sum: f64,
     comp: f64,

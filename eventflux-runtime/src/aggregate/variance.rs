@@ -3,7 +3,8 @@
 use crate::aggregate::Aggregate;
 
 /// Welford state: count, mean, sum of squared deviations.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, crate::state::Checkpoint)]
+#[checkpoint(crate = crate)]
 pub struct Moments {
     n: u64,
     mean: f64,

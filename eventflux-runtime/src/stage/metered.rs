@@ -275,4 +275,18 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
         self.stage.on_timer(counting!(self, out));
         self.publish::<In>();
     }
+
+    fn snapshot(
+        &self,
+        snapshot: &mut crate::state::Snapshot,
+    ) -> Result<(), crate::state::StateError> {
+        self.stage.snapshot(snapshot)
+    }
+
+    fn restore(
+        &mut self,
+        restore: &mut crate::state::Restore,
+    ) -> Result<(), crate::state::StateError> {
+        self.stage.restore(restore)
+    }
 }

@@ -8,6 +8,7 @@
 use crate::error::StageError;
 use crate::exec::site::{ConstStageGuard, InputGuarded, StageGuard, in_node};
 use crate::stage::{CheckpointId, Emit, Stage, Watermark};
+use crate::state::{Restore, Snapshot, StateError};
 
 /// A stage known by its node name: failures it reports through `Emit::fail` and panics in its
 /// code name the node. On the normal path no code runs for it: the panic guard around
@@ -188,5 +189,15 @@ impl<In, S: Stage<In>, const ID: u32> Stage<In> for Named<S, ID> {
 
     fn on_timer<E: Emit<S::Out>>(&mut self, out: &mut E) {
         named_hook!(self, out, |s, tag| s.on_timer(tag))
+    }
+
+    /// The stage's states are saved under this node's name.
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        snapshot.scoped(&self.name, |s| self.stage.snapshot(s))
+    }
+
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        let name = &*self.name;
+        restore.scoped(name, |r| self.stage.restore(r))
     }
 }

@@ -3,10 +3,14 @@
 //! For each event, `f(&mut state, event)` may update the state and return `Some(output)` to emit
 //! one event or `None` to emit nothing. An optional [`finish_with`](Stateful::finish_with) closure may emit one final event from
 //! the state when the stream ends. State lives inside the stage, on the stage's thread: no locks.
+//! It is saved in every checkpoint and restored on recovery, so it must implement
+//! [`Checkpoint`]: numbers, strings, options, tuples and standard collections do, and a state
+//! type of your own derives it (`#[derive(Checkpoint)]`).
 //! For more than one output per event, or for watermark and barrier handling, implement
 //! [`Stage`] directly.
 
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, Restore, Snapshot, StateError};
 
 /// A stage holding user state `S`. See [`stateful`].
 #[derive(Debug, Clone)]
@@ -93,7 +97,8 @@ impl<S, F, G> Stateful<S, F, G> {
     }
 }
 
-impl<S, T, U, F, G> Stage<T> for Stateful<S, F, G>
+/// The state is checkpointed (hence `S: Checkpoint`: derive it on your state type).
+impl<S: Checkpoint, T, U, F, G> Stage<T> for Stateful<S, F, G>
 where
     F: FnMut(&mut S, T) -> Option<U>,
     G: Finish<S, U>,
@@ -111,6 +116,17 @@ where
         if let Some(x) = self.finish.finish(&mut self.state) {
             out.emit(x);
         }
+    }
+
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        snapshot.save(&self.state)
+    }
+
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        if let Some(state) = restore.load()? {
+            self.state = state;
+        }
+        Ok(())
     }
 }
 

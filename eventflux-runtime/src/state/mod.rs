@@ -56,6 +56,7 @@ pub mod fs;
 mod impls;
 mod manifest;
 pub mod serde_value;
+mod snapshot;
 
 pub use backend::{LocalDir, StateBackend};
 pub use codec::{Compression, FORMAT_VERSION, StateReader, StateWriter, frame, unframe};
@@ -63,6 +64,7 @@ pub use error::{RecoveryError, StateError, StorageError};
 /// `#[derive(Checkpoint)]`: see the [module documentation](self).
 pub use eventflux_macros::Checkpoint;
 pub use manifest::{Manifest, StateFile};
+pub use snapshot::{Restore, Snapshot};
 
 /// State that can be saved into a checkpoint and restored from it, exactly.
 ///

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage, Watermark};
+use crate::state::{Checkpoint, Restore, Snapshot, StateError, StateReader, StateWriter};
 use crate::window::{Bounds, ByIndex, ByKey, Folder, Global, Grouping, Late, Pane, Row, Table};
 
 /// An event-time window (tumbling or sliding). See [`tumbling`] and [`sliding`].
@@ -218,17 +219,35 @@ impl EventClock {
     pub(crate) fn upstream(&mut self, w: Watermark) {
         self.upstream = Some(self.upstream.map_or(w.0, |u| u.max(w.0)));
     }
+
+    /// Saves where event time stands (the settings are the stage's, not state: a restored
+    /// stage keeps the ones it was built with).
+    pub(crate) fn save(&self, w: &mut StateWriter) -> Result<(), StateError> {
+        self.max_ts.save(w)?;
+        self.upstream.save(w)
+    }
+
+    /// Reads what [`save`](Self::save) wrote.
+    pub(crate) fn load(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.max_ts = u64::load(r)?;
+        self.upstream = Option::load(r)?;
+        Ok(())
+    }
 }
 
 /// The pane type of an event-time window.
 type PaneOf<T, G, A> = Pane<<G as Grouping<T>>::Table<<A as Aggregate<T>>::State>>;
 
+#[derive(Checkpoint)]
+#[checkpoint(crate = crate)]
 struct OpenWindow<P> {
     start: u64,
     pane: P,
 }
 
 /// The open windows of an event-time window stage.
+#[derive(Checkpoint)]
+#[checkpoint(crate = crate)]
 struct Windows<P> {
     /// The open window with the latest start, while `has_newest` (kept apart so that in-order
     /// arrivals reach it without a search or an indirection).
@@ -237,6 +256,7 @@ struct Windows<P> {
     /// The other open windows, by start.
     older: Vec<OpenWindow<P>>,
     /// Panes of fired windows, for reuse.
+    #[checkpoint(skip)]
     spare: Vec<P>,
 }
 
@@ -478,6 +498,27 @@ where
     A: Aggregate<T>,
 {
     type Out = Row<G::Key, A::Output>;
+
+    /// The open windows with their groups' states, and where event time stands. (Between
+    /// calls nothing is parked and no row waits to be emitted.)
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        snapshot.write(|w| {
+            self.clock.save(w)?;
+            self.windows.save(w)
+        })
+    }
+
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        let clock = &mut self.clock;
+        if let Some(windows) = restore.read(|r| {
+            clock.load(r)?;
+            Windows::load(r)
+        })? {
+            self.windows = windows;
+            self.retarget();
+        }
+        Ok(())
+    }
 
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {

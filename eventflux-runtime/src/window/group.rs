@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+use crate::state::{Checkpoint, StateError, StateReader, StateWriter};
+
 /// FxHash-style hasher for group keys (SipHash costs a third of a hot loop's throughput).
 #[derive(Default, Clone, Copy)]
 pub struct FxHasher(u64);
@@ -44,12 +46,12 @@ impl Hasher for FxHasher {
 pub trait Grouping<T> {
     /// The group key in output rows.
     type Key: Clone;
-    /// The table holding per-group state `S`.
-    type Table<S>: Table<Self::Key, S>;
+    /// The table holding per-group state `S` (saved in checkpoints).
+    type Table<S: Checkpoint>: Table<Self::Key, S> + Checkpoint;
     /// The key of `item`.
     fn key(&self, item: &T) -> Self::Key;
     /// An empty table.
-    fn table<S>(&self) -> Self::Table<S>;
+    fn table<S: Checkpoint>(&self) -> Self::Table<S>;
 }
 
 /// Per-group state storage.
@@ -209,10 +211,10 @@ pub struct ByIndex<F>(pub(crate) F);
 
 impl<T> Grouping<T> for Global {
     type Key = ();
-    type Table<S> = GlobalTable<S>;
+    type Table<S: Checkpoint> = GlobalTable<S>;
     #[inline]
     fn key(&self, _: &T) {}
-    fn table<S>(&self) -> GlobalTable<S> {
+    fn table<S: Checkpoint>(&self) -> GlobalTable<S> {
         GlobalTable {
             state: None,
             active: false,
@@ -220,32 +222,33 @@ impl<T> Grouping<T> for Global {
     }
 }
 
-impl<T, K: Hash + Eq + Clone, F: Fn(&T) -> K> Grouping<T> for ByKey<F> {
+impl<T, K: Hash + Eq + Clone + Checkpoint, F: Fn(&T) -> K> Grouping<T> for ByKey<F> {
     type Key = K;
-    type Table<S> = KeyedTable<K, S>;
+    type Table<S: Checkpoint> = KeyedTable<K, S>;
     #[inline]
     fn key(&self, item: &T) -> K {
         (self.0)(item)
     }
-    fn table<S>(&self) -> KeyedTable<K, S> {
+    fn table<S: Checkpoint>(&self) -> KeyedTable<K, S> {
         KeyedTable::new()
     }
 }
 
 impl<T, F: Fn(&T) -> usize> Grouping<T> for ByIndex<F> {
     type Key = usize;
-    type Table<S> = DenseTable<S>;
+    type Table<S: Checkpoint> = DenseTable<S>;
     #[inline]
     fn key(&self, item: &T) -> usize {
         (self.0)(item)
     }
-    fn table<S>(&self) -> DenseTable<S> {
+    fn table<S: Checkpoint>(&self) -> DenseTable<S> {
         DenseTable::new()
     }
 }
 
 /// Table of [`Global`].
-#[derive(Debug)]
+#[derive(Debug, Checkpoint)]
+#[checkpoint(crate = crate)]
 pub struct GlobalTable<S> {
     state: Option<S>,
     active: bool,
@@ -339,7 +342,8 @@ pub struct KeyedTable<K, S> {
     listed: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Checkpoint)]
+#[checkpoint(crate = crate)]
 struct KeyedSlot<K, S> {
     key: K,
     /// Events folded into the state in the current window (0: idle).
@@ -696,6 +700,52 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     }
 }
 
+/// Saves the slots (keys, event counts, states), the free list and the order of first
+/// appearance; the index and the cache are derived from the slots when restored.
+impl<K: Hash + Eq + Clone + Checkpoint, S: Checkpoint> Checkpoint for KeyedTable<K, S> {
+    fn save(&self, w: &mut StateWriter) -> Result<(), StateError> {
+        w.version(1)?;
+        self.slots.save(w)?;
+        self.free.save(w)?;
+        self.active.save(w)?;
+        self.ready.save(w)?;
+        self.order.save(w)?;
+        self.listed.save(w)
+    }
+
+    fn load(r: &mut StateReader<'_>) -> Result<Self, StateError> {
+        let version = r.version()?;
+        if version != 1 {
+            return Err(StateError::Version {
+                ty: "KeyedTable",
+                found: version,
+                oldest: 1,
+                newest: 1,
+            });
+        }
+        let mut t: KeyedTable<K, S> = KeyedTable::new();
+        t.slots = Vec::load(r)?;
+        t.free = Vec::load(r)?;
+        t.active = usize::load(r)?;
+        t.ready = bool::load(r)?;
+        t.order = Vec::load(r)?;
+        t.listed = usize::load(r)?;
+        let mut freed = vec![false; t.slots.len()];
+        for &i in &t.free {
+            match freed.get_mut(i) {
+                Some(f) => *f = true,
+                None => return Err(StateError::custom(format!("free slot {i} out of range"))),
+            }
+        }
+        for (i, slot) in t.slots.iter().enumerate() {
+            if !freed[i] && t.index.insert(slot.key.clone(), i).is_some() {
+                return Err(StateError::custom("a key holds two slots"));
+            }
+        }
+        Ok(t)
+    }
+}
+
 /// Table of [`ByIndex`]: a state per index, with whether it is active.
 ///
 /// Its groups are listed in index order (see [`Table::lists_active`]), by a scan of every index
@@ -704,7 +754,8 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
 /// does, reset before use — or, once ready (see [`Table::make_ready`]), the aggregate's empty
 /// state, which the hot path folds every event into, a group's first included, with no test of
 /// whether the group is new (the loop a user would write over an array of accumulators).
-#[derive(Debug)]
+#[derive(Debug, Checkpoint)]
+#[checkpoint(crate = crate)]
 pub struct DenseTable<S> {
     /// Per index: the events folded into its state in the current window (0: inactive), and
     /// the state.

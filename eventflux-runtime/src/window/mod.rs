@@ -377,6 +377,8 @@ impl<T> Late<T> {
 
 /// The groups of one window: their table, and their order of first appearance (unless the
 /// table lists its groups itself: [`Table::lists_active`]).
+#[derive(crate::state::Checkpoint)]
+#[checkpoint(crate = crate)]
 pub(crate) struct Pane<Tab> {
     pub(crate) table: Tab,
     order: Vec<usize>,
