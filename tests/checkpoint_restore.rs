@@ -3,11 +3,14 @@
 //! uninterrupted — every row, in order, bit for bit (proptest drives the data and the cuts).
 
 use eventflux::prelude::*;
+use std::time::Duration;
+
 use eventflux::stage::Named;
 use eventflux::state::{self, Compression, Restore, Snapshot};
+use eventflux::window::ManualClock;
 use proptest::prelude::*;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Checkpoint)]
 struct Ev {
     ts: u64,
     group: u8,
@@ -151,6 +154,47 @@ proptest! {
                     run_with_restarts(make, &evs, &cuts, true),
                     run_with_restarts(make, &evs, &cuts, false)
                 );
+            }
+        }
+    }
+
+    /// Count, processing-time (on a manual clock set from the events), session, sort and
+    /// unique windows, and the watermark generator feeding a window.
+    #[test]
+    fn every_other_window_restores_exactly(
+        evs in events(120), n in 1usize..8, gap in 1u64..6,
+        cuts in prop::collection::vec(0usize..25, 0..12),
+    ) {
+        let clock = ManualClock::new(0);
+        let tick = || {
+            let c = clock.clone();
+            inspect(move |e: &Ev| c.set(e.ts))
+        };
+        let span = Duration::from_nanos(gap * 2);
+        macro_rules! check {
+            ($make:expr) => {{
+                let make = || Named::new("w", $make);
+                prop_assert_eq!(
+                    run_with_restarts(make, &evs, &cuts, true),
+                    run_with_restarts(make, &evs, &cuts, false)
+                );
+            }};
+        }
+        for kind in 0..11 {
+            match kind {
+                0 => check!(length(n).group_by(|e: &Ev| e.group).aggregate(all_aggregates!())),
+                1 => check!(length(n).group_by_index(|e: &Ev| usize::from(e.group)).aggregate(ready_aggregates!())),
+                2 => check!(length(n).with_expired()),
+                3 => check!(length_batch(n).group_by(|e: &Ev| e.group).aggregate(all_aggregates!())),
+                4 => check!(length_batch(n).aggregate(ready_aggregates!())),
+                5 => check!(tick().then(time(span).clock(clock.clone()).group_by(|e: &Ev| e.group).aggregate(all_aggregates!()))),
+                6 => check!(tick().then(time_batch(span).clock(clock.clone()).group_by(|e: &Ev| e.group).aggregate(ready_aggregates!()))),
+                7 => check!(session(gap, |e: &Ev| e.ts, |e: &Ev| e.group).out_of_orderness(2).aggregate(all_aggregates!())),
+                8 => check!(sort(n, |e: &Ev| (e.v, e.ts)).with_expired()),
+                9 => check!(unique(|e: &Ev| e.group).with_expired()),
+                _ => check!(watermarks(|e: &Ev| e.ts, 3).then(
+                    tumbling(gap * 2, |e: &Ev| e.ts).group_by(|e: &Ev| e.group).aggregate(ready_aggregates!())
+                )),
             }
         }
     }

@@ -646,27 +646,27 @@ fn an_all_nan_group_gives_the_plain_loops_infinities() {
 /// hopping windows alike.
 #[test]
 fn hashed_groups_come_in_order_of_first_appearance_ready_or_not() {
-    type E = (u64, &'static str, i64);
+    type E = (u64, char, i64);
     const EVENTS: [E; 12] = [
-        (1, "b", 4),
-        (2, "a", 7),
-        (3, "b", -1),
-        (8, "c", 3),
-        (11, "a", 5), // [10, 20): a, then c, then b
-        (12, "c", 2),
-        (13, "a", 9),
-        (19, "b", 6),
-        (21, "b", 1), // [20, 30): b and a only
-        (22, "a", 2),
-        (40, "c", 8), // [40, 50): c, back after two windows away
-        (41, "c", -3),
+        (1, 'b', 4),
+        (2, 'a', 7),
+        (3, 'b', -1),
+        (8, 'c', 3),
+        (11, 'a', 5), // [10, 20): a, then c, then b
+        (12, 'c', 2),
+        (13, 'a', 9),
+        (19, 'b', 6),
+        (21, 'b', 1), // [20, 30): b and a only
+        (22, 'a', 2),
+        (40, 'c', 8), // [40, 50): c, back after two windows away
+        (41, 'c', -3),
     ];
     type Values = (u64, i128, i64, i64);
     /// (key, start, count, sum, min, max) of every row, in order.
-    fn run<W: Stage<E, Out = Row<&'static str, Values>>>(
+    fn run<W: Stage<E, Out = Row<char, Values>>>(
         mut w: W,
         whole_run: bool,
-    ) -> Vec<(&'static str, u64, u64, i128, i64, i64)> {
+    ) -> Vec<(char, u64, u64, i128, i64, i64)> {
         let mut out = Vec::new();
         if whole_run {
             w.process_all(EVENTS.into_iter(), &mut out);
@@ -692,15 +692,15 @@ fn hashed_groups_come_in_order_of_first_appearance_ready_or_not() {
         )
     };
     let want = [
-        ("b", 0, 2, 3, -1, 4),
-        ("a", 0, 1, 7, 7, 7),
-        ("c", 0, 1, 3, 3, 3),
-        ("a", 10, 2, 14, 5, 9),
-        ("c", 10, 1, 2, 2, 2),
-        ("b", 10, 1, 6, 6, 6),
-        ("b", 20, 1, 1, 1, 1),
-        ("a", 20, 1, 2, 2, 2),
-        ("c", 40, 2, 5, -3, 8),
+        ('b', 0, 2, 3, -1, 4),
+        ('a', 0, 1, 7, 7, 7),
+        ('c', 0, 1, 3, 3, 3),
+        ('a', 10, 2, 14, 5, 9),
+        ('c', 10, 1, 2, 2, 2),
+        ('b', 10, 1, 6, 6, 6),
+        ('b', 20, 1, 1, 1, 1),
+        ('a', 20, 1, 2, 2, 2),
+        ('c', 40, 2, 5, -3, 8),
     ];
     for whole_run in [false, true] {
         let w = tumbling(10, |e: &E| e.0)
@@ -735,16 +735,16 @@ fn hashed_groups_come_in_order_of_first_appearance_ready_or_not() {
         assert_eq!(
             got,
             [
-                ("b", 0, 3, 9),
-                ("a", 0, 3, 21),
-                ("c", 0, 2, 5),
-                ("a", 10, 3, 16),
-                ("c", 10, 1, 2),
-                ("b", 10, 2, 7),
-                ("b", 20, 1, 1),
-                ("a", 20, 1, 2),
-                ("c", 30, 2, 5),
-                ("c", 40, 2, 5),
+                ('b', 0, 3, 9),
+                ('a', 0, 3, 21),
+                ('c', 0, 2, 5),
+                ('a', 10, 3, 16),
+                ('c', 10, 1, 2),
+                ('b', 10, 2, 7),
+                ('b', 20, 1, 1),
+                ('a', 20, 1, 2),
+                ('c', 30, 2, 5),
+                ('c', 40, 2, 5),
             ],
             "whole run: {whole_run}"
         );

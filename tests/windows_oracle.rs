@@ -10,7 +10,7 @@ use eventflux::prelude::*;
 use eventflux::window::{Bounds, ManualClock};
 use proptest::prelude::*;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Checkpoint)]
 struct Ev {
     ts: u64,
     group: u8,

@@ -162,6 +162,34 @@ impl<F, C> Watermarks<F, C> {
 impl<T, F: Fn(&T) -> u64, C: Clock> Stage<T> for Watermarks<F, C> {
     type Out = T;
 
+    /// Saves the largest timestamp seen and the last watermark emitted (the idleness timer is
+    /// processing time: it starts afresh).
+    fn snapshot(
+        &self,
+        snapshot: &mut crate::state::Snapshot,
+    ) -> Result<(), crate::state::StateError> {
+        snapshot.write(|w| {
+            crate::state::Checkpoint::save(&self.max, w)?;
+            crate::state::Checkpoint::save(&self.emitted, w)
+        })
+    }
+
+    fn restore(
+        &mut self,
+        restore: &mut crate::state::Restore,
+    ) -> Result<(), crate::state::StateError> {
+        if let Some((max, emitted)) = restore.read(|r| {
+            Ok((
+                crate::state::Checkpoint::load(r)?,
+                crate::state::Checkpoint::load(r)?,
+            ))
+        })? {
+            self.max = max;
+            self.emitted = emitted;
+        }
+        Ok(())
+    }
+
     #[inline]
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
         let ts = (self.ts)(&item);

@@ -156,3 +156,35 @@ pub fn from_bytes<T: Checkpoint>(bytes: &[u8]) -> Result<T, StateError> {
         }),
     }
 }
+
+/// `Stage::snapshot` and `Stage::restore` for a stage whose state is the listed fields, saved
+/// in order (every other field is configuration, kept from the stage as built).
+macro_rules! checkpoint_fields {
+    (@load $r:ident $field:ident) => {
+        $crate::state::Checkpoint::load($r)?
+    };
+    ($($field:ident),+ $(,)?) => {
+        fn snapshot(
+            &self,
+            snapshot: &mut $crate::state::Snapshot,
+        ) -> Result<(), $crate::state::StateError> {
+            snapshot.write(|w| {
+                $($crate::state::Checkpoint::save(&self.$field, w)?;)+
+                Ok(())
+            })
+        }
+
+        fn restore(
+            &mut self,
+            restore: &mut $crate::state::Restore,
+        ) -> Result<(), $crate::state::StateError> {
+            if let Some(($($field,)+)) =
+                restore.read(|r| Ok(($($crate::state::checkpoint_fields!(@load r $field),)+)))?
+            {
+                $(self.$field = $field;)+
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use checkpoint_fields;

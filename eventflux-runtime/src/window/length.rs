@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, checkpoint_fields};
 use crate::window::{ByIndex, ByKey, Global, Grouping, Row, Table, WindowEvent, arrive, expire};
 
 /// A sliding count window. See [`length`].
@@ -100,8 +101,10 @@ pub struct LengthEvents<T> {
     buffer: VecDeque<T>,
 }
 
-impl<T: Clone> Stage<T> for LengthEvents<T> {
+impl<T: Clone + Checkpoint> Stage<T> for LengthEvents<T> {
     type Out = WindowEvent<T>;
+
+    checkpoint_fields!(buffer);
 
     fn process<E: Emit<WindowEvent<T>>>(&mut self, item: T, out: &mut E) {
         if self.buffer.len() == self.n
@@ -133,12 +136,14 @@ impl<T, G: Grouping<T>, A: Aggregate<T>> LengthAgg<T, G, A> {
     }
 }
 
-impl<T, G, A> Stage<T> for LengthAgg<T, G, A>
+impl<T: Checkpoint, G, A> Stage<T> for LengthAgg<T, G, A>
 where
     G: Grouping<T>,
     A: Aggregate<T>,
 {
     type Out = Row<G::Key, A::Output, ()>;
+
+    checkpoint_fields!(table, buffer);
 
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {

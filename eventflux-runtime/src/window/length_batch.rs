@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, checkpoint_fields};
 use crate::window::{Bounds, ByIndex, ByKey, Global, Grouping, Pane, Row};
 
 /// A tumbling count window. See [`length_batch`].
@@ -77,8 +78,10 @@ impl<T, G> LengthBatch<T, G> {
     }
 }
 
-impl<T, G> Stage<T> for LengthBatch<T, G> {
+impl<T: Checkpoint, G> Stage<T> for LengthBatch<T, G> {
     type Out = T;
+
+    checkpoint_fields!(held);
 
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
         self.held.push(item);
@@ -129,6 +132,8 @@ where
     A: Aggregate<T>,
 {
     type Out = Row<G::Key, A::Output>;
+
+    checkpoint_fields!(pane, seen);
 
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage, Watermark};
+use crate::state::{Checkpoint, Restore, Snapshot, StateError};
 use crate::window::event_time::EventClock;
 use crate::window::{Bounds, FxHasher, Late, Row};
 
@@ -87,12 +88,16 @@ impl<T, TS, KF> Session<T, TS, KF> {
 }
 
 /// A group's open sessions and when the group first appeared (for deterministic output order).
+#[derive(Checkpoint)]
+#[checkpoint(crate = crate)]
 struct Group<S> {
     seq: u64,
     /// Sorted by start, never overlapping.
     open: Vec<Open<S>>,
 }
 
+#[derive(Checkpoint)]
+#[checkpoint(crate = crate)]
 struct Open<S> {
     start: u64,
     last: u64,
@@ -184,10 +189,40 @@ impl<T, TS, KF, K, A> Stage<T> for SessionAgg<T, TS, KF, K, A>
 where
     TS: Fn(&T) -> u64,
     KF: Fn(&T) -> K,
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + Checkpoint,
     A: Aggregate<T>,
 {
     type Out = Row<K, A::Output>;
+
+    /// The open sessions of every group and where event time stands.
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        snapshot.write(|w| {
+            self.clock.save(w)?;
+            self.groups.save(w)?;
+            self.next_seq.save(w)?;
+            self.open.save(w)?;
+            self.earliest_end.save(w)
+        })
+    }
+
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        let clock = &mut self.clock;
+        if let Some((groups, next_seq, open, earliest_end)) = restore.read(|r| {
+            clock.load(r)?;
+            Ok((
+                Checkpoint::load(r)?,
+                u64::load(r)?,
+                usize::load(r)?,
+                u64::load(r)?,
+            ))
+        })? {
+            self.groups = groups;
+            self.next_seq = next_seq;
+            self.open = open;
+            self.earliest_end = earliest_end;
+        }
+        Ok(())
+    }
 
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let ts = (self.ts)(&item);

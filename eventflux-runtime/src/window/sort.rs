@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, checkpoint_fields};
 use crate::window::WindowEvent;
 
 /// A sorted window. See [`sort`].
@@ -69,8 +70,10 @@ impl<T, K: Ord, F: Fn(&T) -> K> Sort<T, K, F> {
     }
 }
 
-impl<T: Clone, K: Ord, F: Fn(&T) -> K> Stage<T> for Sort<T, K, F> {
+impl<T: Clone + Checkpoint, K: Ord + Checkpoint, F: Fn(&T) -> K> Stage<T> for Sort<T, K, F> {
     type Out = T;
+
+    checkpoint_fields!(held, seq);
 
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
         let seq = self.seq;
@@ -85,8 +88,16 @@ impl<T: Clone, K: Ord, F: Fn(&T) -> K> Stage<T> for Sort<T, K, F> {
 /// `sort(n, by).with_expired()`.
 pub struct SortExpired<T, K, F>(Sort<T, K, F>);
 
-impl<T: Clone, K: Ord, F: Fn(&T) -> K> Stage<T> for SortExpired<T, K, F> {
+impl<T: Clone + Checkpoint, K: Ord + Checkpoint, F: Fn(&T) -> K> Stage<T> for SortExpired<T, K, F> {
     type Out = WindowEvent<T>;
+
+    fn snapshot(&self, s: &mut crate::state::Snapshot) -> Result<(), crate::state::StateError> {
+        self.0.snapshot(s)
+    }
+
+    fn restore(&mut self, r: &mut crate::state::Restore) -> Result<(), crate::state::StateError> {
+        self.0.restore(r)
+    }
 
     fn process<E: Emit<WindowEvent<T>>>(&mut self, item: T, out: &mut E) {
         let seq = self.0.seq;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, checkpoint_fields};
 use crate::window::{
     ByIndex, ByKey, Clock, Global, Grouping, Row, SystemClock, Table, arrive, expire,
 };
@@ -127,13 +128,18 @@ impl<T, G: Grouping<T>, A: Aggregate<T>, C> TimeAgg<T, G, A, C> {
     }
 }
 
-impl<T, G, A, C> Stage<T> for TimeAgg<T, G, A, C>
+/// Checkpointed: the groups' states and the events in the window with their arrival times (by
+/// the processing clock: after a restart, events older than the span leave at the next
+/// arrival).
+impl<T: Checkpoint, G, A, C> Stage<T> for TimeAgg<T, G, A, C>
 where
     G: Grouping<T>,
     A: Aggregate<T>,
     C: Clock,
 {
     type Out = Row<G::Key, A::Output, ()>;
+
+    checkpoint_fields!(table, buffer);
 
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let now = self.clock.now();

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, checkpoint_fields};
 use crate::window::{Bounds, ByIndex, ByKey, Clock, Global, Grouping, Pane, Row, SystemClock};
 
 /// A tumbling processing-time window. See [`time_batch`].
@@ -118,8 +119,10 @@ impl<T, G, C: Clock> TimeBatch<T, G, C> {
     }
 }
 
-impl<T, G: Send, C: Clock> Stage<T> for TimeBatch<T, G, C> {
+impl<T: Checkpoint, G: Send, C: Clock> Stage<T> for TimeBatch<T, G, C> {
     type Out = T;
+
+    checkpoint_fields!(open, held);
 
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
         let now = self.clock.now();
@@ -176,6 +179,8 @@ where
     C: Clock,
 {
     type Out = Row<G::Key, A::Output>;
+
+    checkpoint_fields!(pane, open);
 
     fn process<E: Emit<Self::Out>>(&mut self, item: T, out: &mut E) {
         let now = self.clock.now();

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash};
 
 use crate::stage::{Emit, Stage};
+use crate::state::{Checkpoint, checkpoint_fields};
 use crate::window::{FxHasher, WindowEvent};
 
 /// A unique window. See [`unique`].
@@ -52,8 +53,12 @@ impl<T, K: Hash + Eq, F: Fn(&T) -> K> Unique<T, K, F> {
     }
 }
 
-impl<T: Clone, K: Hash + Eq, F: Fn(&T) -> K> Stage<T> for Unique<T, K, F> {
+impl<T: Clone + Checkpoint, K: Hash + Eq + Checkpoint, F: Fn(&T) -> K> Stage<T>
+    for Unique<T, K, F>
+{
     type Out = T;
+
+    checkpoint_fields!(held);
 
     fn process<E: Emit<T>>(&mut self, item: T, out: &mut E) {
         self.held.insert((self.key)(&item), item.clone());
@@ -64,8 +69,18 @@ impl<T: Clone, K: Hash + Eq, F: Fn(&T) -> K> Stage<T> for Unique<T, K, F> {
 /// `unique(key).with_expired()`.
 pub struct UniqueExpired<T, K, F>(Unique<T, K, F>);
 
-impl<T: Clone, K: Hash + Eq, F: Fn(&T) -> K> Stage<T> for UniqueExpired<T, K, F> {
+impl<T: Clone + Checkpoint, K: Hash + Eq + Checkpoint, F: Fn(&T) -> K> Stage<T>
+    for UniqueExpired<T, K, F>
+{
     type Out = WindowEvent<T>;
+
+    fn snapshot(&self, s: &mut crate::state::Snapshot) -> Result<(), crate::state::StateError> {
+        self.0.snapshot(s)
+    }
+
+    fn restore(&mut self, r: &mut crate::state::Restore) -> Result<(), crate::state::StateError> {
+        self.0.restore(r)
+    }
 
     fn process<E: Emit<WindowEvent<T>>>(&mut self, item: T, out: &mut E) {
         if let Some(old) = self.0.held.insert((self.0.key)(&item), item.clone()) {
