@@ -39,6 +39,7 @@
 //! assert!(matches!(rx.recv().unwrap(), Message::End));
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,6 +60,8 @@ const BUFFERS_PER_PRODUCER: usize = 2;
 /// A batch of events in flight.
 pub struct Batch<T> {
     seq: u64,
+    /// The producer that sent it (for barrier alignment).
+    producer: usize,
     origin: Instant,
     enqueued: Instant,
     items: Vec<T>,
@@ -237,6 +240,8 @@ impl<T> EventQueue<T> {
             shared,
             held: None,
             pending: None,
+            aligning: VecDeque::new(),
+            release: false,
             producers: Vec::new(),
             ended: 0,
             watermark: None,
@@ -349,6 +354,7 @@ impl<T> QueueSender<T> {
         let n = items.len() as u64;
         let batch = Batch {
             seq: s.next_seq.fetch_add(1, Ordering::SeqCst),
+            producer: self.producer,
             origin,
             enqueued: if s.timing { Instant::now() } else { origin },
             items,
@@ -442,6 +448,21 @@ impl<T> Drop for QueueSender<T> {
     }
 }
 
+/// A message held back by barrier alignment.
+enum Held<T> {
+    Data(Batch<T>),
+    Control(Control),
+}
+
+impl<T> Held<T> {
+    fn producer(&self) -> usize {
+        match self {
+            Held::Data(b) => b.producer,
+            Held::Control(c) => c.producer,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct ProducerState {
     ended: bool,
@@ -455,6 +476,11 @@ pub struct QueueReceiver<T> {
     shared: Arc<Shared<T>>,
     held: Option<Batch<T>>,
     pending: Option<Control>,
+    /// Barrier alignment: what producers that already passed a barrier the others have not
+    /// sent after it, in order, held back until the barrier is aligned.
+    aligning: VecDeque<Held<T>>,
+    /// The aligned barrier advanced: held-back items may be released.
+    release: bool,
     producers: Vec<ProducerState>,
     ended: usize,
     watermark: Option<Watermark>,
@@ -546,8 +572,42 @@ impl<T> QueueReceiver<T> {
         self.shared.pool.stats()
     }
 
+    /// Whether `producer` passed a barrier that is not aligned yet: what it sends next waits.
+    fn blocked(&self, producer: usize) -> bool {
+        self.producers
+            .get(producer)
+            .and_then(|p| p.barrier)
+            .is_some_and(|b| self.barrier.is_none_or(|aligned| b > aligned))
+    }
+
+    /// The first held-back item whose producer is no longer blocked (its order kept).
+    fn released(&mut self) -> Option<Held<T>> {
+        if !self.release {
+            return None;
+        }
+        let i = self
+            .aligning
+            .iter()
+            .position(|h| !self.blocked(h.producer()));
+        match i {
+            Some(i) => self.aligning.remove(i),
+            None => {
+                self.release = false;
+                None
+            }
+        }
+    }
+
     fn take_batch(&mut self) -> Option<Message<T>> {
         let b = self.held.take()?;
+        if self.blocked(b.producer) {
+            self.aligning.push_back(Held::Data(b));
+            return None;
+        }
+        Some(self.deliver(b))
+    }
+
+    fn deliver(&self, b: Batch<T>) -> Message<T> {
         let m = &self.shared.metrics;
         let n = b.len() as u64;
         m.delivered.fetch_add(n, Ordering::Relaxed);
@@ -555,7 +615,16 @@ impl<T> QueueReceiver<T> {
         if self.shared.timing {
             m.wait.record_n(b.enqueued.elapsed().as_nanos() as u64, n);
         }
-        Some(Message::Batch(b))
+        Message::Batch(b)
+    }
+
+    /// Applies a control message, or holds it back if its producer is blocked.
+    fn control(&mut self, c: Control) -> Option<Message<T>> {
+        if self.blocked(c.producer) {
+            self.aligning.push_back(Held::Control(c));
+            return None;
+        }
+        self.apply(c)
     }
 
     fn poll(&mut self) -> Result<Option<Message<T>>, RecvError> {
@@ -566,6 +635,17 @@ impl<T> QueueReceiver<T> {
             return Ok(Some(Message::End));
         }
         loop {
+            // What waited for a barrier to align goes first, in its producers' order.
+            match self.released() {
+                Some(Held::Data(b)) => return Ok(Some(self.deliver(b))),
+                Some(Held::Control(c)) => {
+                    if let Some(m) = self.control(c) {
+                        return Ok(Some(m));
+                    }
+                    continue;
+                }
+                None => {}
+            }
             // Data first, then control: a control message that must precede the batch we hold
             // was pushed before it, so it is visible once we hold the batch.
             if self.held.is_none() {
@@ -585,18 +665,26 @@ impl<T> QueueReceiver<T> {
                 return Err(RecvError::UpstreamFailed);
             }
             match (&self.pending, &self.held) {
-                (Some(c), Some(b)) if b.seq < c.after => return Ok(self.take_batch()),
+                (Some(c), Some(b)) if b.seq < c.after => {
+                    if let Some(m) = self.take_batch() {
+                        return Ok(Some(m));
+                    }
+                }
                 (Some(_), _) => {
                     if let Some(c) = self.pending.take()
-                        && let Some(m) = self.apply(c)
+                        && let Some(m) = self.control(c)
                     {
                         return Ok(Some(m));
                     }
                 }
-                (None, Some(_)) => return Ok(self.take_batch()),
+                (None, Some(_)) => {
+                    if let Some(m) = self.take_batch() {
+                        return Ok(Some(m));
+                    }
+                }
                 (None, None) => {
                     let registered = self.shared.producers.load(Ordering::SeqCst);
-                    if self.ended >= registered {
+                    if self.ended >= registered && self.aligning.is_empty() {
                         self.finished = true;
                         return Ok(Some(Message::End));
                     }
@@ -662,6 +750,7 @@ impl<T> QueueReceiver<T> {
         let b = self.live_min(|p| p.barrier)?;
         if self.barrier.is_none_or(|old| b > old) {
             self.barrier = Some(b);
+            self.release = !self.aligning.is_empty();
             return Some(Message::Barrier(b));
         }
         None
@@ -719,6 +808,35 @@ mod tests {
         assert_eq!(drain(&mut rx), ["wm5", "[3]", "cp1", "[4]", "end"]);
         let m = rx.metrics();
         assert_eq!((m.pushed(), m.delivered(), m.dropped()), (4, 2, 2));
+    }
+
+    /// Barrier alignment: once a producer passes barrier n, what it sends next (events and
+    /// control alike) waits until every live producer has passed n, so the barrier divides the
+    /// merged stream exactly as it divides each producer's.
+    #[test]
+    fn barriers_are_aligned_across_producers() {
+        let (mut a, mut rx) = EventQueue::<u32>::channel(opts(16, Backpressure::Block));
+        let mut b = a.clone();
+        a.send_items(vec![1]).unwrap();
+        a.barrier(CheckpointId(1)).unwrap();
+        a.send_items(vec![2]).unwrap();
+        a.watermark(Watermark(50)).unwrap();
+        a.barrier(CheckpointId(2)).unwrap();
+        a.send_items(vec![3]).unwrap();
+        b.watermark(Watermark(40)).unwrap();
+        b.send_items(vec![10]).unwrap();
+        b.barrier(CheckpointId(1)).unwrap();
+        b.send_items(vec![11]).unwrap();
+        b.barrier(CheckpointId(2)).unwrap();
+        b.end().unwrap();
+        a.end().unwrap();
+        // (`wm50`: once `b` has ended, `a`'s watermark is the minimum.)
+        assert_eq!(
+            drain(&mut rx),
+            [
+                "[1]", "[10]", "cp1", "[2]", "wm40", "[11]", "cp2", "[3]", "wm50", "end"
+            ]
+        );
     }
 
     #[test]
