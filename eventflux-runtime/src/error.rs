@@ -98,6 +98,15 @@ pub enum SourceError {
     /// A user-defined source failed.
     #[error("{0}")]
     Other(String),
+    /// The source cannot resume from a checkpoint's position (it cannot replay, or the position
+    /// is not one it gave).
+    #[error("cannot resume from position {position}: {reason}")]
+    Seek {
+        /// The position, as stored in the checkpoint.
+        position: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// A sink could not accept events.

@@ -168,6 +168,41 @@ pub trait Source: Send {
         None
     }
 
+    /// Where the source stands — everything emitted so far — as a value [`seek`](Self::seek)
+    /// accepts; checkpoints store it in their manifest, and recovery seeks there and replays
+    /// what followed. `None` (the default): the source cannot replay, so after a crash the
+    /// events it had emitted since the last checkpoint are not seen again (at most once for
+    /// them). The built-in file and iterator sources replay.
+    ///
+    /// ```
+    /// use eventflux_runtime::prelude::*;
+    /// use eventflux_runtime::io::DeadLetters;
+    /// let letters = DeadLetters::collect();
+    /// let mut cx = SourceContext::new(2, &letters);
+    /// let mut src = IterSource::new(1..=5);
+    /// src.poll(&mut cx, &mut Vec::new())?;
+    /// let at = src.position().expect("an iterator source replays");
+    ///
+    /// let mut again = IterSource::new(1..=5);
+    /// again.seek(&at)?;
+    /// let mut out = Vec::new();
+    /// again.poll(&mut cx, &mut out)?;
+    /// assert_eq!(out, [3, 4]);
+    /// # Ok::<(), SourceError>(())
+    /// ```
+    fn position(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Moves to `position` (one [`position`](Self::position) gave, possibly in an earlier
+    /// process), before the first poll: the next events are those that followed it.
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
+        Err(SourceError::Seek {
+            position: position.to_string(),
+            reason: "this source cannot replay".into(),
+        })
+    }
+
     /// Waits, at most `bound`, for more input after a `Pending` poll. The default parks the thread
     /// for `bound`; sources that can be woken (a channel) return as soon as input arrives.
     fn wait(&mut self, bound: Duration) {

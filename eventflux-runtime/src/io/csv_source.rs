@@ -147,6 +147,26 @@ impl<T> CsvSource<T> {
         }
     }
 
+    /// Builds the reader with the options, on first use.
+    fn build_reader(&mut self) {
+        if self.reader.is_none()
+            && let Some(input) = self.input.take()
+        {
+            self.reader = Some(
+                csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .delimiter(self.delimiter)
+                    .trim(if self.trim {
+                        csv::Trim::All
+                    } else {
+                        csv::Trim::None
+                    })
+                    .from_reader(input),
+            );
+        }
+    }
+
     fn io_error(&self, e: csv::Error) -> SourceError {
         let source = match e.into_kind() {
             csv::ErrorKind::Io(io) => io,
@@ -167,22 +187,7 @@ impl<T: DeserializeOwned> Source for CsvSource<T> {
         cx: &mut SourceContext<'_>,
         out: &mut E,
     ) -> Result<SourcePoll, SourceError> {
-        if self.reader.is_none()
-            && let Some(input) = self.input.take()
-        {
-            self.reader = Some(
-                csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .flexible(true)
-                    .delimiter(self.delimiter)
-                    .trim(if self.trim {
-                        csv::Trim::All
-                    } else {
-                        csv::Trim::None
-                    })
-                    .from_reader(input),
-            );
-        }
+        self.build_reader();
         for _ in 0..cx.max_items() {
             let read = match self.reader.as_mut() {
                 Some(reader) => reader.read_byte_record(&mut self.record),
@@ -237,5 +242,49 @@ impl<T: DeserializeOwned> Source for CsvSource<T> {
             }
         }
         Ok(SourcePoll::Ready)
+    }
+
+    /// Records read so far (the header row included), with the line and byte offset reached.
+    fn position(&self) -> Option<serde_json::Value> {
+        let (records, line, byte) = match &self.reader {
+            Some(r) => (
+                r.position().record(),
+                r.position().line(),
+                r.position().byte(),
+            ),
+            None => (0, 1, 0),
+        };
+        Some(serde_json::json!({ "records": records, "line": line, "byte": byte }))
+    }
+
+    /// Reads past the records before `position` again (the header row is taken as such), so
+    /// the input must be the same file.
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
+        let bad = |reason: String| SourceError::Seek {
+            position: position.to_string(),
+            reason,
+        };
+        let n = position
+            .get("records")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad("expected {\"records\": <count>, ...}".into()))?;
+        self.build_reader();
+        for i in 0..n {
+            let read = match self.reader.as_mut() {
+                Some(reader) => reader.read_byte_record(&mut self.record),
+                None => Ok(false),
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => return Err(bad(format!("`{}` ends after {i} records", self.name))),
+                Err(e) if e.is_io_error() => return Err(self.io_error(e)),
+                // A malformed record was skipped (and dead-lettered) the first time.
+                Err(_) => {}
+            }
+            if self.has_headers && self.headers.is_none() {
+                self.headers = Some(self.record.clone());
+            }
+        }
+        Ok(())
     }
 }

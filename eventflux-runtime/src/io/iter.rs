@@ -14,6 +14,8 @@ use crate::stage::Emit;
 #[derive(Debug, Clone)]
 pub struct IterSource<I> {
     iter: I,
+    /// Events emitted so far: the replay position.
+    emitted: u64,
 }
 
 impl<I: Iterator> IterSource<I> {
@@ -21,6 +23,7 @@ impl<I: Iterator> IterSource<I> {
     pub fn new(iter: impl IntoIterator<IntoIter = I>) -> Self {
         Self {
             iter: iter.into_iter(),
+            emitted: 0,
         }
     }
 }
@@ -41,10 +44,35 @@ where
         let max = cx.max_items();
         let mut taken = 0usize;
         out.emit_all(self.iter.by_ref().take(max).inspect(|_| taken += 1));
+        self.emitted += taken as u64;
         Ok(if taken < max {
             SourcePoll::Done
         } else {
             SourcePoll::Ready
         })
+    }
+
+    /// The number of events emitted.
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "events": self.emitted }))
+    }
+
+    /// Skips the events emitted before `position` (the iterator must yield the same events
+    /// again: build the source the same way).
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
+        let bad = |reason: String| SourceError::Seek {
+            position: position.to_string(),
+            reason,
+        };
+        let n = position
+            .get("events")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad("expected {\"events\": <count>}".into()))?;
+        let skipped = self.iter.by_ref().take(n as usize).count() as u64;
+        if skipped < n {
+            return Err(bad(format!("the iterator ends after {skipped} events")));
+        }
+        self.emitted = n;
+        Ok(())
     }
 }

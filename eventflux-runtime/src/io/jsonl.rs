@@ -113,6 +113,38 @@ impl<T: DeserializeOwned> Source for JsonLinesSource<T> {
         }
         Ok(SourcePoll::Ready)
     }
+
+    /// The byte offset and number of the next line.
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "offset": self.offset, "line": self.line }))
+    }
+
+    /// Skips the bytes before `position` (reading them again: the input must be the same
+    /// file).
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
+        let bad = |reason: String| SourceError::Seek {
+            position: position.to_string(),
+            reason,
+        };
+        let field = |name: &str| position.get(name).and_then(serde_json::Value::as_u64);
+        let (Some(offset), Some(line)) = (field("offset"), field("line")) else {
+            return Err(bad(
+                "expected {\"offset\": <bytes>, \"line\": <number>}".into()
+            ));
+        };
+        let skipped =
+            io::copy(&mut (&mut self.reader).take(offset), &mut io::sink()).map_err(|source| {
+                SourceError::Io {
+                    path: PathBuf::from(&self.name),
+                    source,
+                }
+            })?;
+        if skipped < offset {
+            return Err(bad(format!("`{}` has only {skipped} bytes", self.name)));
+        }
+        (self.offset, self.line) = (offset, line);
+        Ok(())
+    }
 }
 
 fn trim_line_end(mut b: &[u8]) -> &[u8] {
