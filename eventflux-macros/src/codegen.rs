@@ -475,6 +475,13 @@ pub fn generate(g: &Graph) -> TokenStream {
     if let Some(v) = c.stop_timeout_ms {
         cfg.push(quote!(.stop_timeout(::core::time::Duration::from_millis(#v))));
     }
+    if let Some(v) = c.checkpoint_interval_ms {
+        cfg.push(quote!(.checkpoint_interval(::core::time::Duration::from_millis(#v))));
+    }
+    if let Some(v) = c.checkpoints_kept {
+        let v = v as usize;
+        cfg.push(quote!(.checkpoints_kept(#v)));
+    }
 
     // Which nodes belong to keyed worker segments (evaluated per worker).
     let mut worker_nodes = BTreeSet::new();

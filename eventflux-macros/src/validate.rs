@@ -21,13 +21,15 @@ const MAX_BATCH_SIZE: u64 = 1 << 20;
 const MAX_QUEUE_SLOTS: u64 = 1 << 16;
 const MAX_WORKERS: u64 = 256;
 const BACKPRESSURE: [&str; 4] = ["Block", "DropOldest", "DropNewest", "Unbounded"];
-const CONFIG_KEYS: [&str; 6] = [
+const CONFIG_KEYS: [&str; 8] = [
     "queue_capacity",
     "batch_size",
     "backpressure",
     "metrics",
     "stage_metrics",
     "stop_timeout_ms",
+    "checkpoint_interval_ms",
+    "checkpoints_kept",
 ];
 const EDGE_KEYS: [&str; 5] = ["capacity", "batch_size", "backpressure", "workers", "key"];
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub metrics: Option<bool>,
     pub stage_metrics: Option<bool>,
     pub stop_timeout_ms: Option<u64>,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub checkpoints_kept: Option<u64>,
 }
 
 impl Config {
@@ -297,6 +301,11 @@ fn config(def: &PipelineDef, errors: &mut Vec<Diagnostic>) -> Config {
             "stage_metrics" => boolean(v, "stage_metrics").map(|x| c.stage_metrics = Some(x)),
             "stop_timeout_ms" => {
                 in_range(v, "stop_timeout_ms", 1, 3_600_000).map(|x| c.stop_timeout_ms = Some(x))
+            }
+            "checkpoint_interval_ms" => in_range(v, "checkpoint_interval_ms", 1, 86_400_000)
+                .map(|x| c.checkpoint_interval_ms = Some(x)),
+            "checkpoints_kept" => {
+                in_range(v, "checkpoints_kept", 1, 1000).map(|x| c.checkpoints_kept = Some(x))
             }
             _ => Err(unknown_key(&s.key, &CONFIG_KEYS, "config key")),
         });

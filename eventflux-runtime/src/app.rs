@@ -63,6 +63,20 @@ impl<'a> App<'a> {
         self.pipeline?.run()
     }
 
+    /// Takes checkpoints into `dir` and first resumes from it as `recovery` says; see
+    /// [`Pipeline::checkpoints`].
+    pub fn checkpoints(
+        self,
+        dir: impl AsRef<std::path::Path>,
+        recovery: crate::exec::Recovery,
+    ) -> Result<Self, PipelineError> {
+        Ok(Self {
+            pipeline: Ok(self.pipeline?.checkpoints(dir, recovery)?),
+            config: self.config,
+            graph: self.graph,
+        })
+    }
+
     /// The configuration (`None` only if it failed to build, which `pipeline!` rules out at
     /// compile time).
     pub fn config(&self) -> Option<&PipelineConfig> {

@@ -4,6 +4,7 @@
 //! [`ConfigError`] naming the first offending field and its allowed range, so a bad value never
 //! reaches a running pipeline.
 
+use crate::state::Compression;
 use std::time::Duration;
 
 use crate::backpressure::Backpressure;
@@ -41,6 +42,9 @@ pub struct PipelineConfig {
     idle: IdleStrategy,
     stop_timeout: Duration,
     queue_memory_limit: usize,
+    checkpoint_interval: Option<Duration>,
+    checkpoints_kept: usize,
+    checkpoint_compression: Compression,
 }
 
 impl Default for PipelineConfig {
@@ -53,6 +57,9 @@ impl Default for PipelineConfig {
             idle: IdleStrategy::balanced(),
             stop_timeout: Duration::from_secs(5),
             queue_memory_limit: DEFAULT_QUEUE_MEMORY_LIMIT,
+            checkpoint_interval: None,
+            checkpoints_kept: 3,
+            checkpoint_compression: Compression::None,
         }
     }
 }
@@ -94,6 +101,21 @@ impl PipelineConfig {
     /// How idle threads wait.
     pub fn idle(&self) -> IdleStrategy {
         self.idle
+    }
+
+    /// The checkpoint interval, if checkpoints are taken on a timer.
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        self.checkpoint_interval
+    }
+
+    /// Completed checkpoints kept.
+    pub fn checkpoints_kept(&self) -> usize {
+        self.checkpoints_kept
+    }
+
+    /// The compression of state files.
+    pub fn checkpoint_compression(&self) -> Compression {
+        self.checkpoint_compression
     }
 
     /// How long `stop()` waits for a graceful drain before aborting.
@@ -191,6 +213,22 @@ impl PipelineConfig {
                 allowed: "1ms to 1h".into(),
             });
         }
+        if let Some(i) = self.checkpoint_interval
+            && (i < Duration::from_millis(1) || i > Duration::from_secs(86_400))
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "checkpoint_interval_ms",
+                value: i.as_millis().to_string(),
+                allowed: "1 to 86400000 (1 ms to a day)".into(),
+            });
+        }
+        if self.checkpoints_kept == 0 || self.checkpoints_kept > 1000 {
+            return Err(ConfigError::OutOfRange {
+                field: "checkpoints_kept",
+                value: self.checkpoints_kept.to_string(),
+                allowed: "1 to 1000".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -241,6 +279,27 @@ impl PipelineConfigBuilder {
     /// The most memory one queue may reserve, in bytes (default 1 GiB; at least 1024).
     pub fn queue_memory_limit(mut self, bytes: usize) -> Self {
         self.config.queue_memory_limit = bytes;
+        self
+    }
+
+    /// Takes a checkpoint this often, when the pipeline checkpoints (see
+    /// [`Pipeline::checkpoints`](crate::Pipeline::checkpoints)); 1 ms – 1 day. Without it,
+    /// checkpoints are taken only when asked for
+    /// ([`PipelineHandle::checkpoint`](crate::PipelineHandle::checkpoint)).
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.config.checkpoint_interval = Some(interval);
+        self
+    }
+
+    /// Completed checkpoints kept in the directory (1 – 1000; default 3).
+    pub fn checkpoints_kept(mut self, n: usize) -> Self {
+        self.config.checkpoints_kept = n;
+        self
+    }
+
+    /// Whether state files are compressed (default: not).
+    pub fn checkpoint_compression(mut self, compression: Compression) -> Self {
+        self.config.checkpoint_compression = compression;
         self
     }
 

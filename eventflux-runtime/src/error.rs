@@ -206,6 +206,18 @@ pub enum PipelineError {
     /// A pipeline was built in a way the executor cannot run.
     #[error("invalid pipeline: {0}")]
     Invalid(String),
+    /// A segment's state could not be saved into a checkpoint or restored from one.
+    #[error("state of segment `{segment}`: {source}")]
+    State {
+        /// The segment.
+        segment: String,
+        /// What went wrong.
+        #[source]
+        source: crate::state::StateError,
+    },
+    /// Checkpoint storage failed, or no checkpoint could be resumed from.
+    #[error("checkpoints: {0}")]
+    Checkpoint(String),
 }
 
 impl PipelineError {

@@ -58,7 +58,7 @@ pub use app::App;
 pub use backpressure::{Backpressure, SendError, SendFailure, SendOutcome};
 pub use config::{PipelineConfig, PipelineConfigBuilder};
 pub use error::{ConfigError, PipelineError, SinkError, SourceError, StageError};
-pub use exec::{Pipeline, PipelineBuilder, PipelineHandle, RunReport};
+pub use exec::{Pipeline, PipelineBuilder, PipelineHandle, Recovery, RunReport};
 pub use idle::IdleStrategy;
 pub use sink::{PerWorker, Sink, per_worker};
 pub use source::{Source, SourceContext, SourcePoll};
@@ -78,7 +78,7 @@ pub mod prelude {
     pub use crate::error::{ConfigError, PipelineError, SinkError, SourceError, StageError};
     pub use crate::exec::{
         FanOut, Output, Pipeline, PipelineBuilder, PipelineHandle, QueueOutput, QueueSettings,
-        RunReport, SinkOutput, Then,
+        Recovery, RunReport, SinkOutput, Then,
     };
     pub use crate::idle::IdleStrategy;
     pub use crate::io::{

@@ -19,6 +19,7 @@
 //! nothing to withdraw.
 
 use crate::error::SinkError;
+use crate::stage::CheckpointId;
 
 /// A destination for events. See the [module docs](self).
 ///
@@ -72,6 +73,33 @@ pub trait Sink<T>: Send {
     fn may_block(&self) -> bool {
         false
     }
+
+    /// Checkpoint `checkpoint`'s barrier reached the sink: every event before it has been
+    /// sent. Phase one of a two-phase commit: make them durable but not yet visible (stage a
+    /// part file, say). The default flushes — for a sink that does not take part, whose output
+    /// is visible at once (after a crash, what it wrote since the last checkpoint is written
+    /// again: at least once, or exactly once if it is idempotent).
+    fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        let _ = checkpoint;
+        self.flush()
+    }
+
+    /// Checkpoint `checkpoint` is complete (every state durable): phase two, make what was
+    /// pre-committed for it (and any earlier one) visible. Must be idempotent: after a crash it
+    /// may be called again, from [`recover`](Self::recover). The default does nothing.
+    fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        let _ = checkpoint;
+        Ok(())
+    }
+
+    /// Called after `open`, before any event, when the pipeline resumes from checkpoint
+    /// `checkpoint`: commit what was pre-committed up to it if that is not done yet, and
+    /// discard anything staged after it (it will be produced again). The default does
+    /// nothing.
+    fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        let _ = checkpoint;
+        Ok(())
+    }
 }
 
 impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
@@ -92,6 +120,15 @@ impl<T, S: Sink<T> + ?Sized> Sink<T> for Box<S> {
     }
     fn may_block(&self) -> bool {
         (**self).may_block()
+    }
+    fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        (**self).pre_commit(checkpoint)
+    }
+    fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        (**self).commit(checkpoint)
+    }
+    fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        (**self).recover(checkpoint)
     }
 }
 

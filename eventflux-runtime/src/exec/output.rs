@@ -16,6 +16,7 @@ use crate::metrics::NodeMetrics;
 use crate::queue::QueueSender;
 use crate::sink::Sink;
 use crate::stage::{CheckpointId, Emit, Link, Stage, Watermark, earlier};
+use crate::state::{Restore, Snapshot, StateError};
 
 /// The end of a fused segment. See the [module docs](self).
 ///
@@ -74,6 +75,32 @@ pub trait Output<T>: Emit<T> + Send {
 
     /// Fires the due timers of stages inside this output. The default does nothing.
     fn on_timer(&mut self) {}
+
+    /// Saves the state of stages fused into the output (a fused branch); called when a barrier
+    /// has passed, after [`barrier`](Output::barrier).
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        let _ = snapshot;
+        Ok(())
+    }
+
+    /// Restores what [`snapshot`](Output::snapshot) saved.
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        let _ = restore;
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` is complete: sinks commit (see [`Sink::commit`](crate::Sink::commit)).
+    fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
+        let _ = checkpoint;
+        Ok(())
+    }
+
+    /// The pipeline resumes from `checkpoint`: sinks recover (see
+    /// [`Sink::recover`](crate::Sink::recover)).
+    fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
+        let _ = checkpoint;
+        Ok(())
+    }
 }
 
 fn stage_error(failed: &mut Option<StageError>) -> Result<(), PipelineError> {
@@ -324,9 +351,21 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
         self.check(Ok(()))
     }
 
-    fn barrier(&mut self, _: CheckpointId) -> Result<(), PipelineError> {
+    fn barrier(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
         self.check(Ok(()))?;
-        let r = self.call(|s| s.flush());
+        let r = self.call(|s| s.pre_commit(checkpoint));
+        self.check(r)
+    }
+
+    fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
+        self.check(Ok(()))?;
+        let r = self.call(|s| s.commit(checkpoint));
+        self.check(r)
+    }
+
+    fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
+        self.check(Ok(()))?;
+        let r = self.call(|s| s.recover(checkpoint));
         self.check(r)
     }
 
@@ -606,6 +645,20 @@ where
     fn barrier(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
         both(self.first.barrier(c), self.second.barrier(c))
     }
+    fn snapshot(&self, s: &mut Snapshot) -> Result<(), StateError> {
+        self.first.snapshot(s)?;
+        self.second.snapshot(s)
+    }
+    fn restore(&mut self, r: &mut Restore) -> Result<(), StateError> {
+        self.first.restore(r)?;
+        self.second.restore(r)
+    }
+    fn commit(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        both(self.first.commit(c), self.second.commit(c))
+    }
+    fn recover(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        both(self.first.recover(c), self.second.recover(c))
+    }
     fn finish(&mut self) -> Result<(), PipelineError> {
         both(self.first.finish(), self.second.finish())
     }
@@ -731,6 +784,20 @@ where
     fn barrier(&mut self, cp: CheckpointId) -> Result<(), PipelineError> {
         self.hook(|c, out| c.on_barrier(cp, out));
         self.out.barrier(cp)
+    }
+    fn snapshot(&self, s: &mut Snapshot) -> Result<(), StateError> {
+        self.chain.snapshot(s)?;
+        self.out.snapshot(s)
+    }
+    fn restore(&mut self, r: &mut Restore) -> Result<(), StateError> {
+        self.chain.restore(r)?;
+        self.out.restore(r)
+    }
+    fn commit(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        self.out.commit(c)
+    }
+    fn recover(&mut self, c: CheckpointId) -> Result<(), PipelineError> {
+        self.out.recover(c)
     }
     fn finish(&mut self) -> Result<(), PipelineError> {
         self.hook(|c, out| c.on_end(out));

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{PipelineError, StageError};
+use crate::exec::checkpoint::Coordinator;
 use crate::exec::output::{Output, Tally, push};
 use crate::exec::site::{self, in_node};
 use crate::exec::{Runtime, Segment, panicked};
 use crate::metrics::{DropReason, NodeMetrics};
 use crate::queue::{Message, QueueReceiver, RecvError};
 use crate::source::{Source, SourceContext, SourcePoll};
-use crate::stage::{Emit, Link, Stage, earlier};
+use crate::stage::{CheckpointId, Emit, Link, Stage, earlier};
+use crate::state::{Restore, Snapshot};
 
 /// Counts events a source emits on their way into the chain.
 struct Counted<'a, C, O> {
@@ -110,6 +112,65 @@ fn next_timer<T, C: Stage<T>, O: Output<C::Out>>(chain: &C, output: &O) -> Optio
     earlier(chain.next_timer(), output.next_timer())
 }
 
+/// Takes checkpoint `id` in a segment: the barrier passes the chain and goes on to the output
+/// (queues carry it downstream, sinks pre-commit), then the states of the chain and of any
+/// stages fused into the output are saved and acknowledged with the source's position.
+fn take_checkpoint<T, C: Stage<T>, O: Output<C::Out>>(
+    cp: &Coordinator,
+    segment: &str,
+    id: u64,
+    chain: &mut C,
+    output: &mut O,
+    position: Option<serde_json::Value>,
+) -> Result<(), PipelineError> {
+    let c = CheckpointId(id);
+    tallied(output, |out| chain.on_barrier(c, out));
+    output.barrier(c)?;
+    let mut snap = Snapshot::new();
+    chain
+        .snapshot(&mut snap)
+        .and_then(|()| output.snapshot(&mut snap))
+        .map_err(|source| PipelineError::State {
+            segment: segment.to_string(),
+            source,
+        })?;
+    cp.ack(id, segment, snap.into_parts(), position);
+    Ok(())
+}
+
+/// Sinks commit what a completed checkpoint newer than `committed` covers.
+#[inline]
+fn commit_completed<T, O: Output<T>>(
+    cp: &Coordinator,
+    committed: &mut u64,
+    output: &mut O,
+) -> Result<(), PipelineError> {
+    let done = cp.completed();
+    if done > *committed {
+        *committed = done;
+        output.commit(CheckpointId(done))?;
+    }
+    Ok(())
+}
+
+/// Restores a segment's chain and output from a checkpoint and lets its sinks recover.
+fn restore_segment<T, C: Stage<T>, O: Output<C::Out>>(
+    segment: &str,
+    checkpoint: CheckpointId,
+    chain: &mut C,
+    output: &mut O,
+    states: &mut Restore,
+) -> Result<(), PipelineError> {
+    chain
+        .restore(states)
+        .and_then(|()| output.restore(states))
+        .map_err(|source| PipelineError::State {
+            segment: segment.to_string(),
+            source,
+        })?;
+    output.recover(checkpoint)
+}
+
 /// A source, its fused chain and its output, run on one thread.
 pub struct SourceSegment<S, C, O> {
     pub(crate) name: String,
@@ -172,6 +233,11 @@ where
             // Its stream is complete: it sends no more dead letters.
             rt.dead_letters.writer_done();
         }
+        if result.is_ok()
+            && let Some(cp) = &rt.checkpoints
+        {
+            cp.finished(&name, source.position());
+        }
         result
     }
 
@@ -182,6 +248,28 @@ where
     fn plan_event_time(&mut self) {
         let w = self.chain.event_time(self.source.emits_watermarks());
         self.output.event_time(w);
+    }
+
+    fn restore(
+        &mut self,
+        checkpoint: CheckpointId,
+        states: &mut Restore,
+        position: Option<&serde_json::Value>,
+    ) -> Result<(), PipelineError> {
+        restore_segment(
+            &self.name,
+            checkpoint,
+            &mut self.chain,
+            &mut self.output,
+            states,
+        )?;
+        match position {
+            Some(p) => self.source.seek(p).map_err(|source| PipelineError::Source {
+                segment: self.name.clone(),
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -243,9 +331,19 @@ where
     let mut produced = 0u64;
     let mut malformed = 0u64;
     let mut stopping = false;
+    let checkpoints = rt.checkpoints.as_deref();
+    let (mut started, mut committed) =
+        checkpoints.map_or((0, 0), |c| (c.completed(), c.completed()));
     loop {
         if rt.lifecycle.aborted() {
             return Err(PipelineError::Aborted);
+        }
+        if let Some(cp) = checkpoints {
+            if let Some(id) = cp.due(started) {
+                started = id;
+                take_checkpoint(cp, name, id, chain, output, source.position())?;
+            }
+            commit_completed(cp, &mut committed, output)?;
         }
         if !stopping && rt.lifecycle.stop_requested() {
             stopping = true;
@@ -366,12 +464,18 @@ where
             mut output,
         } = *self;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            drive_queue(rt, &mut input, &mut chain, &mut output)
+            drive_queue(rt, &name, &mut input, &mut chain, &mut output)
         }));
         // Whatever happened, this consumer stops here: closing the queue (dropping `input`)
         // unblocks its producers.
         drop(input);
-        settle(rt, result, &name, &mut output)
+        let result = settle(rt, result, &name, &mut output);
+        if result.is_ok()
+            && let Some(cp) = &rt.checkpoints
+        {
+            cp.finished(&name, None);
+        }
+        result
     }
 
     fn abort(&mut self) {
@@ -382,10 +486,30 @@ where
         let w = self.chain.event_time(self.input.watermarked());
         self.output.event_time(w);
     }
+
+    fn restore(
+        &mut self,
+        checkpoint: CheckpointId,
+        states: &mut Restore,
+        _: Option<&serde_json::Value>,
+    ) -> Result<(), PipelineError> {
+        restore_segment(
+            &self.name,
+            checkpoint,
+            &mut self.chain,
+            &mut self.output,
+            states,
+        )
+    }
 }
+
+/// How long an idle queue consumer waits before looking for a completed checkpoint to commit
+/// (only when checkpoints are on).
+const COMMIT_POLL: Duration = Duration::from_millis(50);
 
 fn drive_queue<T, C, O>(
     rt: &Runtime,
+    name: &str,
     input: &mut QueueReceiver<T>,
     chain: &mut C,
     output: &mut O,
@@ -394,9 +518,14 @@ where
     C: Stage<T>,
     O: Output<C::Out>,
 {
+    let checkpoints = rt.checkpoints.as_deref();
+    let mut committed = checkpoints.map_or(0, Coordinator::completed);
     loop {
         if rt.lifecycle.aborted() {
             return Err(PipelineError::Aborted);
+        }
+        if let Some(cp) = checkpoints {
+            commit_completed(cp, &mut committed, output)?;
         }
         let upstream = |e| match e {
             RecvError::Aborted | RecvError::UpstreamFailed => PipelineError::Aborted,
@@ -410,8 +539,15 @@ where
                 // control message may be absorbed, say a fan-in watermark that does not move
                 // the minimum, and leave nothing to receive.)
                 output.flush()?;
-                // A stage with a processing-time timer bounds the wait.
-                match next_timer(chain, output) {
+                // A stage with a processing-time timer bounds the wait, and so does a
+                // checkpoint that may complete (its commit is made on this thread).
+                let wake = match checkpoints {
+                    Some(_) => {
+                        Some(next_timer(chain, output).map_or(COMMIT_POLL, |d| d.min(COMMIT_POLL)))
+                    }
+                    None => next_timer(chain, output),
+                };
+                match wake {
                     None => input.recv().map_err(upstream)?,
                     Some(due) => match input
                         .recv_timeout(due.max(MIN_TIMER_WAIT))
@@ -419,7 +555,9 @@ where
                     {
                         Some(msg) => msg,
                         None => {
-                            fire_timers(chain, output)?;
+                            if next_timer(chain, output).is_some_and(|d| d.is_zero()) {
+                                fire_timers(chain, output)?;
+                            }
                             continue;
                         }
                     },
@@ -442,10 +580,13 @@ where
                 tallied(output, |out| chain.on_watermark(w, out));
                 output.watermark(w)?;
             }
-            Message::Barrier(c) => {
-                tallied(output, |out| chain.on_barrier(c, out));
-                output.barrier(c)?;
-            }
+            Message::Barrier(c) => match checkpoints {
+                Some(cp) => take_checkpoint(cp, name, c.0, chain, output, None)?,
+                None => {
+                    tallied(output, |out| chain.on_barrier(c, out));
+                    output.barrier(c)?;
+                }
+            },
             Message::End => break,
         }
     }

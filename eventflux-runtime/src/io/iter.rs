@@ -6,6 +6,11 @@ use crate::stage::Emit;
 
 /// A source reading an iterator to its end. Never `Pending`.
 ///
+/// It replays for checkpoints by count: recovery builds it again and skips the events emitted
+/// before the checkpoint, so the iterator must yield the same events each time. An iterator
+/// that blocks (a channel's receiver) holds the segment while it waits, checkpoints included:
+/// feed live input through [`channel_source`](crate::io::channel_source) instead.
+///
 /// ```
 /// use eventflux_runtime::prelude::*;
 /// let source = IterSource::new(vec![1, 2, 3]);

@@ -1,0 +1,333 @@
+//! The checkpoint coordinator: aligned-barrier checkpoints (Flink's asynchronous barrier
+//! snapshotting, made synchronous per segment).
+//!
+//! Checkpoint *n* starts when it is requested — every `checkpoint_interval`, or by
+//! [`PipelineHandle::checkpoint`](crate::PipelineHandle::checkpoint). Each source segment sees
+//! the request between two polls: its chain handles the barrier, its source's position and its
+//! stages' states are taken, and barrier *n* goes downstream in band, behind every event
+//! emitted before it. A queue with several producers aligns: what a producer sends after its
+//! barrier waits until every producer's barrier has arrived. Each segment saves its states
+//! when the barrier passes and acknowledges; sinks pre-commit when it reaches them. When every
+//! running segment has acknowledged, the states are written to the [`StateBackend`] with a
+//! manifest of the sources' positions, and sinks commit.
+//!
+//! Not on the hot path: the per-poll check is one atomic load (and one clock read when an
+//! interval is set); acknowledgements take a lock once per segment per checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::state::{Compression, Manifest, StateBackend, StorageError};
+
+/// What a completed checkpoint took.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckpointInfo {
+    /// Its id.
+    pub id: u64,
+    /// From the request to the durable manifest.
+    pub duration: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+}
+
+/// Counts of the checkpoints of a run, for its report and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CheckpointStats {
+    /// Checkpoints completed.
+    pub completed: u64,
+    /// Checkpoints that failed (storage errors) or were superseded before completing.
+    pub failed: u64,
+    /// The last completed one.
+    pub last: Option<CheckpointInfo>,
+    /// Durations of every completed checkpoint, in milliseconds, oldest first.
+    pub durations_ms: Vec<u64>,
+}
+
+/// One checkpoint being taken.
+struct Pending {
+    started: Instant,
+    acked: BTreeSet<String>,
+    states: BTreeMap<String, Vec<u8>>,
+    sources: BTreeMap<String, serde_json::Value>,
+}
+
+struct State {
+    /// Segments still running: a checkpoint completes when all of them have acknowledged.
+    live: BTreeSet<String>,
+    /// Final positions of sources whose segments have finished.
+    finished_sources: BTreeMap<String, serde_json::Value>,
+    pending: BTreeMap<u64, Pending>,
+    stats: CheckpointStats,
+    /// The last failure, with the checkpoint it concerned.
+    failure: Option<(u64, String)>,
+}
+
+/// Coordinates the checkpoints of one run (see the [module documentation](self)).
+pub(crate) struct Coordinator {
+    requested: AtomicU64,
+    completed: AtomicU64,
+    interval: Option<Duration>,
+    epoch: Instant,
+    /// Nanoseconds after `epoch` when the next interval checkpoint is due.
+    next_due: AtomicU64,
+    state: Mutex<State>,
+    changed: Condvar,
+    backend: Mutex<Box<dyn StateBackend>>,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("requested", &self.requested)
+            .field("completed", &self.completed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator storing into `backend`, whose checkpoint ids continue after `last` (the
+    /// checkpoint resumed from, or 0).
+    pub(crate) fn new(
+        backend: Box<dyn StateBackend>,
+        interval: Option<Duration>,
+        compression: Compression,
+        last: u64,
+        segments: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let interval_ns = interval.map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128) as u64);
+        Coordinator {
+            requested: AtomicU64::new(last),
+            completed: AtomicU64::new(last),
+            interval,
+            epoch: Instant::now(),
+            next_due: AtomicU64::new(interval_ns),
+            state: Mutex::new(State {
+                live: segments.into_iter().collect(),
+                finished_sources: BTreeMap::new(),
+                pending: BTreeMap::new(),
+                stats: CheckpointStats::default(),
+                failure: None,
+            }),
+            changed: Condvar::new(),
+            backend: Mutex::new(backend),
+            compression,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The newest checkpoint a source segment that has started `last` should start now, if
+    /// any: one requested by hand, or the interval's when it is due (the first source to see
+    /// it due requests it for all).
+    #[inline]
+    pub(crate) fn due(&self, last: u64) -> Option<u64> {
+        if self.interval.is_some() {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            let due = self.next_due.load(Ordering::Relaxed);
+            if now >= due {
+                let step = self
+                    .interval
+                    .map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128) as u64);
+                if self
+                    .next_due
+                    .compare_exchange(
+                        due,
+                        now.saturating_add(step),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    self.requested.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        }
+        let requested = self.requested.load(Ordering::Acquire);
+        (requested > last).then_some(requested)
+    }
+
+    /// Requests a checkpoint now; returns its id.
+    pub(crate) fn request(&self) -> u64 {
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The newest completed checkpoint (0: none yet).
+    #[inline]
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// A segment's part of checkpoint `id`: its states (by state id) and, for a source
+    /// segment, its source's position. Completes the checkpoint if it was the last part.
+    pub(crate) fn ack(
+        &self,
+        id: u64,
+        segment: &str,
+        states: BTreeMap<String, Vec<u8>>,
+        source: Option<serde_json::Value>,
+    ) {
+        let mut st = self.lock();
+        // A segment that acknowledges `id` will never acknowledge an older checkpoint it
+        // skipped (it saw only the newest request): those can never complete.
+        let skipped: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|&(&old, p)| old < id && !p.acked.contains(segment))
+            .map(|(&old, _)| old)
+            .collect();
+        for old in skipped {
+            st.pending.remove(&old);
+            st.stats.failed += 1;
+        }
+        if id <= self.completed() {
+            return;
+        }
+        let p = st.pending.entry(id).or_insert_with(|| Pending {
+            started: Instant::now(),
+            acked: BTreeSet::new(),
+            states: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        });
+        p.acked.insert(segment.to_string());
+        for (state, bytes) in states {
+            p.states.insert(format!("{segment}/{state}"), bytes);
+        }
+        if let Some(position) = source {
+            p.sources.insert(segment.to_string(), position);
+        }
+        self.complete_ready(st);
+    }
+
+    /// A segment finished (its stream ended): checkpoints no longer wait for it. A source
+    /// segment leaves its final position, recorded in every later checkpoint.
+    pub(crate) fn finished(&self, segment: &str, source: Option<serde_json::Value>) {
+        let mut st = self.lock();
+        st.live.remove(segment);
+        if let Some(position) = source {
+            st.finished_sources.insert(segment.to_string(), position);
+        }
+        self.complete_ready(st);
+    }
+
+    /// Writes out every pending checkpoint that all live segments have acknowledged, oldest
+    /// first, and wakes whoever waits for one.
+    fn complete_ready(&self, mut st: MutexGuard<'_, State>) {
+        loop {
+            let ready = st
+                .pending
+                .iter()
+                .find(|(_, p)| st.live.iter().all(|s| p.acked.contains(s)))
+                .map(|(&id, _)| id);
+            let Some(id) = ready else { break };
+            let Some(p) = st.pending.remove(&id) else {
+                break;
+            };
+            let mut sources = st.finished_sources.clone();
+            sources.extend(p.sources);
+            // Storage happens under the state lock: checkpoints complete in order, and acks
+            // (once per segment per checkpoint) wait meanwhile, never events.
+            match self.persist(id, &p.states, sources) {
+                Ok(bytes) => {
+                    let info = CheckpointInfo {
+                        id,
+                        duration: p.started.elapsed(),
+                        bytes,
+                    };
+                    st.stats.completed += 1;
+                    st.stats
+                        .durations_ms
+                        .push(u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX));
+                    st.stats.last = Some(info);
+                    self.completed.fetch_max(id, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    st.stats.failed += 1;
+                    st.failure = Some((id, e.to_string()));
+                }
+            }
+            // Older ones can no longer complete after a newer one did (or failed).
+            let stale: Vec<u64> = st.pending.keys().copied().filter(|&o| o < id).collect();
+            for old in stale {
+                st.pending.remove(&old);
+                st.stats.failed += 1;
+            }
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Stores the states and the manifest of checkpoint `id`; returns the bytes written.
+    fn persist(
+        &self,
+        id: u64,
+        states: &BTreeMap<String, Vec<u8>>,
+        sources: BTreeMap<String, serde_json::Value>,
+    ) -> Result<u64, StorageError> {
+        let mut backend = self.backend.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut manifest = Manifest::new(id);
+        manifest.sources = sources;
+        let mut bytes = 0;
+        for (state, payload) in states {
+            let framed = crate::state::frame(payload, self.compression);
+            bytes += framed.len() as u64;
+            match backend.put(id, state, &framed) {
+                Ok(file) => manifest.states.push(file),
+                Err(e) => {
+                    let _ = backend.abort(id);
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = backend.commit(&manifest) {
+            let _ = backend.abort(id);
+            return Err(e);
+        }
+        Ok(bytes)
+    }
+
+    /// Waits until checkpoint `id` completed (`Ok`), failed or was superseded (`Err` with the
+    /// reason), or `timeout` passed.
+    pub(crate) fn wait(&self, id: u64, timeout: Duration) -> Result<CheckpointInfo, String> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if self.completed() >= id
+                && let Some(info) = &st.stats.last
+            {
+                // This one, or a newer one that covers everything it would have.
+                return Ok(info.clone());
+            }
+            if let Some((failed, why)) = &st.failure
+                && *failed >= id
+            {
+                return Err(format!("checkpoint {failed} failed: {why}"));
+            }
+            if st.live.is_empty() {
+                return Err(format!(
+                    "the pipeline finished before checkpoint {id} completed"
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "checkpoint {id} did not complete within {timeout:?}"
+                ));
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The run's checkpoint counts.
+    pub(crate) fn stats(&self) -> CheckpointStats {
+        self.lock().stats.clone()
+    }
+}
