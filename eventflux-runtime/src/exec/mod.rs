@@ -56,7 +56,7 @@ use crate::io::{DeadLetter, DeadLetters};
 use crate::metrics::{MetricsRegistry, MetricsSnapshot, NodeKind};
 use crate::queue::{EventQueue, QueueOptions, QueueReceiver, QueueSender};
 use crate::source::Source;
-use crate::stage::{CheckpointId, Metered, Named, Stage};
+use crate::stage::{Metered, Named, Stage};
 use crate::state::Restore;
 
 /// What a segment thread sees of its pipeline.
@@ -70,6 +70,8 @@ pub struct Runtime {
     pub(crate) sinks: Vec<(String, Arc<Busy>)>,
     /// The checkpoint coordinator, when checkpoints are on.
     pub(crate) checkpoints: Option<Arc<checkpoint::Coordinator>>,
+    /// The checkpoint the run resumed from (0: it started afresh); sinks recover to it.
+    pub(crate) recovered: u64,
 }
 
 /// One fused chain on one thread (object-safe: the executor holds `Box<dyn Segment>`, one
@@ -97,10 +99,10 @@ pub trait Segment: Send {
     /// [`Stage::event_time`]). Called until nothing changes.
     fn plan_event_time(&mut self);
     /// Before the run, when resuming from a checkpoint: restores the states of the segment's
-    /// stages from `states`, seeks its source to `position`, and lets its sinks recover.
+    /// stages from `states` and seeks its source to `position`. (Its sinks recover when the
+    /// segment starts.)
     fn restore(
         &mut self,
-        checkpoint: CheckpointId,
         states: &mut Restore,
         position: Option<&serde_json::Value>,
     ) -> Result<(), PipelineError>;
@@ -443,6 +445,7 @@ impl<'a> PipelineBuilder<'a> {
                 stage_names: self.node_ids.into_names(),
                 sinks: self.busy.into_inner(),
                 checkpoints: None,
+                recovered: 0,
             }),
             registry: self.registry,
             segments,
@@ -700,6 +703,7 @@ impl<'a> Pipeline<'a> {
         let rt = Arc::get_mut(&mut self.runtime)
             .ok_or_else(|| PipelineError::Invalid("the pipeline is already running".into()))?;
         rt.checkpoints = Some(Arc::new(coordinator));
+        rt.recovered = latest.map_or(0, |m| m.id);
         Ok(self)
     }
 
@@ -725,7 +729,7 @@ impl<'a> Pipeline<'a> {
                 claimed.insert(s.state.clone());
             }
             let mut restore = Restore::new(parts);
-            segment.restore(CheckpointId(m.id), &mut restore, m.sources.get(&name))?;
+            segment.restore(&mut restore, m.sources.get(&name))?;
             unclaimed.extend(restore.unused().iter().map(|id| format!("{prefix}{id}")));
         }
         unclaimed.extend(

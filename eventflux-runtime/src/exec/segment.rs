@@ -153,10 +153,9 @@ fn commit_completed<T, O: Output<T>>(
     Ok(())
 }
 
-/// Restores a segment's chain and output from a checkpoint and lets its sinks recover.
+/// Restores a segment's chain and output from a checkpoint.
 fn restore_segment<T, C: Stage<T>, O: Output<C::Out>>(
     segment: &str,
-    checkpoint: CheckpointId,
     chain: &mut C,
     output: &mut O,
     states: &mut Restore,
@@ -167,8 +166,7 @@ fn restore_segment<T, C: Stage<T>, O: Output<C::Out>>(
         .map_err(|source| PipelineError::State {
             segment: segment.to_string(),
             source,
-        })?;
-    output.recover(checkpoint)
+        })
 }
 
 /// A source, its fused chain and its output, run on one thread.
@@ -252,17 +250,10 @@ where
 
     fn restore(
         &mut self,
-        checkpoint: CheckpointId,
         states: &mut Restore,
         position: Option<&serde_json::Value>,
     ) -> Result<(), PipelineError> {
-        restore_segment(
-            &self.name,
-            checkpoint,
-            &mut self.chain,
-            &mut self.output,
-            states,
-        )?;
+        restore_segment(&self.name, &mut self.chain, &mut self.output, states)?;
         match position {
             Some(p) => self.source.seek(p).map_err(|source| PipelineError::Source {
                 segment: self.name.clone(),
@@ -331,6 +322,8 @@ where
     let mut produced = 0u64;
     let mut malformed = 0u64;
     let mut stopping = false;
+    // Sinks first settle what an earlier run left (see `Sink::recover`).
+    output.recover(CheckpointId(rt.recovered))?;
     let checkpoints = rt.checkpoints.as_deref();
     let (mut started, mut committed) =
         checkpoints.map_or((0, 0), |c| (c.completed(), c.completed()));
@@ -489,17 +482,10 @@ where
 
     fn restore(
         &mut self,
-        checkpoint: CheckpointId,
         states: &mut Restore,
         _: Option<&serde_json::Value>,
     ) -> Result<(), PipelineError> {
-        restore_segment(
-            &self.name,
-            checkpoint,
-            &mut self.chain,
-            &mut self.output,
-            states,
-        )
+        restore_segment(&self.name, &mut self.chain, &mut self.output, states)
     }
 }
 
@@ -518,6 +504,7 @@ where
     C: Stage<T>,
     O: Output<C::Out>,
 {
+    output.recover(CheckpointId(rt.recovered))?;
     let checkpoints = rt.checkpoints.as_deref();
     let mut committed = checkpoints.map_or(0, Coordinator::completed);
     loop {

@@ -24,6 +24,7 @@ mod csv_source;
 mod dead_letter;
 mod iter;
 mod jsonl;
+mod jsonl_parts;
 mod stdout;
 
 pub use callback::CallbackSink;
@@ -35,6 +36,7 @@ pub use dead_letter::{
 };
 pub use iter::IterSource;
 pub use jsonl::{JsonLinesSink, JsonLinesSource};
+pub use jsonl_parts::JsonLinesParts;
 pub use stdout::StdoutSink;
 
 use std::path::Path;
