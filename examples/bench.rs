@@ -396,6 +396,8 @@ struct Measured {
     secs: Vec<f64>,
     allocs: Vec<usize>,
     checksum: Option<u64>,
+    /// Checkpointed variants: per run, checkpoints taken, their median ms, state bytes.
+    checkpoints: Vec<(u64, f64, u64)>,
 }
 
 /// The order of variants in `round`: round 0 as listed, later rounds a deterministic shuffle,
@@ -457,6 +459,10 @@ fn main() {
                     "macro_fused",
                     "macro_hashed",
                     "macro_two_thread",
+                    "macro_fused_ckpt_1s",
+                    "macro_fused_ckpt_100ms",
+                    "macro_fused_ckpt_10ms",
+                    "macro_two_thread_ckpt_1s",
                     "dyn_vec",
                 ];
                 use windows_bench::Shape;
@@ -465,6 +471,18 @@ fn main() {
                     "macro_fused" => windows_bench::w_macro(&data, Shape::Fused),
                     "macro_hashed" => windows_bench::w_macro(&data, Shape::Hashed),
                     "macro_two_thread" => windows_bench::w_macro(&data, Shape::TwoThread),
+                    "macro_fused_ckpt_1s" => {
+                        windows_bench::w_macro(&data, Shape::FusedCheckpointed(1_000))
+                    }
+                    "macro_fused_ckpt_100ms" => {
+                        windows_bench::w_macro(&data, Shape::FusedCheckpointed(100))
+                    }
+                    "macro_fused_ckpt_10ms" => {
+                        windows_bench::w_macro(&data, Shape::FusedCheckpointed(10))
+                    }
+                    "macro_two_thread_ckpt_1s" => {
+                        windows_bench::w_macro(&data, Shape::TwoThreadCheckpointed(1_000))
+                    }
                     _ => windows_bench::w_dyn_vec(&data),
                 });
             }
@@ -541,6 +559,7 @@ fn run_workload(workload: &str, all: &[&str], args: &Args, run: impl Fn(&str) ->
             secs: Vec::new(),
             allocs: Vec::new(),
             checksum: None,
+            checkpoints: Vec::new(),
         })
         .collect();
     for round in 0..args.rounds {
@@ -560,6 +579,13 @@ fn run_workload(workload: &str, all: &[&str], args: &Args, run: impl Fn(&str) ->
                 );
             }
             let m = &mut results[i];
+            let taken = windows_bench::LAST_CHECKPOINTS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(c) = taken {
+                m.checkpoints.push(c);
+            }
             if m.checksum.is_some_and(|c| c != sum) {
                 fail(&format!(
                     "{workload}/{} gave different checksums across rounds",
@@ -591,6 +617,9 @@ fn report(workload: &str, variants: &[&str], results: &[Measured], args: &Args) 
     let twin_of = |v: &str| match v {
         "macro_fused" => Some("fused"),
         "macro_two_thread" => Some("two_thread"),
+        // A checkpointed variant against the same pipeline without checkpoints.
+        v if v.starts_with("macro_fused_ckpt") => Some("macro_fused"),
+        v if v.starts_with("macro_two_thread_ckpt") => Some("macro_two_thread"),
         _ => None,
     };
     let mut checksums = Vec::new();
@@ -619,21 +648,38 @@ fn report(workload: &str, variants: &[&str], results: &[Measured], args: &Args) 
         let twin = twin_of(v)
             .and_then(|t| variants.iter().position(|x| *x == t))
             .map(|t| same_round_ratio(i, t));
+        // Checkpointed variants: checkpoints per run and state bytes (medians over runs), and
+        // the median checkpoint duration over all of them.
+        let checkpoint_fields = (!m.checkpoints.is_empty()).then(|| {
+            let n: Vec<f64> = m.checkpoints.iter().map(|c| c.0 as f64).collect();
+            let ms: Vec<f64> = m
+                .checkpoints
+                .iter()
+                .filter(|c| c.0 > 0)
+                .map(|c| c.1)
+                .collect();
+            let bytes: Vec<f64> = m.checkpoints.iter().map(|c| c.2 as f64).collect();
+            let ms = if ms.is_empty() { 0.0 } else { median(&ms) };
+            (median(&n), ms, median(&bytes))
+        });
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "variant": v,
-                    "workload": workload,
-                    "events": args.events,
-                    "events_per_sec": eps.round(),
-                    "allocs_per_event": allocs_per_event,
-                    "checksum": format!("{checksum:016x}"),
-                    "rounds": args.rounds,
-                    "ratio_to_handwritten": ratio,
-                    "ratio_to_twin": twin,
-                })
-            );
+            let mut line = serde_json::json!({
+                "variant": v,
+                "workload": workload,
+                "events": args.events,
+                "events_per_sec": eps.round(),
+                "allocs_per_event": allocs_per_event,
+                "checksum": format!("{checksum:016x}"),
+                "rounds": args.rounds,
+                "ratio_to_handwritten": ratio,
+                "ratio_to_twin": twin,
+            });
+            if let (Some((n, ms, bytes)), Some(obj)) = (checkpoint_fields, line.as_object_mut()) {
+                obj.insert("checkpoints".into(), serde_json::json!(n));
+                obj.insert("checkpoint_ms_p50".into(), serde_json::json!(ms));
+                obj.insert("checkpoint_bytes".into(), serde_json::json!(bytes));
+            }
+            println!("{line}");
         } else {
             println!(
                 "{:<17} {:>11.1} {:>8} {:>8} {:>13.6} {:>17}",

@@ -63,6 +63,20 @@ impl<'a> App<'a> {
         self.pipeline?.run()
     }
 
+    /// Sets the checkpoint interval at run time; see [`Pipeline::with_checkpoint_interval`].
+    pub fn with_checkpoint_interval(
+        self,
+        every: std::time::Duration,
+    ) -> Result<Self, PipelineError> {
+        let pipeline = self.pipeline?.with_checkpoint_interval(every)?;
+        let config = Some(pipeline.config().clone());
+        Ok(Self {
+            pipeline: Ok(pipeline),
+            config,
+            graph: self.graph,
+        })
+    }
+
     /// Takes checkpoints into `dir` and first resumes from it as `recovery` says; see
     /// [`Pipeline::checkpoints`].
     pub fn checkpoints(

@@ -103,6 +103,10 @@ impl PipelineConfig {
         self.idle
     }
 
+    pub(crate) fn set_checkpoint_interval(&mut self, every: Duration) {
+        self.checkpoint_interval = Some(every);
+    }
+
     /// The checkpoint interval, if checkpoints are taken on a timer.
     pub fn checkpoint_interval(&self) -> Option<Duration> {
         self.checkpoint_interval

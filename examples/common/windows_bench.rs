@@ -218,6 +218,39 @@ pub enum Shape {
     Hashed,
     /// Source, filter and projection on one thread; `=>`; window and sink on another.
     TwoThread,
+    /// `Fused`, checkpointing every `n` ms into a temporary directory.
+    FusedCheckpointed(u64),
+    /// `TwoThread`, checkpointing every `n` ms into a temporary directory.
+    TwoThreadCheckpointed(u64),
+}
+
+/// What the last checkpointed run took: checkpoints, their median duration, state bytes.
+pub static LAST_CHECKPOINTS: Mutex<Option<(u64, f64, u64)>> = Mutex::new(None);
+
+/// A fresh checkpoint directory for a bench run.
+fn checkpoint_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eventflux-bench-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs `app` with checkpoints into a fresh directory and records what they took.
+fn checkpointed(app: App, result: &Mutex<Option<u64>>) -> u64 {
+    let dir = checkpoint_dir();
+    let report = app
+        .checkpoints(&dir, Recovery::StartFresh)
+        .and_then(App::run)
+        .unwrap_or_else(|e| fail(&format!("pipeline failed: {e}")));
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = &report.checkpoints;
+    let mut ms: Vec<f64> = c.durations_ms.iter().map(|&d| d as f64).collect();
+    ms.sort_by(f64::total_cmp);
+    let p50 = ms.get(ms.len() / 2).copied().unwrap_or(0.0);
+    let bytes = c.last.as_ref().map_or(0, |l| l.bytes);
+    *LAST_CHECKPOINTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some((c.completed, p50, bytes));
+    result_of(result)
 }
 
 /// `W` declared with `pipeline!`, with default settings.
@@ -255,7 +288,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
     }
     // Default settings throughout (per-stage metrics on): the pipeline the README teaches.
     let app = match shape {
-        Shape::Fused => pipeline! {
+        Shape::Fused | Shape::FusedCheckpointed(_) => pipeline! {
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
             stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
@@ -271,7 +304,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
             sink out = sink;
             feed -> big -> value -> stats -> out;
         },
-        Shape::TwoThread => pipeline! {
+        Shape::TwoThread | Shape::TwoThreadCheckpointed(_) => pipeline! {
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
             stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
@@ -280,7 +313,16 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
             feed -> big -> value => stats -> out;
         },
     };
-    checksum_of(app, &result)
+    match shape {
+        Shape::FusedCheckpointed(ms) | Shape::TwoThreadCheckpointed(ms) => {
+            let every = std::time::Duration::from_millis(ms);
+            let app = app
+                .with_checkpoint_interval(every)
+                .unwrap_or_else(|e| fail(&format!("{e}")));
+            checkpointed(app, &result)
+        }
+        _ => checksum_of(app, &result),
+    }
 }
 
 /// `W` in the naive design: dynamic rows, boxed processors, a `Vec` per event per stage, hash

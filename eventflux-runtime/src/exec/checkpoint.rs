@@ -156,6 +156,13 @@ impl Coordinator {
         self.requested.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    /// Whether a checkpoint newer than `committed` was requested: one a sink may soon have
+    /// to commit.
+    #[inline]
+    pub(crate) fn in_flight(&self, committed: u64) -> bool {
+        self.requested.load(Ordering::Acquire) > committed
+    }
+
     /// The newest completed checkpoint (0: none yet).
     #[inline]
     pub(crate) fn completed(&self) -> u64 {

@@ -707,6 +707,33 @@ impl<'a> Pipeline<'a> {
         Ok(self)
     }
 
+    /// Sets the checkpoint interval (as
+    /// [`PipelineConfigBuilder::checkpoint_interval`](crate::PipelineConfigBuilder::checkpoint_interval),
+    /// for an interval known only at run time: `pipeline!`'s `config` takes literals). Call it
+    /// before [`checkpoints`](Self::checkpoints).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventflux_runtime::prelude::*;
+    /// let mut p = PipelineBuilder::new(PipelineConfig::default());
+    /// let out = p.sink("out", CollectSink::<u8>::new());
+    /// p.add_source("src", IterSource::new(0..3u8), Identity, out);
+    /// let p = p.build()?.with_checkpoint_interval(Duration::from_millis(250))?;
+    /// assert_eq!(p.config().checkpoint_interval(), Some(Duration::from_millis(250)));
+    /// assert!(p.with_checkpoint_interval(Duration::ZERO).is_err());
+    /// # Ok::<(), PipelineError>(())
+    /// ```
+    pub fn with_checkpoint_interval(mut self, every: Duration) -> Result<Self, PipelineError> {
+        let rt = Arc::get_mut(&mut self.runtime).ok_or_else(|| {
+            PipelineError::Invalid("the pipeline already checkpoints or runs".into())
+        })?;
+        let mut config = rt.config.clone();
+        config.set_checkpoint_interval(every);
+        config.validate()?;
+        rt.config = config;
+        Ok(self)
+    }
+
     /// Restores every segment from checkpoint `m`; every saved state must find its stage.
     fn restore_from(
         &mut self,

@@ -476,8 +476,19 @@ impl<T> Emit<T> for QueueOutput<T> {
                 self.buf_origin = self.origin;
             }
             let room = self.batch_size.saturating_sub(buf.len()).max(1);
+            // The loop pushes with the growth path out of line: `extend` (or `push`) over an
+            // iterator of unknown length keeps a growth call in the loop body, and the
+            // optimiser may then keep every event in memory around it (measured: +6
+            // instructions per event on the producer of a `=>`). Pooled buffers have the
+            // batch's capacity, so the growth path does not run in steady state.
             let before = buf.len();
-            buf.extend(items.by_ref().take(room));
+            for item in items.by_ref().take(room) {
+                if buf.len() < buf.capacity() {
+                    buf.push(item);
+                } else {
+                    buf = push_growing(std::mem::take(&mut buf), item);
+                }
+            }
             let added = buf.len() - before;
             self.buf = buf;
             if self.buf.len() >= self.batch_size {
@@ -818,6 +829,15 @@ where
         self.hook(|c, out| c.on_timer(out));
         self.out.on_timer();
     }
+}
+
+/// `buf.push(item)` when `buf` is full: out of line and by value, so the loop that calls it
+/// keeps the buffer and the events in registers.
+#[cold]
+#[inline(never)]
+fn push_growing<T>(mut buf: Vec<T>, item: T) -> Vec<T> {
+    buf.push(item);
+    buf
 }
 
 /// Counts the events passed to an emitter. Built on the stack around a batch so the count

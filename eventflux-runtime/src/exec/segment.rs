@@ -115,6 +115,7 @@ fn next_timer<T, C: Stage<T>, O: Output<C::Out>>(chain: &C, output: &O) -> Optio
 /// Takes checkpoint `id` in a segment: the barrier passes the chain and goes on to the output
 /// (queues carry it downstream, sinks pre-commit), then the states of the chain and of any
 /// stages fused into the output are saved and acknowledged with the source's position.
+#[inline(never)]
 fn take_checkpoint<T, C: Stage<T>, O: Output<C::Out>>(
     cp: &Coordinator,
     segment: &str,
@@ -138,8 +139,49 @@ fn take_checkpoint<T, C: Stage<T>, O: Output<C::Out>>(
     Ok(())
 }
 
+/// Sinks recover to the checkpoint the run resumed from (out of line: it runs once).
+#[inline(never)]
+fn recover<T, O: Output<T>>(rt: &Runtime, output: &mut O) -> Result<(), PipelineError> {
+    output.recover(CheckpointId(rt.recovered))
+}
+
+/// A source segment's checkpoints so far: the newest it started, the newest its sinks
+/// committed.
+#[derive(Default)]
+struct Progress {
+    started: u64,
+    committed: u64,
+}
+
+impl Progress {
+    fn new(cp: &Coordinator) -> Self {
+        Progress {
+            started: cp.completed(),
+            committed: cp.completed(),
+        }
+    }
+}
+
+/// Between two polls: starts a due checkpoint, and commits a completed one. Kept out of line
+/// (and its counters in memory), so the fused loop around it keeps its registers.
+#[inline(never)]
+fn source_checkpoints<S: Source, C: Stage<S::Item>, O: Output<C::Out>>(
+    cp: &Coordinator,
+    name: &str,
+    progress: &mut Progress,
+    source: &S,
+    chain: &mut C,
+    output: &mut O,
+) -> Result<(), PipelineError> {
+    if let Some(id) = cp.due(progress.started) {
+        progress.started = id;
+        take_checkpoint(cp, name, id, chain, output, source.position())?;
+    }
+    commit_completed(cp, &mut progress.committed, output)
+}
+
 /// Sinks commit what a completed checkpoint newer than `committed` covers.
-#[inline]
+#[inline(never)]
 fn commit_completed<T, O: Output<T>>(
     cp: &Coordinator,
     committed: &mut u64,
@@ -323,20 +365,17 @@ where
     let mut malformed = 0u64;
     let mut stopping = false;
     // Sinks first settle what an earlier run left (see `Sink::recover`).
-    output.recover(CheckpointId(rt.recovered))?;
-    let checkpoints = rt.checkpoints.as_deref();
-    let (mut started, mut committed) =
-        checkpoints.map_or((0, 0), |c| (c.completed(), c.completed()));
+    recover(rt, output)?;
+    let mut progress = rt
+        .checkpoints
+        .as_deref()
+        .map_or(Progress::default(), Progress::new);
     loop {
         if rt.lifecycle.aborted() {
             return Err(PipelineError::Aborted);
         }
-        if let Some(cp) = checkpoints {
-            if let Some(id) = cp.due(started) {
-                started = id;
-                take_checkpoint(cp, name, id, chain, output, source.position())?;
-            }
-            commit_completed(cp, &mut committed, output)?;
+        if let Some(cp) = rt.checkpoints.as_deref() {
+            source_checkpoints(cp, name, &mut progress, source, chain, output)?;
         }
         if !stopping && rt.lifecycle.stop_requested() {
             stopping = true;
@@ -504,7 +543,7 @@ where
     C: Stage<T>,
     O: Output<C::Out>,
 {
-    output.recover(CheckpointId(rt.recovered))?;
+    recover(rt, output)?;
     let checkpoints = rt.checkpoints.as_deref();
     let mut committed = checkpoints.map_or(0, Coordinator::completed);
     loop {
@@ -529,10 +568,10 @@ where
                 // A stage with a processing-time timer bounds the wait, and so does a
                 // checkpoint that may complete (its commit is made on this thread).
                 let wake = match checkpoints {
-                    Some(_) => {
+                    Some(cp) if cp.in_flight(committed) => {
                         Some(next_timer(chain, output).map_or(COMMIT_POLL, |d| d.min(COMMIT_POLL)))
                     }
-                    None => next_timer(chain, output),
+                    _ => next_timer(chain, output),
                 };
                 match wake {
                     None => input.recv().map_err(upstream)?,
