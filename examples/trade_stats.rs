@@ -12,7 +12,12 @@
 //! window rows out to two sinks. At the end it prints the busiest symbols of the last window, the
 //! alerts, and the pipeline's metrics: events/s, queue depths, latency.
 //!
-//! Run: `cargo run --release --example trade_stats [-- <number of trades>]`
+//! Run: `cargo run --release --example trade_stats [-- <number of trades>] [--checkpoint-dir DIR]`
+//!
+//! With `--checkpoint-dir DIR` the job checkpoints into `DIR/state` every second and writes its
+//! rows and alerts as exactly-once part files (`DIR/rows`, `DIR/alerts`); stop it at any
+//! instant (Ctrl-C, `kill -9`) and run the same command again: it resumes from its last
+//! checkpoint and ends with exactly the output of a run that was never stopped.
 
 #[path = "common/trades.rs"]
 mod trades;
@@ -31,7 +36,7 @@ struct Notional {
 }
 
 /// One symbol's activity in one window: what the window's `.select` makes of each row.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct WindowRow {
     window_start: u64,
     window_end: u64,
@@ -44,14 +49,41 @@ struct WindowRow {
     high: f64,
 }
 
+/// Where the job writes, with `--checkpoint-dir`.
+struct Durable {
+    state: std::path::PathBuf,
+    rows: std::path::PathBuf,
+    alerts: std::path::PathBuf,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(a) => a
-            .replace('_', "")
-            .parse()
-            .map_err(|_| format!("not a number of trades: {a}"))?,
-        None => 10_000_000,
-    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut n: usize = 10_000_000;
+    let mut durable = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--checkpoint-dir" => {
+                let dir = std::path::PathBuf::from(
+                    args.get(i + 1)
+                        .ok_or("--checkpoint-dir needs a directory")?,
+                );
+                durable = Some(Durable {
+                    state: dir.join("state"),
+                    rows: dir.join("rows"),
+                    alerts: dir.join("alerts"),
+                });
+                i += 2;
+            }
+            a => {
+                n = a
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|_| format!("not a number of trades: {a}"))?;
+                i += 1;
+            }
+        }
+    }
     // A window row is an alert when its notional is 25 % over the expected per-window mean:
     // a window of 10 000 ticks holds ~6 667 trades (ticks rise by 1.5 on average), 90 % are
     // kept, spread over 64 symbols, each worth ~150 (price) × 550 (volume) on average.
@@ -59,6 +91,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows = CollectSink::new();
     let alerts = CollectSink::new();
     let (rows_out, alerts_out) = (rows.handle(), alerts.handle());
+    // In memory, or exactly-once part files when the job checkpoints.
+    type Out = Box<dyn Sink<WindowRow>>;
+    let (rows, alerts): (Out, Out) = match &durable {
+        None => (Box::new(rows), Box::new(alerts)),
+        Some(d) => (
+            Box::new(JsonLinesParts::create(&d.rows)?),
+            Box::new(JsonLinesParts::create(&d.alerts)?),
+        ),
+    };
 
     let app = pipeline! {
         config { queue_capacity: 65536, batch_size: 1024, backpressure: Block }
@@ -104,10 +145,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         windows -> hot -> alert_log;                          // fan-out of window rows
     };
     println!("{}", app.graph().to_mermaid());
-    let report = app.run()?;
+    let report = match &durable {
+        None => app.run()?,
+        Some(d) => {
+            let app = app
+                .with_checkpoint_interval(std::time::Duration::from_secs(1))?
+                .checkpoints(&d.state, Recovery::ResumeOrStart)?;
+            app.run()?
+        }
+    };
 
-    let rows = rows_out.take();
-    let alerts = alerts_out.take();
+    let (rows, alerts) = match &durable {
+        None => (rows_out.take(), alerts_out.take()),
+        Some(d) => (read_rows(&d.rows)?, read_rows(&d.alerts)?),
+    };
     let last_start = rows.last().map_or(0, |r| r.window_start);
     let mut last: Vec<&WindowRow> = rows
         .iter()
@@ -141,4 +192,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     print!("{report}");
     Ok(())
+}
+
+/// The committed rows of a part-file directory.
+fn read_rows(dir: &std::path::Path) -> Result<Vec<WindowRow>, Box<dyn std::error::Error>> {
+    JsonLinesParts::<WindowRow>::read_committed(dir)?
+        .iter()
+        .map(|line| Ok(serde_json::from_str(line)?))
+        .collect()
 }

@@ -83,7 +83,7 @@ pub mod prelude {
     pub use crate::idle::IdleStrategy;
     pub use crate::io::{
         CallbackSink, ChannelHandle, ChannelSource, CollectSink, CsvSource, DeadLetter, IterSource,
-        JsonLinesSink, JsonLinesSource, StdoutSink, channel_source, dead_letters,
+        JsonLinesParts, JsonLinesSink, JsonLinesSource, StdoutSink, channel_source, dead_letters,
     };
     pub use crate::sink::{Sink, per_worker};
     pub use crate::source::{Source, SourceContext, SourcePoll};
