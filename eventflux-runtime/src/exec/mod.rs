@@ -756,7 +756,20 @@ impl<'a> Pipeline<'a> {
                 claimed.insert(s.state.clone());
             }
             let mut restore = Restore::new(parts);
-            segment.restore(&mut restore, m.sources.get(&name))?;
+            // User code runs here (stages' `restore`, sources' `seek`): a panic in it is an
+            // error naming the segment, not a panic of the caller.
+            let restored = catch_unwind(AssertUnwindSafe(|| {
+                segment.restore(&mut restore, m.sources.get(&name))
+            }));
+            match restored {
+                Ok(r) => r?,
+                Err(payload) => {
+                    return Err(fail(format!(
+                        "restoring segment `{name}` panicked: {}",
+                        panic_message(&*payload)
+                    )));
+                }
+            }
             unclaimed.extend(restore.unused().iter().map(|id| format!("{prefix}{id}")));
         }
         unclaimed.extend(
