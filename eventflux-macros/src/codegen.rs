@@ -482,6 +482,9 @@ pub fn generate(g: &Graph) -> TokenStream {
         let v = v as usize;
         cfg.push(quote!(.checkpoints_kept(#v)));
     }
+    if let Some(v) = c.checkpoint_full_every {
+        cfg.push(quote!(.checkpoint_full_every(#v)));
+    }
 
     // Which nodes belong to keyed worker segments (evaluated per worker).
     let mut worker_nodes = BTreeSet::new();

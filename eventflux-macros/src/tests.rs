@@ -51,7 +51,7 @@ fn every_error_is_collected_with_its_fix() {
         errs,
         [
             "`queue_capacity` must be between 1 and 268435456, but it is 0",
-            "unknown config key `bogus`; expected one of: queue_capacity, batch_size, backpressure, metrics, stage_metrics, stop_timeout_ms, checkpoint_interval_ms, checkpoints_kept",
+            "unknown config key `bogus`; expected one of: queue_capacity, batch_size, backpressure, metrics, stage_metrics, stop_timeout_ms, checkpoint_interval_ms, checkpoints_kept, checkpoint_full_every",
             "duplicate edge `s -> a`: these nodes are already connected; remove one of the edges",
             "a parallel edge needs a key to route events: add `key = |event| ..` (events with the same key go to the same worker, so per-key order is kept)",
             "duplicate edge `a -> out`: these nodes are already connected; remove one of the edges",

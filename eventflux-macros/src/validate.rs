@@ -21,7 +21,7 @@ const MAX_BATCH_SIZE: u64 = 1 << 20;
 const MAX_QUEUE_SLOTS: u64 = 1 << 16;
 const MAX_WORKERS: u64 = 256;
 const BACKPRESSURE: [&str; 4] = ["Block", "DropOldest", "DropNewest", "Unbounded"];
-const CONFIG_KEYS: [&str; 8] = [
+const CONFIG_KEYS: [&str; 9] = [
     "queue_capacity",
     "batch_size",
     "backpressure",
@@ -30,6 +30,7 @@ const CONFIG_KEYS: [&str; 8] = [
     "stop_timeout_ms",
     "checkpoint_interval_ms",
     "checkpoints_kept",
+    "checkpoint_full_every",
 ];
 const EDGE_KEYS: [&str; 5] = ["capacity", "batch_size", "backpressure", "workers", "key"];
 
@@ -44,6 +45,7 @@ pub struct Config {
     pub stop_timeout_ms: Option<u64>,
     pub checkpoint_interval_ms: Option<u64>,
     pub checkpoints_kept: Option<u64>,
+    pub checkpoint_full_every: Option<u64>,
 }
 
 impl Config {
@@ -307,6 +309,8 @@ fn config(def: &PipelineDef, errors: &mut Vec<Diagnostic>) -> Config {
             "checkpoints_kept" => {
                 in_range(v, "checkpoints_kept", 1, 1000).map(|x| c.checkpoints_kept = Some(x))
             }
+            "checkpoint_full_every" => in_range(v, "checkpoint_full_every", 1, 1000)
+                .map(|x| c.checkpoint_full_every = Some(x)),
             _ => Err(unknown_key(&s.key, &CONFIG_KEYS, "config key")),
         });
     }

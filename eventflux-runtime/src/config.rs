@@ -45,6 +45,7 @@ pub struct PipelineConfig {
     checkpoint_interval: Option<Duration>,
     checkpoints_kept: usize,
     checkpoint_compression: Compression,
+    checkpoint_full_every: u64,
 }
 
 impl Default for PipelineConfig {
@@ -60,6 +61,7 @@ impl Default for PipelineConfig {
             checkpoint_interval: None,
             checkpoints_kept: 3,
             checkpoint_compression: Compression::None,
+            checkpoint_full_every: 10,
         }
     }
 }
@@ -120,6 +122,11 @@ impl PipelineConfig {
     /// The compression of state files.
     pub fn checkpoint_compression(&self) -> Compression {
         self.checkpoint_compression
+    }
+
+    /// How often incremental states save in full (in checkpoints).
+    pub fn checkpoint_full_every(&self) -> u64 {
+        self.checkpoint_full_every
     }
 
     /// How long `stop()` waits for a graceful drain before aborting.
@@ -226,6 +233,13 @@ impl PipelineConfig {
                 allowed: "1 to 86400000 (1 ms to a day)".into(),
             });
         }
+        if self.checkpoint_full_every == 0 || self.checkpoint_full_every > 1000 {
+            return Err(ConfigError::OutOfRange {
+                field: "checkpoint_full_every",
+                value: self.checkpoint_full_every.to_string(),
+                allowed: "1 to 1000".into(),
+            });
+        }
         if self.checkpoints_kept == 0 || self.checkpoints_kept > 1000 {
             return Err(ConfigError::OutOfRange {
                 field: "checkpoints_kept",
@@ -304,6 +318,13 @@ impl PipelineConfigBuilder {
     /// Whether state files are compressed (default: not).
     pub fn checkpoint_compression(mut self, compression: Compression) -> Self {
         self.config.checkpoint_compression = compression;
+        self
+    }
+
+    /// Incremental states ([`Keyed`](crate::state::Keyed)) save everything every this many
+    /// checkpoints and only their changes in between (1 – 1000; default 10; 1: always full).
+    pub fn checkpoint_full_every(mut self, n: u64) -> Self {
+        self.config.checkpoint_full_every = n;
         self
     }
 

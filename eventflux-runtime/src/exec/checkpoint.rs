@@ -50,6 +50,8 @@ struct Pending {
     started: Instant,
     acked: BTreeSet<String>,
     states: BTreeMap<String, Vec<u8>>,
+    /// States saved as deltas, with the completed checkpoint each is a delta against.
+    deltas: BTreeMap<String, u64>,
     sources: BTreeMap<String, serde_json::Value>,
 }
 
@@ -76,6 +78,8 @@ pub(crate) struct Coordinator {
     changed: Condvar,
     backend: Mutex<Box<dyn StateBackend>>,
     compression: Compression,
+    /// Incremental states save in full every this many checkpoints.
+    full_every: u64,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -94,6 +98,7 @@ impl Coordinator {
         backend: Box<dyn StateBackend>,
         interval: Option<Duration>,
         compression: Compression,
+        full_every: u64,
         last: u64,
         segments: impl IntoIterator<Item = String>,
     ) -> Self {
@@ -114,6 +119,7 @@ impl Coordinator {
             changed: Condvar::new(),
             backend: Mutex::new(backend),
             compression,
+            full_every: full_every.max(1),
         }
     }
 
@@ -163,6 +169,14 @@ impl Coordinator {
         self.requested.load(Ordering::Acquire) > committed
     }
 
+    /// How incremental states save checkpoint `id`: against which completed checkpoint, and
+    /// whether in full (every `full_every`-th checkpoint, and when there is no base).
+    pub(crate) fn increments(&self, id: u64) -> (Option<u64>, bool) {
+        let base = self.completed();
+        let full = base == 0 || id.is_multiple_of(self.full_every);
+        ((base > 0).then_some(base), full)
+    }
+
     /// The newest completed checkpoint (0: none yet).
     #[inline]
     pub(crate) fn completed(&self) -> u64 {
@@ -176,6 +190,7 @@ impl Coordinator {
         id: u64,
         segment: &str,
         states: BTreeMap<String, Vec<u8>>,
+        deltas: (&BTreeSet<String>, u64),
         source: Option<serde_json::Value>,
     ) {
         let mut st = self.lock();
@@ -198,11 +213,16 @@ impl Coordinator {
             started: Instant::now(),
             acked: BTreeSet::new(),
             states: BTreeMap::new(),
+            deltas: BTreeMap::new(),
             sources: BTreeMap::new(),
         });
         p.acked.insert(segment.to_string());
         for (state, bytes) in states {
-            p.states.insert(format!("{segment}/{state}"), bytes);
+            let key = format!("{segment}/{state}");
+            if deltas.0.contains(&state) {
+                p.deltas.insert(key.clone(), deltas.1);
+            }
+            p.states.insert(key, bytes);
         }
         if let Some(position) = source {
             p.sources.insert(segment.to_string(), position);
@@ -238,7 +258,7 @@ impl Coordinator {
             sources.extend(p.sources);
             // Storage happens under the state lock: checkpoints complete in order, and acks
             // (once per segment per checkpoint) wait meanwhile, never events.
-            match self.persist(id, &p.states, sources) {
+            match self.persist(id, &p.states, &p.deltas, sources) {
                 Ok(bytes) => {
                     let info = CheckpointInfo {
                         id,
@@ -273,6 +293,7 @@ impl Coordinator {
         &self,
         id: u64,
         states: &BTreeMap<String, Vec<u8>>,
+        deltas: &BTreeMap<String, u64>,
         sources: BTreeMap<String, serde_json::Value>,
     ) -> Result<u64, StorageError> {
         let mut backend = self.backend.lock().unwrap_or_else(PoisonError::into_inner);
@@ -282,8 +303,12 @@ impl Coordinator {
         for (state, payload) in states {
             let framed = crate::state::frame(payload, self.compression);
             bytes += framed.len() as u64;
-            match backend.put(id, state, &framed) {
-                Ok(file) => manifest.states.push(file),
+            let stored = match deltas.get(state) {
+                Some(&base) => backend.put_delta(id, state, &framed, base),
+                None => backend.put(id, state, &framed).map(|f| vec![f]),
+            };
+            match stored {
+                Ok(files) => manifest.states.extend(files),
                 Err(e) => {
                     let _ = backend.abort(id);
                     return Err(e);

@@ -697,6 +697,7 @@ impl<'a> Pipeline<'a> {
             Box::new(store),
             config.checkpoint_interval(),
             config.checkpoint_compression(),
+            config.checkpoint_full_every(),
             last,
             names,
         );
@@ -749,13 +750,23 @@ impl<'a> Pipeline<'a> {
             let prefix = format!("{name}/");
             let mut parts = std::collections::BTreeMap::new();
             for s in m.states.iter().filter(|s| s.state.starts_with(&prefix)) {
-                let framed = store.get(m, &s.state).map_err(|e| fail(e.to_string()))?;
-                let payload = crate::state::unframe(&framed)
-                    .map_err(|e| fail(format!("`{}`: {e}", s.file)))?;
-                parts.insert(s.state[prefix.len()..].to_string(), payload.into_owned());
-                claimed.insert(s.state.clone());
+                if !claimed.insert(s.state.clone()) {
+                    continue; // another part of an incremental state, read with the first
+                }
+                let chain = store
+                    .get_all(m, &s.state)
+                    .map_err(|e| fail(e.to_string()))?;
+                let payloads = chain
+                    .iter()
+                    .map(|framed| {
+                        crate::state::unframe(framed)
+                            .map(std::borrow::Cow::into_owned)
+                            .map_err(|e| fail(format!("`{}`: {e}", s.state)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                parts.insert(s.state[prefix.len()..].to_string(), payloads);
             }
-            let mut restore = Restore::new(parts);
+            let mut restore = Restore::with_chains(parts, m.id);
             // User code runs here (stages' `restore`, sources' `seek`): a panic in it is an
             // error naming the segment, not a panic of the caller.
             let restored = catch_unwind(AssertUnwindSafe(|| {

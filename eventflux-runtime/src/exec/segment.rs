@@ -127,7 +127,8 @@ fn take_checkpoint<T, C: Stage<T>, O: Output<C::Out>>(
     let c = CheckpointId(id);
     tallied(output, |out| chain.on_barrier(c, out));
     output.barrier(c)?;
-    let mut snap = Snapshot::new();
+    let (base, full) = cp.increments(id);
+    let mut snap = Snapshot::for_checkpoint(id, base, full);
     chain
         .snapshot(&mut snap)
         .and_then(|()| output.snapshot(&mut snap))
@@ -135,7 +136,14 @@ fn take_checkpoint<T, C: Stage<T>, O: Output<C::Out>>(
             segment: segment.to_string(),
             source,
         })?;
-    cp.ack(id, segment, snap.into_parts(), position);
+    let deltas = snap.deltas().clone();
+    cp.ack(
+        id,
+        segment,
+        snap.into_parts(),
+        (&deltas, base.unwrap_or(0)),
+        position,
+    );
     Ok(())
 }
 

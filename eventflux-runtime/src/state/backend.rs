@@ -35,6 +35,21 @@ pub trait StateBackend: Send {
 
     /// The bytes of `state` in a committed checkpoint, checked against its manifest.
     fn get(&self, manifest: &Manifest, state: &str) -> Result<Vec<u8>, StorageError>;
+
+    /// Stores a delta of `state` for checkpoint `id` against the committed checkpoint `base`:
+    /// the new checkpoint holds `base`'s parts of the state (a full copy and the deltas after
+    /// it) and then `bytes`. Returns the state's files, in order.
+    fn put_delta(
+        &mut self,
+        id: u64,
+        state: &str,
+        bytes: &[u8],
+        base: u64,
+    ) -> Result<Vec<StateFile>, StorageError>;
+
+    /// Every part of `state` in a committed checkpoint, in order (one, or a full copy and the
+    /// deltas after it), each checked against the manifest.
+    fn get_all(&self, manifest: &Manifest, state: &str) -> Result<Vec<Vec<u8>>, StorageError>;
 }
 
 /// Checkpoints in a local directory.
@@ -338,6 +353,61 @@ impl StateBackend for LocalDir {
                 rejected,
             })
         }
+    }
+
+    fn put_delta(
+        &mut self,
+        id: u64,
+        state: &str,
+        bytes: &[u8],
+        base: u64,
+    ) -> Result<Vec<StateFile>, StorageError> {
+        let base_dir = self.final_dir(base);
+        let base_manifest =
+            self.verify(&base_dir, base)
+                .map_err(|reason| StorageError::Damaged {
+                    path: base_dir.join(MANIFEST),
+                    reason: format!("the base of an incremental checkpoint: {reason}"),
+                })?;
+        let tmp = self.begin(id)?;
+        let mut files = Vec::new();
+        for old in base_manifest.states.iter().filter(|s| s.state == state) {
+            let n = self.pending.map_or(0, |(_, n)| n);
+            let file = file_name(n, state);
+            let (from, to) = (base_dir.join(&old.file), tmp.join(&file));
+            self.fs.hard_link(&from, &to).map_err(io("link", &to))?;
+            self.pending = Some((id, n + 1));
+            files.push(StateFile {
+                file,
+                ..old.clone()
+            });
+        }
+        files.push(self.put(id, state, bytes)?);
+        Ok(files)
+    }
+
+    fn get_all(&self, manifest: &Manifest, state: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        let dir = self.final_dir(manifest.id);
+        let parts: Vec<&StateFile> = manifest
+            .states
+            .iter()
+            .filter(|s| s.state == state)
+            .collect();
+        if parts.is_empty() {
+            return Err(StorageError::MissingState {
+                id: manifest.id,
+                state: state.to_string(),
+            });
+        }
+        parts
+            .into_iter()
+            .map(|entry| {
+                let path = dir.join(&entry.file);
+                let bytes = self.fs.read(&path).map_err(io("read", &path))?;
+                check(&bytes, entry).map_err(|reason| StorageError::Damaged { path, reason })?;
+                Ok(bytes)
+            })
+            .collect()
     }
 
     fn get(&self, manifest: &Manifest, state: &str) -> Result<Vec<u8>, StorageError> {

@@ -22,6 +22,11 @@ pub trait Fs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// The entries of a directory.
     fn list(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Makes `to` another name of the file `from` (incremental checkpoints share the files of
+    /// earlier ones this way, without copying them).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)
+    }
 }
 
 /// The real file system.

@@ -54,6 +54,7 @@ mod codec;
 mod error;
 pub mod fs;
 mod impls;
+mod keyed;
 mod manifest;
 pub mod serde_value;
 mod snapshot;
@@ -63,6 +64,7 @@ pub use codec::{Compression, FORMAT_VERSION, StateReader, StateWriter, frame, un
 pub use error::{RecoveryError, StateError, StorageError};
 /// `#[derive(Checkpoint)]`: see the [module documentation](self).
 pub use eventflux_macros::Checkpoint;
+pub use keyed::Keyed;
 pub use manifest::{Manifest, StateFile};
 pub use snapshot::{Restore, Snapshot};
 

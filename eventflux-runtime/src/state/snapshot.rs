@@ -64,12 +64,68 @@ pub struct Snapshot {
     scope: Scope,
     unnamed: usize,
     parts: BTreeMap<String, Vec<u8>>,
+    /// The checkpoint being taken (0 outside a pipeline).
+    checkpoint: u64,
+    /// The last completed checkpoint, which incremental states save their changes against;
+    /// `None`: they save everything.
+    base: Option<u64>,
+    /// Incremental states save everything this time.
+    full: bool,
+    /// Ids of the parts that are deltas against `base`.
+    deltas: BTreeSet<String>,
 }
 
 impl Snapshot {
-    /// An empty snapshot.
+    /// An empty snapshot (incremental states save everything).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The snapshot of checkpoint `checkpoint`: incremental states save their changes since
+    /// `base` (a completed checkpoint) unless `full`.
+    pub(crate) fn for_checkpoint(checkpoint: u64, base: Option<u64>, full: bool) -> Self {
+        Snapshot {
+            checkpoint,
+            base,
+            full,
+            ..Self::default()
+        }
+    }
+
+    /// Saves a [`Keyed`](super::Keyed) map under the current id: the keys changed since the
+    /// last completed checkpoint, or everything every few checkpoints (see
+    /// [`Keyed`](super::Keyed)).
+    ///
+    /// ```
+    /// use eventflux_runtime::state::{Keyed, Restore, Snapshot};
+    /// let mut m: Keyed<u32, u64> = Keyed::new();
+    /// m.insert(1, 10);
+    /// let mut s = Snapshot::new();
+    /// s.save_keyed(&m)?;
+    /// let mut back: Keyed<u32, u64> = Keyed::new();
+    /// Restore::new(s.into_parts()).load_keyed(&mut back)?;
+    /// assert_eq!(back.get(&1), Some(&10));
+    /// # Ok::<(), eventflux_runtime::state::StateError>(())
+    /// ```
+    pub fn save_keyed<K, V>(&mut self, state: &super::Keyed<K, V>) -> Result<(), StateError>
+    where
+        K: std::hash::Hash + Eq + Clone + Checkpoint,
+        V: Checkpoint,
+    {
+        let (checkpoint, base, full) = (self.checkpoint, self.base, self.full);
+        let id = self.scope.next_id(&mut self.unnamed);
+        let mut w = StateWriter::new();
+        state.save_for(checkpoint, base, full || base.is_none(), &mut w)?;
+        if base.is_some() && !full {
+            self.deltas.insert(id.clone());
+        }
+        self.parts.insert(id, w.into_bytes());
+        Ok(())
+    }
+
+    /// Ids of the parts saved as deltas against the base checkpoint.
+    pub(crate) fn deltas(&self) -> &BTreeSet<String> {
+        &self.deltas
     }
 
     /// Saves `state` under the current id.
@@ -114,17 +170,57 @@ impl Snapshot {
 pub struct Restore {
     scope: Scope,
     unnamed: usize,
-    parts: BTreeMap<String, Vec<u8>>,
+    /// Each state's saved parts: one, or for an incremental state a full copy and the deltas
+    /// after it, in order.
+    parts: BTreeMap<String, Vec<Vec<u8>>>,
     used: BTreeSet<String>,
+    /// The checkpoint restored from.
+    checkpoint: u64,
 }
 
 impl Restore {
-    /// Reads from `parts` (what [`Snapshot::into_parts`] gave, or a checkpoint's files).
+    /// Reads from `parts` (what [`Snapshot::into_parts`] gave).
     pub fn new(parts: BTreeMap<String, Vec<u8>>) -> Self {
         Restore {
-            parts,
+            parts: parts.into_iter().map(|(k, v)| (k, vec![v])).collect(),
             ..Self::default()
         }
+    }
+
+    /// Reads from a checkpoint's states: each a chain of parts (a full copy and deltas).
+    pub(crate) fn with_chains(parts: BTreeMap<String, Vec<Vec<u8>>>, checkpoint: u64) -> Self {
+        Restore {
+            parts,
+            checkpoint,
+            ..Self::default()
+        }
+    }
+
+    /// Reads a [`Keyed`](super::Keyed) map saved with [`Snapshot::save_keyed`] into `into`
+    /// (the full copy, then each delta); `false` if the checkpoint has no state here.
+    pub fn load_keyed<K, V>(&mut self, into: &mut super::Keyed<K, V>) -> Result<bool, StateError>
+    where
+        K: std::hash::Hash + Eq + Clone + Checkpoint,
+        V: Checkpoint,
+    {
+        let id = self.scope.next_id(&mut self.unnamed);
+        let Some(chain) = self.parts.get(&id) else {
+            return Ok(false);
+        };
+        for (i, part) in chain.iter().enumerate() {
+            let mut r = StateReader::new(part);
+            into.apply(&mut r)
+                .map_err(|e| StateError::Custom(format!("state `{id}`, part {i}: {e}")))?;
+            if r.remaining() > 0 {
+                return Err(StateError::Custom(format!(
+                    "state `{id}`, part {i}: {} bytes left unread",
+                    r.remaining()
+                )));
+            }
+        }
+        into.restored(self.checkpoint);
+        self.used.insert(id);
+        Ok(true)
     }
 
     /// The state saved under the current id, or `None` if the checkpoint has none (a stage
@@ -139,8 +235,14 @@ impl Restore {
         f: impl FnOnce(&mut StateReader<'_>) -> Result<T, StateError>,
     ) -> Result<Option<T>, StateError> {
         let id = self.scope.next_id(&mut self.unnamed);
-        let Some(bytes) = self.parts.get(&id) else {
+        let Some(chain) = self.parts.get(&id) else {
             return Ok(None);
+        };
+        let [bytes] = &chain[..] else {
+            return Err(StateError::Custom(format!(
+                "state `{id}` was saved incrementally ({} parts): read it with `load_keyed`",
+                chain.len()
+            )));
         };
         let mut r = StateReader::new(bytes);
         let value = f(&mut r).map_err(|e| StateError::Custom(format!("state `{id}`: {e}")))?;
