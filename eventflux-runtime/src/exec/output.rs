@@ -89,14 +89,14 @@ pub trait Output<T>: Emit<T> + Send {
         Ok(())
     }
 
-    /// Checkpoint `checkpoint` is complete: sinks commit (see [`Sink::commit`](crate::Sink::commit)).
+    /// Checkpoint `checkpoint` is complete: sinks commit (see [`Sink::commit`]).
     fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
         let _ = checkpoint;
         Ok(())
     }
 
     /// The pipeline resumes from `checkpoint`: sinks recover (see
-    /// [`Sink::recover`](crate::Sink::recover)).
+    /// [`Sink::recover`]).
     fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), PipelineError> {
         let _ = checkpoint;
         Ok(())
