@@ -12,6 +12,13 @@
 //! processing thread, by hand and by macro), `dyn_vec` (the naive design: boxed processors and a
 //! `Vec` per event per stage — a reported baseline, not a target).
 //!
+//! W's `macro_fused_ckpt_1s`, `_100ms`, `_10ms` and `macro_two_thread_ckpt_1s` are the same
+//! pipelines checkpointing into a temporary directory at that interval; their lines carry
+//! `checkpoints` (per run), `checkpoint_ms_p50` and `checkpoint_bytes`, and `ratio_to_twin` is
+//! against the pipeline without checkpoints. Workload `state` restores a keyed state of 1 M
+//! keys (`restore_ms`) and measures an incremental checkpoint after 1 % of keys changed
+//! (`incremental_bytes_ratio`).
+//!
 //! Workload `W0`: trades → keep `volume > 100` → project to `(symbol, price × volume, ts)` →
 //! sum per symbol (a dense array: 64 symbols) → checksum of the sums. Inputs are generated
 //! before timing; each variant runs `--rounds` times with the variant order shuffled per round,
@@ -339,6 +346,7 @@ fn parse_args() -> Args {
             "W".into(),
             "W_sliding".into(),
             "latency".into(),
+            "state".into(),
         ],
         events: 20_000_000,
         rounds: 7,
@@ -495,10 +503,112 @@ fn main() {
                 });
             }
             "latency" => latency(&args),
+            "state" => state_bench(&args),
             other => fail(&format!(
                 "unknown workload `{other}`; choose from W0, W, W_sliding, latency"
             )),
         }
+    }
+}
+
+/// Workload `state`: a keyed state of 1 M keys (`state::Keyed<u64, (u64, f64)>`) saved in full
+/// to a local checkpoint directory, then restored from it — read, checked, decoded, the map
+/// rebuilt (`restore_ms`, median of `--rounds`, at most 5); and a checkpoint after 1 % of the
+/// keys changed, against the full one (`incremental_bytes_ratio`: its bytes over the full
+/// copy's).
+fn state_bench(args: &Args) {
+    use eventflux::state::{
+        self, Compression, Keyed, LocalDir, Manifest, Restore, Snapshot, StateBackend,
+    };
+    const KEYS: u64 = 1_000_000;
+    let mut map: Keyed<u64, (u64, f64)> = Keyed::new();
+    for k in 0..KEYS {
+        map.insert(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), (k, k as f64 * 0.5));
+    }
+    let dir = std::env::temp_dir().join(format!("eventflux-bench-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store_full = |store: &mut LocalDir, id: u64, snap: Snapshot| -> u64 {
+        let mut m = Manifest::new(id);
+        let mut bytes = 0;
+        for (name, payload) in snap.into_parts() {
+            let framed = state::frame(&payload, Compression::None);
+            bytes += framed.len() as u64;
+            let file = store
+                .put(id, &name, &framed)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            m.states.push(file);
+        }
+        store.commit(&m).unwrap_or_else(|e| fail(&e.to_string()));
+        bytes
+    };
+    let mut store = LocalDir::open(&dir, 3).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut full = Snapshot::for_checkpoint(1, None, true);
+    full.save_keyed(&map)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let full_bytes = store_full(&mut store, 1, full);
+    drop(store);
+    let mut restore_ms = Vec::new();
+    for _ in 0..args.rounds.clamp(1, 5) {
+        let t0 = Instant::now();
+        let store = LocalDir::open(&dir, 3).unwrap_or_else(|e| fail(&e.to_string()));
+        let m = store
+            .latest()
+            .unwrap_or_else(|e| fail(&e.to_string()))
+            .unwrap_or_else(|| fail("no checkpoint"));
+        let mut parts = std::collections::BTreeMap::new();
+        for s in &m.states {
+            let framed = store
+                .get(&m, &s.state)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let payload = state::unframe(&framed).unwrap_or_else(|e| fail(&e.to_string()));
+            parts.insert(s.state.clone(), payload.into_owned());
+        }
+        let mut back: Keyed<u64, (u64, f64)> = Keyed::new();
+        let found = Restore::new(parts)
+            .load_keyed(&mut back)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        restore_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if !found || back.len() as u64 != KEYS {
+            fail("the restored state lost keys");
+        }
+    }
+    // 1 % of the keys change; the next checkpoint saves only them.
+    for k in (0..KEYS).step_by(100) {
+        if let Some(v) = map.get_mut(&k.wrapping_mul(0x9E37_79B9_7F4A_7C15)) {
+            v.0 += 1;
+        }
+    }
+    let mut delta = Snapshot::for_checkpoint(2, Some(1), false);
+    delta
+        .save_keyed(&map)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let delta_bytes: u64 = delta
+        .into_parts()
+        .values()
+        .map(|p| state::frame(p, Compression::None).len() as u64)
+        .sum();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ratio = delta_bytes as f64 / full_bytes as f64;
+    let ms = median(&restore_ms);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "workload": "state",
+                "variant": "restore_1m_keys",
+                "keys": KEYS,
+                "full_bytes": full_bytes,
+                "restore_ms": (ms * 10.0).round() / 10.0,
+                "incremental_bytes": delta_bytes,
+                "incremental_bytes_ratio": (ratio * 10_000.0).round() / 10_000.0,
+                "rounds": restore_ms.len(),
+            })
+        );
+    } else {
+        println!(
+            "state: {KEYS} keys, full checkpoint {full_bytes} bytes, restored in {ms:.1} ms (median of {}); after 1 % of keys changed: {delta_bytes} bytes = {ratio:.4} of the full copy",
+            restore_ms.len()
+        );
     }
 }
 

@@ -82,8 +82,23 @@ impl Snapshot {
     }
 
     /// The snapshot of checkpoint `checkpoint`: incremental states save their changes since
-    /// `base` (a completed checkpoint) unless `full`.
-    pub(crate) fn for_checkpoint(checkpoint: u64, base: Option<u64>, full: bool) -> Self {
+    /// `base` (a completed checkpoint) unless `full`. Pipelines make it; a custom driver or a
+    /// test can too.
+    ///
+    /// ```
+    /// use eventflux_runtime::state::{Keyed, Snapshot};
+    /// let mut m: Keyed<u32, u64> = Keyed::new();
+    /// for k in 0..1000 { m.insert(k, 0); }
+    /// let mut full = Snapshot::for_checkpoint(1, None, true);
+    /// full.save_keyed(&m)?;
+    /// m.insert(7, 1); // one key changes
+    /// let mut delta = Snapshot::for_checkpoint(2, Some(1), false);
+    /// delta.save_keyed(&m)?;
+    /// let size = |s: Snapshot| s.into_parts().values().map(Vec::len).sum::<usize>();
+    /// assert!(size(delta) * 100 < size(full));
+    /// # Ok::<(), eventflux_runtime::state::StateError>(())
+    /// ```
+    pub fn for_checkpoint(checkpoint: u64, base: Option<u64>, full: bool) -> Self {
         Snapshot {
             checkpoint,
             base,
