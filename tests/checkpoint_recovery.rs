@@ -455,3 +455,52 @@ fn incremental_keyed_state_recovers_exactly_from_full_copies_and_deltas() {
         "lost, duplicated, reordered"
     );
 }
+
+/// Checkpoint metrics: counts, the last checkpoint's id, duration, bytes and alignment (at the
+/// fan-in after keyed workers), in the report and in the metrics snapshot; a source that cannot
+/// replay is named as at most once.
+#[test]
+fn checkpoint_metrics_are_reported() {
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let report = app(events(6_000), None, &ledger, true)
+        .checkpoints(dir.path(), Recovery::StartFresh)
+        .and_then(App::run)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = &report.checkpoints;
+    assert!(c.completed > 0);
+    assert_eq!(c.durations_ms.len() as u64, c.completed);
+    let last = c
+        .last
+        .as_ref()
+        .unwrap_or_else(|| panic!("a last checkpoint"));
+    assert!(last.bytes > 0);
+    assert!(c.at_most_once.is_empty(), "{:?}", c.at_most_once);
+    assert_eq!(report.metrics.checkpoints.as_ref(), Some(c));
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("checkpoints: {} completed", c.completed)),
+        "{text}"
+    );
+
+    // A channel source cannot replay: reported, not silently exactly-once.
+    let config = PipelineConfig::default();
+    let (source, input) = ChannelSource::<u64>::with_config(&config);
+    let mut p = PipelineBuilder::new(config);
+    let out = p.sink("out", CollectSink::<u64>::new());
+    p.add_source("live", source, Identity, out);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let handle = p
+        .build()
+        .and_then(|p| p.checkpoints(dir.path(), Recovery::StartFresh))
+        .and_then(|p| p.spawn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    input.close();
+    let report = handle.join().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checkpoints.at_most_once, ["live"]);
+    assert!(
+        report
+            .to_string()
+            .contains("at most once after a crash (cannot replay): live")
+    );
+}

@@ -242,6 +242,8 @@ impl<T> EventQueue<T> {
             pending: None,
             aligning: VecDeque::new(),
             release: false,
+            aligning_since: None,
+            last_alignment: Duration::ZERO,
             producers: Vec::new(),
             ended: 0,
             watermark: None,
@@ -481,6 +483,10 @@ pub struct QueueReceiver<T> {
     aligning: VecDeque<Held<T>>,
     /// The aligned barrier advanced: held-back items may be released.
     release: bool,
+    /// When the first producer passed a barrier the others have not (alignment started).
+    aligning_since: Option<Instant>,
+    /// How long the last barrier took to align.
+    last_alignment: Duration,
     producers: Vec<ProducerState>,
     ended: usize,
     watermark: Option<Watermark>,
@@ -530,6 +536,12 @@ impl<T> QueueReceiver<T> {
                 return self.poll();
             }
         }
+    }
+
+    /// How long the last barrier delivered took to align: from the first producer's barrier to
+    /// the last one's (zero with one producer).
+    pub fn last_alignment(&self) -> Duration {
+        self.last_alignment
     }
 
     /// Whether some producer declared that its events come with watermarks.
@@ -707,6 +719,9 @@ impl<T> QueueReceiver<T> {
             }
             ControlKind::Barrier(id) => {
                 self.producers[c.producer].barrier = Some(id);
+                if self.aligning_since.is_none() && self.barrier.is_none_or(|b| id > b) {
+                    self.aligning_since = Some(Instant::now());
+                }
                 self.advance_barrier()
             }
             ControlKind::Abandoned => None,
@@ -751,6 +766,18 @@ impl<T> QueueReceiver<T> {
         if self.barrier.is_none_or(|old| b > old) {
             self.barrier = Some(b);
             self.release = !self.aligning.is_empty();
+            self.last_alignment = self
+                .aligning_since
+                .take()
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            // A producer already past the next barrier starts the next alignment now.
+            if self
+                .producers
+                .iter()
+                .any(|p| p.barrier.is_some_and(|x| x > b))
+            {
+                self.aligning_since = Some(Instant::now());
+            }
             return Some(Message::Barrier(b));
         }
         None

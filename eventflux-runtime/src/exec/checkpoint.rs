@@ -28,8 +28,10 @@ pub struct CheckpointInfo {
     pub id: u64,
     /// From the request to the durable manifest.
     pub duration: Duration,
-    /// Bytes of state written.
+    /// Bytes of state written (for incremental states, their deltas).
     pub bytes: u64,
+    /// The longest barrier alignment at a queue with several producers.
+    pub alignment: Duration,
 }
 
 /// Counts of the checkpoints of a run, for its report and metrics.
@@ -43,11 +45,15 @@ pub struct CheckpointStats {
     pub last: Option<CheckpointInfo>,
     /// Durations of every completed checkpoint, in milliseconds, oldest first.
     pub durations_ms: Vec<u64>,
+    /// Sources that cannot replay: after a crash, the events they had emitted since the last
+    /// checkpoint are not seen again (at most once for those).
+    pub at_most_once: Vec<String>,
 }
 
 /// One checkpoint being taken.
 struct Pending {
     started: Instant,
+    alignment: Duration,
     acked: BTreeSet<String>,
     states: BTreeMap<String, Vec<u8>>,
     /// States saved as deltas, with the completed checkpoint each is a delta against.
@@ -211,6 +217,7 @@ impl Coordinator {
         }
         let p = st.pending.entry(id).or_insert_with(|| Pending {
             started: Instant::now(),
+            alignment: Duration::ZERO,
             acked: BTreeSet::new(),
             states: BTreeMap::new(),
             deltas: BTreeMap::new(),
@@ -228,6 +235,22 @@ impl Coordinator {
             p.sources.insert(segment.to_string(), position);
         }
         self.complete_ready(st);
+    }
+
+    /// A queue-fed segment's barrier `id` took `alignment` to align.
+    pub(crate) fn aligned(&self, id: u64, alignment: Duration) {
+        if alignment.is_zero() {
+            return;
+        }
+        let mut st = self.lock();
+        if let Some(p) = st.pending.get_mut(&id) {
+            p.alignment = p.alignment.max(alignment);
+        }
+    }
+
+    /// Records the sources that cannot replay.
+    pub(crate) fn set_at_most_once(&self, sources: Vec<String>) {
+        self.lock().stats.at_most_once = sources;
     }
 
     /// A segment finished (its stream ended): checkpoints no longer wait for it. A source
@@ -264,6 +287,7 @@ impl Coordinator {
                         id,
                         duration: p.started.elapsed(),
                         bytes,
+                        alignment: p.alignment,
                     };
                     st.stats.completed += 1;
                     st.stats

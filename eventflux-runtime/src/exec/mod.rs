@@ -98,6 +98,10 @@ pub trait Segment: Send {
     /// records on its output queues whether theirs does (see
     /// [`Stage::event_time`]). Called until nothing changes.
     fn plan_event_time(&mut self);
+    /// A source segment whose source cannot replay (see [`Source::position`]).
+    fn at_most_once(&self) -> bool {
+        false
+    }
     /// Before the run, when resuming from a checkpoint: restores the states of the segment's
     /// stages from `states` and seeks its source to `position`. (Its sinks recover when the
     /// segment starts.)
@@ -693,6 +697,12 @@ impl<'a> Pipeline<'a> {
             self.restore_from(&store, m)?;
         }
         let names: Vec<String> = self.segments.iter().map(|s| s.name().to_string()).collect();
+        let at_most_once: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|s| s.at_most_once())
+            .map(|s| s.name().to_string())
+            .collect();
         let coordinator = checkpoint::Coordinator::new(
             Box::new(store),
             config.checkpoint_interval(),
@@ -703,6 +713,7 @@ impl<'a> Pipeline<'a> {
         );
         let rt = Arc::get_mut(&mut self.runtime)
             .ok_or_else(|| PipelineError::Invalid("the pipeline is already running".into()))?;
+        coordinator.set_at_most_once(at_most_once);
         rt.checkpoints = Some(Arc::new(coordinator));
         rt.recovered = latest.map_or(0, |m| m.id);
         Ok(self)
@@ -901,6 +912,7 @@ fn finish_report(
     );
     if let Some(cp) = &rt.checkpoints {
         report.checkpoints = cp.stats();
+        report.metrics.checkpoints = Some(cp.stats());
     }
     Ok(report)
 }
@@ -947,7 +959,9 @@ impl PipelineHandle {
 
     /// A snapshot of every metric; throughput is over the interval since the previous call.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.registry.snapshot()
+        let mut s = self.registry.snapshot();
+        s.checkpoints = self.runtime.checkpoints.as_ref().map(|c| c.stats());
+        s
     }
 
     /// Whether every segment has finished.
@@ -1118,6 +1132,32 @@ impl fmt::Display for RunReport {
             self.dropped,
             self.dead_letter_count
         )?;
+        let c = &self.checkpoints;
+        if c.completed > 0 || c.failed > 0 {
+            write!(
+                f,
+                "checkpoints: {} completed, {} failed",
+                c.completed, c.failed
+            )?;
+            if let Some(last) = &c.last {
+                write!(
+                    f,
+                    "; last #{} took {:.1} ms ({} bytes, alignment {:.1} ms)",
+                    last.id,
+                    last.duration.as_secs_f64() * 1e3,
+                    last.bytes,
+                    last.alignment.as_secs_f64() * 1e3
+                )?;
+            }
+            writeln!(f)?;
+        }
+        if !c.at_most_once.is_empty() {
+            writeln!(
+                f,
+                "at most once after a crash (cannot replay): {}",
+                c.at_most_once.join(", ")
+            )?;
+        }
         write!(f, "{}", self.metrics)
     }
 }

@@ -298,6 +298,10 @@ where
         self.output.event_time(w);
     }
 
+    fn at_most_once(&self) -> bool {
+        self.source.position().is_none()
+    }
+
     fn restore(
         &mut self,
         states: &mut Restore,
@@ -615,7 +619,10 @@ where
                 output.watermark(w)?;
             }
             Message::Barrier(c) => match checkpoints {
-                Some(cp) => take_checkpoint(cp, name, c.0, chain, output, None)?,
+                Some(cp) => {
+                    cp.aligned(c.0, input.last_alignment());
+                    take_checkpoint(cp, name, c.0, chain, output, None)?;
+                }
                 None => {
                     tallied(output, |out| chain.on_barrier(c, out));
                     output.barrier(c)?;

@@ -336,6 +336,8 @@ pub struct MetricsSnapshot {
     pub nodes: Vec<NodeSnapshot>,
     /// Queues, in registration order.
     pub queues: Vec<QueueSnapshot>,
+    /// Checkpoints taken so far, when the pipeline checkpoints.
+    pub checkpoints: Option<crate::exec::checkpoint::CheckpointStats>,
 }
 
 impl MetricsSnapshot {
@@ -621,6 +623,7 @@ impl MetricsRegistry {
             interval_secs: interval.as_secs_f64(),
             nodes,
             queues,
+            checkpoints: None,
         }
     }
 }
