@@ -632,8 +632,8 @@ pub enum Recovery {
     ResumeOrStart,
     /// Resume from the newest checkpoint that verifies; an error if there is none.
     Resume,
-    /// Start from the beginning whatever the directory holds (its checkpoints are kept until
-    /// newer ones replace them).
+    /// Start from the beginning whatever the directory holds: its checkpoints are deleted (so
+    /// that a later resume cannot pick up one of an earlier run).
     StartFresh,
 }
 
@@ -675,8 +675,13 @@ impl<'a> Pipeline<'a> {
     ) -> Result<Self, PipelineError> {
         use crate::state::{LocalDir, StateBackend};
         let config = self.runtime.config.clone();
-        let store = LocalDir::open(dir.as_ref(), config.checkpoints_kept())
+        let mut store = LocalDir::open(dir.as_ref(), config.checkpoints_kept())
             .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        if recovery == Recovery::StartFresh {
+            store
+                .clear()
+                .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        }
         let latest = match (store.latest(), recovery) {
             (_, Recovery::StartFresh) => None,
             (Ok(Some(m)), _) => Some(m),

@@ -160,6 +160,16 @@ impl LocalDir {
         Ok(store)
     }
 
+    /// Removes every checkpoint in the directory (a fresh start that was asked for: a later
+    /// resume must not find a checkpoint of an earlier, unrelated run).
+    pub fn clear(&mut self) -> Result<(), StorageError> {
+        for id in self.checkpoints()? {
+            let path = self.final_dir(id);
+            self.fs.remove_dir_all(&path).map_err(io("remove", &path))?;
+        }
+        self.fs.sync_dir(&self.dir).map_err(io("sync", &self.dir))
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
