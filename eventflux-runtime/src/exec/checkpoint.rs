@@ -382,6 +382,14 @@ impl Coordinator {
         }
     }
 
+    /// The run ended successfully: records it in the storage.
+    pub(crate) fn finish_job(&self) -> Result<(), StorageError> {
+        self.backend
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_finished()
+    }
+
     /// The run's checkpoint counts.
     pub(crate) fn stats(&self) -> CheckpointStats {
         self.lock().stats.clone()

@@ -627,10 +627,12 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
     /// Resume from the newest checkpoint that verifies; start from the beginning if the
-    /// directory holds no checkpoint at all. A directory whose checkpoints are all damaged is
-    /// an error naming each one — never a silent fresh start.
+    /// directory holds no checkpoint at all, or if the job it holds ran to its end. A directory
+    /// whose checkpoints are all damaged is an error naming each one — never a silent fresh
+    /// start.
     ResumeOrStart,
-    /// Resume from the newest checkpoint that verifies; an error if there is none.
+    /// Resume from the newest checkpoint that verifies; an error if there is none, or if the
+    /// job ran to its end.
     Resume,
     /// Start from the beginning whatever the directory holds: its checkpoints are deleted (so
     /// that a later resume cannot pick up one of an earlier run).
@@ -677,7 +679,16 @@ impl<'a> Pipeline<'a> {
         let config = self.runtime.config.clone();
         let mut store = LocalDir::open(dir.as_ref(), config.checkpoints_kept())
             .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
-        if recovery == Recovery::StartFresh {
+        if store.is_finished() && recovery == Recovery::Resume {
+            return Err(PipelineError::Checkpoint(format!(
+                "the job in `{}` ran to its end: there is nothing to resume (run it again with \
+                 `Recovery::ResumeOrStart` or `Recovery::StartFresh`)",
+                dir.as_ref().display()
+            )));
+        }
+        // A fresh start, asked for or after a job that finished: no earlier checkpoint may be
+        // resumed from later.
+        if recovery == Recovery::StartFresh || store.is_finished() {
             store
                 .clear()
                 .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
@@ -916,6 +927,9 @@ fn finish_report(
         rt.dead_letters.count(),
     );
     if let Some(cp) = &rt.checkpoints {
+        // The job ran to its end: a later run starts afresh rather than resume before the end.
+        cp.finish_job()
+            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
         report.checkpoints = cp.stats();
         report.metrics.checkpoints = Some(cp.stats());
     }

@@ -10,6 +10,8 @@ use super::fs::{Fs, StdFs};
 use super::{Manifest, RecoveryError, StateFile, StorageError};
 
 const MANIFEST: &str = "MANIFEST.json";
+/// Present once the job ran to its end.
+const FINISHED: &str = "FINISHED";
 const PREFIX: &str = "chk-";
 const TMP: &str = ".tmp";
 
@@ -50,6 +52,13 @@ pub trait StateBackend: Send {
     /// Every part of `state` in a committed checkpoint, in order (one, or a full copy and the
     /// deltas after it), each checked against the manifest.
     fn get_all(&self, manifest: &Manifest, state: &str) -> Result<Vec<Vec<u8>>, StorageError>;
+
+    /// Records that the job ran to its end: its checkpoints describe points before the end,
+    /// so a later run must not resume from them.
+    fn mark_finished(&mut self) -> Result<(), StorageError>;
+
+    /// Whether [`mark_finished`](Self::mark_finished) was called (and nothing cleared it).
+    fn is_finished(&self) -> bool;
 }
 
 /// Checkpoints in a local directory.
@@ -166,6 +175,10 @@ impl LocalDir {
         for id in self.checkpoints()? {
             let path = self.final_dir(id);
             self.fs.remove_dir_all(&path).map_err(io("remove", &path))?;
+        }
+        let finished = self.dir.join(FINISHED);
+        if finished.exists() {
+            std::fs::remove_file(&finished).map_err(io("remove", &finished))?;
         }
         self.fs.sync_dir(&self.dir).map_err(io("sync", &self.dir))
     }
@@ -418,6 +431,22 @@ impl StateBackend for LocalDir {
                 Ok(bytes)
             })
             .collect()
+    }
+
+    fn mark_finished(&mut self) -> Result<(), StorageError> {
+        let (tmp, path) = (self.dir.join("FINISHED.tmp"), self.dir.join(FINISHED));
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(io("remove", &tmp))?;
+        }
+        self.fs
+            .write_synced(&tmp, b"the job ran to its end\n")
+            .map_err(io("write", &tmp))?;
+        self.fs.rename(&tmp, &path).map_err(io("rename", &tmp))?;
+        self.fs.sync_dir(&self.dir).map_err(io("sync", &self.dir))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.dir.join(FINISHED).exists()
     }
 
     fn get(&self, manifest: &Manifest, state: &str) -> Result<Vec<u8>, StorageError> {
