@@ -493,6 +493,7 @@ fn main() {
                     }
                     _ => windows_bench::w_dyn_vec(&data),
                 });
+                windows_bench::remove_checkpoint_dir();
             }
             "W_sliding" => {
                 let data = Arc::new(windows_bench::whole_cents(trades::generate(args.events)));

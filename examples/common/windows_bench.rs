@@ -227,21 +227,24 @@ pub enum Shape {
 /// What the last checkpointed run took: checkpoints, their median duration, state bytes.
 pub static LAST_CHECKPOINTS: Mutex<Option<(u64, f64, u64)>> = Mutex::new(None);
 
-/// A fresh checkpoint directory for a bench run.
-fn checkpoint_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("eventflux-bench-ckpt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// The bench's checkpoint directory (one per process; each run starts it afresh, and
+/// [`remove_checkpoint_dir`] removes it when the workload is done).
+pub fn checkpoint_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("eventflux-bench-ckpt-{}", std::process::id()))
 }
 
-/// Runs `app` with checkpoints into a fresh directory and records what they took.
+/// Removes the bench's checkpoint directory.
+pub fn remove_checkpoint_dir() {
+    let _ = std::fs::remove_dir_all(checkpoint_dir());
+}
+
+/// Runs `app` with checkpoints (a fresh start in the bench's directory: its earlier
+/// checkpoints are deleted) and records what they took.
 fn checkpointed(app: App, result: &Mutex<Option<u64>>) -> u64 {
-    let dir = checkpoint_dir();
     let report = app
-        .checkpoints(&dir, Recovery::StartFresh)
+        .checkpoints(checkpoint_dir(), Recovery::StartFresh)
         .and_then(App::run)
         .unwrap_or_else(|e| fail(&format!("pipeline failed: {e}")));
-    let _ = std::fs::remove_dir_all(&dir);
     let c = &report.checkpoints;
     let mut ms: Vec<f64> = c.durations_ms.iter().map(|&d| d as f64).collect();
     ms.sort_by(f64::total_cmp);
