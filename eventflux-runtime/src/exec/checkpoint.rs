@@ -61,6 +61,19 @@ struct Pending {
     sources: BTreeMap<String, serde_json::Value>,
 }
 
+impl Pending {
+    fn new(started: Instant) -> Self {
+        Pending {
+            started,
+            alignment: Duration::ZERO,
+            acked: BTreeSet::new(),
+            states: BTreeMap::new(),
+            deltas: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
 struct State {
     /// Segments still running: a checkpoint completes when all of them have acknowledged.
     live: BTreeSet<String>,
@@ -215,14 +228,10 @@ impl Coordinator {
         if id <= self.completed() {
             return;
         }
-        let p = st.pending.entry(id).or_insert_with(|| Pending {
-            started: Instant::now(),
-            alignment: Duration::ZERO,
-            acked: BTreeSet::new(),
-            states: BTreeMap::new(),
-            deltas: BTreeMap::new(),
-            sources: BTreeMap::new(),
-        });
+        let p = st
+            .pending
+            .entry(id)
+            .or_insert_with(|| Pending::new(Instant::now()));
         p.acked.insert(segment.to_string());
         for (state, bytes) in states {
             let key = format!("{segment}/{state}");
@@ -242,10 +251,15 @@ impl Coordinator {
         if alignment.is_zero() {
             return;
         }
-        let mut st = self.lock();
-        if let Some(p) = st.pending.get_mut(&id) {
-            p.alignment = p.alignment.max(alignment);
+        if id <= self.completed() {
+            return;
         }
+        let mut st = self.lock();
+        let p = st
+            .pending
+            .entry(id)
+            .or_insert_with(|| Pending::new(Instant::now()));
+        p.alignment = p.alignment.max(alignment);
     }
 
     /// Records the sources that cannot replay.

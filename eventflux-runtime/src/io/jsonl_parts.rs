@@ -57,6 +57,13 @@ impl<T> std::fmt::Debug for JsonLinesParts<T> {
     }
 }
 
+fn io_error(path: &Path, source: io::Error) -> SinkError {
+    SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn part_name(id: u64) -> String {
     format!("{PART}{id:020}{EXT}")
 }
@@ -104,17 +111,9 @@ impl<T> JsonLinesParts<T> {
         Ok(lines)
     }
 
-    fn io(&self, path: &Path, source: io::Error) -> SinkError {
-        let _ = &self.dir;
-        SinkError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
     /// The files of the directory named `{prefix}{id}.jsonl`, by id.
     fn files(&self, prefix: &str) -> Result<Vec<(u64, PathBuf)>, SinkError> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
         let mut found: Vec<(u64, PathBuf)> = entries
             .filter_map(|e| {
                 let e = e.ok()?;
@@ -129,13 +128,13 @@ impl<T> JsonLinesParts<T> {
     fn sync_dir(&self) -> Result<(), SinkError> {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| self.io(&self.dir, e))
+            .map_err(|e| io_error(&self.dir, e))
     }
 
     /// Starts a new, empty in-progress part.
     fn begin(&mut self) -> Result<(), SinkError> {
         let path = self.dir.join(IN_PROGRESS);
-        let file = File::create(&path).map_err(|e| self.io(&path, e))?;
+        let file = File::create(&path).map_err(|e| io_error(&path, e))?;
         self.out = Some(BufWriter::with_capacity(64 * 1024, file));
         self.lines = 0;
         Ok(())
@@ -145,14 +144,14 @@ impl<T> JsonLinesParts<T> {
     fn seal(&mut self, to: &str) -> Result<(), SinkError> {
         let path = self.dir.join(IN_PROGRESS);
         let Some(mut out) = self.out.take() else {
-            return Err(self.io(&path, io::Error::other("the sink is not open")));
+            return Err(io_error(&path, io::Error::other("the sink is not open")));
         };
-        out.flush().map_err(|e| self.io(&path, e))?;
-        out.get_ref().sync_all().map_err(|e| self.io(&path, e))?;
+        out.flush().map_err(|e| io_error(&path, e))?;
+        out.get_ref().sync_all().map_err(|e| io_error(&path, e))?;
         drop(out);
         if self.lines > 0 {
             let target = self.dir.join(to);
-            fs::rename(&path, &target).map_err(|e| self.io(&target, e))?;
+            fs::rename(&path, &target).map_err(|e| io_error(&target, e))?;
             self.sync_dir()?;
         }
         Ok(())
@@ -164,7 +163,7 @@ impl<T> JsonLinesParts<T> {
         for (id, path) in self.files(STAGED)? {
             if id <= upto {
                 let target = self.dir.join(part_name(id));
-                fs::rename(&path, &target).map_err(|e| self.io(&target, e))?;
+                fs::rename(&path, &target).map_err(|e| io_error(&target, e))?;
                 any = true;
             }
         }
@@ -187,7 +186,7 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
     fn send(&mut self, item: T) -> Result<(), SinkError> {
         let path = self.dir.join(IN_PROGRESS);
         let Some(out) = self.out.as_mut() else {
-            return Err(self.io(&path, io::Error::other("the sink is not open")));
+            return Err(io_error(&path, io::Error::other("the sink is not open")));
         };
         let written = serde_json::to_writer(&mut *out, &item)
             .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
@@ -196,7 +195,7 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
                 self.lines += 1;
                 Ok(())
             }
-            Err(e) if e.is_io() => Err(self.io(&path, io::Error::other(e))),
+            Err(e) if e.is_io() => Err(io_error(&path, io::Error::other(e))),
             Err(e) => Err(SinkError::Serialize(e.to_string())),
         }
     }
@@ -224,7 +223,7 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
         for prefix in [STAGED, PART] {
             for (id, path) in self.files(prefix)? {
                 if id > checkpoint.0 {
-                    fs::remove_file(&path).map_err(|e| self.io(&path, e))?;
+                    fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
                 }
             }
         }
@@ -241,7 +240,7 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
         self.seal(&part_name(next))?;
         let leftover = self.dir.join(IN_PROGRESS);
         if leftover.exists() {
-            fs::remove_file(&leftover).map_err(|e| self.io(&leftover, e))?;
+            fs::remove_file(&leftover).map_err(|e| io_error(&leftover, e))?;
         }
         Ok(())
     }

@@ -232,9 +232,8 @@ impl LocalDir {
         Ok(tmp)
     }
 
-    /// Checks one committed checkpoint directory: its manifest parses, names this checkpoint,
-    /// and every file it lists has the recorded size and checksum.
-    fn verify(&self, path: &Path, id: u64) -> Result<Manifest, String> {
+    /// The manifest of the checkpoint directory `path`, which must name checkpoint `id`.
+    fn manifest(&self, path: &Path, id: u64) -> Result<Manifest, String> {
         let manifest_path = path.join(MANIFEST);
         let text = self
             .fs
@@ -245,6 +244,13 @@ impl LocalDir {
         if m.id != id {
             return Err(format!("{MANIFEST} names checkpoint {}, not {id}", m.id));
         }
+        Ok(m)
+    }
+
+    /// Checks one committed checkpoint directory: its manifest parses, names this checkpoint,
+    /// and every file it lists has the recorded size and checksum.
+    fn verify(&self, path: &Path, id: u64) -> Result<Manifest, String> {
+        let m = self.manifest(path, id)?;
         for s in &m.states {
             let bytes = self
                 .fs
@@ -390,8 +396,9 @@ impl StateBackend for LocalDir {
         base: u64,
     ) -> Result<Vec<StateFile>, StorageError> {
         let base_dir = self.final_dir(base);
+        // Only the manifest: the base's files are linked, not read (recovery checks them).
         let base_manifest =
-            self.verify(&base_dir, base)
+            self.manifest(&base_dir, base)
                 .map_err(|reason| StorageError::Damaged {
                     path: base_dir.join(MANIFEST),
                     reason: format!("the base of an incremental checkpoint: {reason}"),
