@@ -8,15 +8,19 @@
 //! emitted before it. A queue with several producers aligns: what a producer sends after its
 //! barrier waits until every producer's barrier has arrived. Each segment saves its states
 //! when the barrier passes and acknowledges; sinks pre-commit when it reaches them. When every
-//! running segment has acknowledged, the states are written to the [`StateBackend`] with a
-//! manifest of the sources' positions, and sinks commit.
+//! running segment has acknowledged, a writer thread writes the states to the
+//! [`StateBackend`] with a manifest of the sources' positions, and sinks commit. One
+//! checkpoint is in flight at a time: an interval checkpoint is not started before the
+//! previous one is stored or given up.
 //!
 //! Not on the hot path: the per-poll check is one atomic load (and one clock read when an
-//! interval is set); acknowledgements take a lock once per segment per checkpoint.
+//! interval is set); acknowledgements take a lock once per segment per checkpoint; files are
+//! written and fsynced off the segments' threads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::state::{Compression, Manifest, StateBackend, StorageError};
@@ -85,10 +89,13 @@ struct State {
     failure: Option<(u64, String)>,
 }
 
-/// Coordinates the checkpoints of one run (see the [module documentation](self)).
-pub(crate) struct Coordinator {
+/// Coordinates the checkpoints of one run (see the [module documentation](self)): the shared
+/// part, used by segments and by the writer thread that stores completed checkpoints.
+pub(crate) struct Inner {
     requested: AtomicU64,
     completed: AtomicU64,
+    /// The newest checkpoint stored, failed or given up.
+    settled: AtomicU64,
     interval: Option<Duration>,
     epoch: Instant,
     /// Nanoseconds after `epoch` when the next interval checkpoint is due.
@@ -99,14 +106,59 @@ pub(crate) struct Coordinator {
     compression: Compression,
     /// Incremental states save in full every this many checkpoints.
     full_every: u64,
+    /// The writer thread's queue (`None`: write on the acknowledging thread, or shut down).
+    writer: Mutex<Option<mpsc::Sender<Work>>>,
+}
+
+/// What the writer thread does.
+enum Work {
+    /// Store a checkpoint every segment acknowledged.
+    Write(Completed),
+    /// Reply once everything sent before is stored.
+    Flush(mpsc::Sender<()>),
+}
+
+/// A checkpoint every segment acknowledged, to be stored.
+struct Completed {
+    id: u64,
+    started: Instant,
+    alignment: Duration,
+    states: BTreeMap<String, Vec<u8>>,
+    deltas: BTreeMap<String, u64>,
+    sources: BTreeMap<String, serde_json::Value>,
+}
+
+/// The coordinator with its writer thread: state files are written and fsynced there, off the
+/// segments' threads, in checkpoint order; dropping it finishes the writes queued.
+pub(crate) struct Coordinator {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Coordinator {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Coordinator")
-            .field("requested", &self.requested)
-            .field("completed", &self.completed)
-            .finish_non_exhaustive()
+        self.inner.fmt(f)
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has stored what was queued.
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -121,10 +173,50 @@ impl Coordinator {
         last: u64,
         segments: impl IntoIterator<Item = String>,
     ) -> Self {
+        let inner = Arc::new(Inner::new(
+            backend,
+            interval,
+            compression,
+            full_every,
+            last,
+            segments,
+        ));
+        let (tx, rx) = mpsc::channel();
+        let writer = Arc::clone(&inner);
+        let thread = thread::Builder::new()
+            .name("checkpoint-writer".into())
+            .spawn(move || writer.write_loop(rx))
+            .ok();
+        if thread.is_some() {
+            *inner.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        }
+        Coordinator { inner, thread }
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("requested", &self.requested)
+            .field("completed", &self.completed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn new(
+        backend: Box<dyn StateBackend>,
+        interval: Option<Duration>,
+        compression: Compression,
+        full_every: u64,
+        last: u64,
+        segments: impl IntoIterator<Item = String>,
+    ) -> Self {
         let interval_ns = interval.map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128) as u64);
-        Coordinator {
+        Inner {
             requested: AtomicU64::new(last),
             completed: AtomicU64::new(last),
+            settled: AtomicU64::new(last),
             interval,
             epoch: Instant::now(),
             next_due: AtomicU64::new(interval_ns),
@@ -139,6 +231,7 @@ impl Coordinator {
             backend: Mutex::new(backend),
             compression,
             full_every: full_every.max(1),
+            writer: Mutex::new(None),
         }
     }
 
@@ -154,7 +247,11 @@ impl Coordinator {
         if self.interval.is_some() {
             let now = self.epoch.elapsed().as_nanos() as u64;
             let due = self.next_due.load(Ordering::Relaxed);
-            if now >= due {
+            // One checkpoint at a time: the next is not due before the last one is stored or
+            // given up (so an incremental checkpoint's base is always the newest stored one).
+            if now >= due
+                && self.settled.load(Ordering::Acquire) >= self.requested.load(Ordering::Acquire)
+            {
                 let step = self
                     .interval
                     .map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128) as u64);
@@ -224,6 +321,7 @@ impl Coordinator {
         for old in skipped {
             st.pending.remove(&old);
             st.stats.failed += 1;
+            self.settled.fetch_max(old, Ordering::AcqRel);
         }
         if id <= self.completed() {
             return;
@@ -293,37 +391,97 @@ impl Coordinator {
             };
             let mut sources = st.finished_sources.clone();
             sources.extend(p.sources);
-            // Storage happens under the state lock: checkpoints complete in order, and acks
-            // (once per segment per checkpoint) wait meanwhile, never events.
-            match self.persist(id, &p.states, &p.deltas, sources) {
-                Ok(bytes) => {
-                    let info = CheckpointInfo {
-                        id,
-                        duration: p.started.elapsed(),
-                        bytes,
-                        alignment: p.alignment,
-                    };
-                    st.stats.completed += 1;
-                    st.stats
-                        .durations_ms
-                        .push(u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX));
-                    st.stats.last = Some(info);
-                    self.completed.fetch_max(id, Ordering::AcqRel);
-                }
-                Err(e) => {
-                    st.stats.failed += 1;
-                    st.failure = Some((id, e.to_string()));
-                }
-            }
-            // Older ones can no longer complete after a newer one did (or failed).
+            let done = Completed {
+                id,
+                started: p.started,
+                alignment: p.alignment,
+                states: p.states,
+                deltas: p.deltas,
+                sources,
+            };
+            // Older ones can no longer complete once a newer one is stored (or failed).
             let stale: Vec<u64> = st.pending.keys().copied().filter(|&o| o < id).collect();
             for old in stale {
                 st.pending.remove(&old);
                 st.stats.failed += 1;
+                self.settled.fetch_max(old, Ordering::AcqRel);
+            }
+            // To the writer thread, in order; without one, written here (under the lock:
+            // acks, once per segment per checkpoint, wait meanwhile, never events).
+            let queued = match &*self.writer.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(tx) => tx.send(Work::Write(done)).map_err(|e| match e.0 {
+                    Work::Write(done) => done,
+                    Work::Flush(_) => unreachable!("only a write was sent"),
+                }),
+                None => Err(done),
+            };
+            if let Err(done) = queued {
+                let result = self.store(&done);
+                self.record(&mut st, &done, result);
             }
         }
         drop(st);
         self.changed.notify_all();
+    }
+
+    /// Stores a completed checkpoint's states and manifest; returns the bytes written.
+    fn store(&self, c: &Completed) -> Result<u64, StorageError> {
+        self.persist(c.id, &c.states, &c.deltas, c.sources.clone())
+    }
+
+    /// Records how storing checkpoint `c` went, and makes it the completed one.
+    fn record(&self, st: &mut State, c: &Completed, result: Result<u64, StorageError>) {
+        match result {
+            Ok(bytes) => {
+                let info = CheckpointInfo {
+                    id: c.id,
+                    duration: c.started.elapsed(),
+                    bytes,
+                    alignment: c.alignment,
+                };
+                st.stats.completed += 1;
+                st.stats
+                    .durations_ms
+                    .push(u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX));
+                st.stats.last = Some(info);
+                self.completed.fetch_max(c.id, Ordering::AcqRel);
+            }
+            Err(e) => {
+                st.stats.failed += 1;
+                st.failure = Some((c.id, e.to_string()));
+            }
+        }
+        self.settled.fetch_max(c.id, Ordering::AcqRel);
+    }
+
+    /// The writer thread: stores completed checkpoints in order until the queue closes.
+    fn write_loop(&self, work: mpsc::Receiver<Work>) {
+        for w in work {
+            match w {
+                Work::Write(done) => {
+                    let result = self.store(&done);
+                    let mut st = self.lock();
+                    self.record(&mut st, &done, result);
+                    drop(st);
+                    self.changed.notify_all();
+                }
+                Work::Flush(reply) => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    /// Waits until every checkpoint queued so far is stored.
+    fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        let sent = match &*self.writer.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(w) => w.send(Work::Flush(tx)).is_ok(),
+            None => false,
+        };
+        if sent {
+            let _ = rx.recv();
+        }
     }
 
     /// Stores the states and the manifest of checkpoint `id`; returns the bytes written.
@@ -378,6 +536,15 @@ impl Coordinator {
                 return Err(format!("checkpoint {failed} failed: {why}"));
             }
             if st.live.is_empty() {
+                // Every segment has finished: what can complete is queued for the writer.
+                drop(st);
+                self.flush();
+                st = self.lock();
+                if self.completed() >= id
+                    && let Some(info) = &st.stats.last
+                {
+                    return Ok(info.clone());
+                }
                 return Err(format!(
                     "the pipeline finished before checkpoint {id} completed"
                 ));
@@ -396,16 +563,19 @@ impl Coordinator {
         }
     }
 
-    /// The run ended successfully: records it in the storage.
+    /// The run ended successfully: once every queued checkpoint is stored, records it in the
+    /// storage.
     pub(crate) fn finish_job(&self) -> Result<(), StorageError> {
+        self.flush();
         self.backend
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .mark_finished()
     }
 
-    /// The run's checkpoint counts.
+    /// The run's checkpoint counts (after every checkpoint queued so far is stored).
     pub(crate) fn stats(&self) -> CheckpointStats {
+        self.flush();
         self.lock().stats.clone()
     }
 }

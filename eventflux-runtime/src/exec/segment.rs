@@ -557,7 +557,7 @@ where
 {
     recover(rt, output)?;
     let checkpoints = rt.checkpoints.as_deref();
-    let mut committed = checkpoints.map_or(0, Coordinator::completed);
+    let mut committed = checkpoints.map_or(0, |c| c.completed());
     loop {
         if rt.lifecycle.aborted() {
             return Err(PipelineError::Aborted);
