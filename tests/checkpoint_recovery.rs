@@ -572,3 +572,57 @@ proptest::proptest! {
         proptest::prop_assert_eq!(verify(&want, &got), (0, 0, 0));
     }
 }
+
+/// A checkpoint that cannot complete (its sink hangs in `pre_commit`) is given up after the
+/// checkpoint timeout, and later checkpoints go on once the sink recovers.
+#[test]
+fn a_stuck_checkpoint_times_out_and_later_ones_complete() {
+    use std::time::{Duration, Instant};
+    struct Hangs(std::sync::mpsc::Receiver<()>);
+    impl Sink<u64> for Hangs {
+        fn send(&mut self, _: u64) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn pre_commit(&mut self, c: CheckpointId) -> Result<(), SinkError> {
+            if c.0 == 1 {
+                // Until the test lets go (or gives up waiting itself).
+                let _ = self.0.recv_timeout(Duration::from_secs(20));
+            }
+            Ok(())
+        }
+    }
+    let (release, hold) = std::sync::mpsc::channel();
+    let config = PipelineConfig::builder()
+        .checkpoint_interval(Duration::from_millis(5))
+        .checkpoint_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (source, input) = ChannelSource::<u64>::with_config(&config);
+    let mut p = PipelineBuilder::new(config);
+    let (tx, rx) = p.queue::<u64>("q");
+    p.add_source("live", source, Identity, QueueOutput::new(tx));
+    let out = p.sink("out", Hangs(hold));
+    p.add_queue_segment("sink", rx, Identity, out);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let handle = p
+        .build()
+        .and_then(|p| p.checkpoints(dir.path(), Recovery::StartFresh))
+        .and_then(|p| p.spawn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = input.send(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = || handle.metrics().checkpoints.map_or(0, |c| c.failed);
+    while failed() == 0 {
+        assert!(Instant::now() < deadline, "checkpoint 1 was never given up");
+        std::thread::park_timeout(Duration::from_millis(2));
+    }
+    let _ = release.send(());
+    let info = handle
+        .checkpoint()
+        .unwrap_or_else(|e| panic!("{e}; {:?}", handle.metrics().checkpoints));
+    assert!(info.id > 1, "a later checkpoint completed: {}", info.id);
+    input.close();
+    let report = handle.join().unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.checkpoints.failed >= 1);
+    assert!(report.checkpoints.completed >= 1);
+}

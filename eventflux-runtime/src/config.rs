@@ -46,6 +46,7 @@ pub struct PipelineConfig {
     checkpoints_kept: usize,
     checkpoint_compression: Compression,
     checkpoint_full_every: u64,
+    checkpoint_timeout: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -62,6 +63,7 @@ impl Default for PipelineConfig {
             checkpoints_kept: 3,
             checkpoint_compression: Compression::None,
             checkpoint_full_every: 10,
+            checkpoint_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -122,6 +124,11 @@ impl PipelineConfig {
     /// The compression of state files.
     pub fn checkpoint_compression(&self) -> Compression {
         self.checkpoint_compression
+    }
+
+    /// How long a checkpoint may take before it is given up.
+    pub fn checkpoint_timeout(&self) -> Duration {
+        self.checkpoint_timeout
     }
 
     /// How often incremental states save in full (in checkpoints).
@@ -233,6 +240,15 @@ impl PipelineConfig {
                 allowed: "1 to 86400000 (1 ms to a day)".into(),
             });
         }
+        if self.checkpoint_timeout < Duration::from_millis(1)
+            || self.checkpoint_timeout > Duration::from_secs(86_400)
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "checkpoint_timeout",
+                value: format!("{:?}", self.checkpoint_timeout),
+                allowed: "1ms to 1 day".into(),
+            });
+        }
         if self.checkpoint_full_every == 0 || self.checkpoint_full_every > 1000 {
             return Err(ConfigError::OutOfRange {
                 field: "checkpoint_full_every",
@@ -325,6 +341,13 @@ impl PipelineConfigBuilder {
     /// checkpoints and only their changes in between (1 – 1000; default 10; 1: always full).
     pub fn checkpoint_full_every(mut self, n: u64) -> Self {
         self.config.checkpoint_full_every = n;
+        self
+    }
+
+    /// A checkpoint not stored within this long (a segment stuck in a sink, say) is given up,
+    /// so that the next can start (1 ms – 1 day; default 10 minutes).
+    pub fn checkpoint_timeout(mut self, timeout: Duration) -> Self {
+        self.config.checkpoint_timeout = timeout;
         self
     }
 

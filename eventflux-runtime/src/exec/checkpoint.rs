@@ -96,6 +96,10 @@ pub(crate) struct Inner {
     completed: AtomicU64,
     /// The newest checkpoint stored, failed or given up.
     settled: AtomicU64,
+    /// Nanoseconds after `epoch` when the newest checkpoint was requested.
+    requested_at: AtomicU64,
+    /// A checkpoint not stored within this long is given up (nanoseconds).
+    timeout: u64,
     interval: Option<Duration>,
     epoch: Instant,
     /// Nanoseconds after `epoch` when the next interval checkpoint is due.
@@ -170,6 +174,7 @@ impl Coordinator {
         interval: Option<Duration>,
         compression: Compression,
         full_every: u64,
+        timeout: Duration,
         last: u64,
         segments: impl IntoIterator<Item = String>,
     ) -> Self {
@@ -178,6 +183,7 @@ impl Coordinator {
             interval,
             compression,
             full_every,
+            timeout,
             last,
             segments,
         ));
@@ -209,6 +215,7 @@ impl Inner {
         interval: Option<Duration>,
         compression: Compression,
         full_every: u64,
+        timeout: Duration,
         last: u64,
         segments: impl IntoIterator<Item = String>,
     ) -> Self {
@@ -217,6 +224,8 @@ impl Inner {
             requested: AtomicU64::new(last),
             completed: AtomicU64::new(last),
             settled: AtomicU64::new(last),
+            requested_at: AtomicU64::new(0),
+            timeout: timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
             interval,
             epoch: Instant::now(),
             next_due: AtomicU64::new(interval_ns),
@@ -247,6 +256,13 @@ impl Inner {
         if self.interval.is_some() {
             let now = self.epoch.elapsed().as_nanos() as u64;
             let due = self.next_due.load(Ordering::Relaxed);
+            let requested = self.requested.load(Ordering::Acquire);
+            if now >= due
+                && self.settled.load(Ordering::Acquire) < requested
+                && now.saturating_sub(self.requested_at.load(Ordering::Acquire)) > self.timeout
+            {
+                self.give_up(requested);
+            }
             // One checkpoint at a time: the next is not due before the last one is stored or
             // given up (so an incremental checkpoint's base is always the newest stored one).
             if now >= due
@@ -266,6 +282,7 @@ impl Inner {
                     .is_ok()
                 {
                     self.requested.fetch_add(1, Ordering::AcqRel);
+                    self.requested_at.store(now, Ordering::Release);
                 }
             }
         }
@@ -275,7 +292,27 @@ impl Inner {
 
     /// Requests a checkpoint now; returns its id.
     pub(crate) fn request(&self) -> u64 {
+        self.requested_at
+            .store(self.epoch.elapsed().as_nanos() as u64, Ordering::Release);
         self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Gives up checkpoints up to `id` that did not complete in time (a segment stuck in a
+    /// sink, say): later checkpoints may start.
+    #[cold]
+    fn give_up(&self, id: u64) {
+        let mut st = self.lock();
+        let stuck: Vec<u64> = st.pending.keys().copied().filter(|&p| p <= id).collect();
+        for p in stuck {
+            st.pending.remove(&p);
+            st.stats.failed += 1;
+        }
+        if self.settled.fetch_max(id, Ordering::AcqRel) < id {
+            let limit = Duration::from_nanos(self.timeout);
+            st.failure = Some((id, format!("not complete within {limit:?}")));
+        }
+        drop(st);
+        self.changed.notify_all();
     }
 
     /// Whether a checkpoint newer than `committed` was requested: one a sink may soon have
@@ -323,7 +360,7 @@ impl Inner {
             st.stats.failed += 1;
             self.settled.fetch_max(old, Ordering::AcqRel);
         }
-        if id <= self.completed() {
+        if id <= self.settled.load(Ordering::Acquire) {
             return;
         }
         let p = st
@@ -349,7 +386,7 @@ impl Inner {
         if alignment.is_zero() {
             return;
         }
-        if id <= self.completed() {
+        if id <= self.settled.load(Ordering::Acquire) {
             return;
         }
         let mut st = self.lock();

@@ -724,6 +724,7 @@ impl<'a> Pipeline<'a> {
             config.checkpoint_interval(),
             config.checkpoint_compression(),
             config.checkpoint_full_every(),
+            config.checkpoint_timeout(),
             last,
             names,
         );
