@@ -136,6 +136,41 @@
 //! generates event-time progress in band, and `late_output()` gives a late side output that is
 //! connected as a `source` node.
 //!
+//! # State and recovery
+//!
+//! Every stateful stage checkpoints its state (see [`state`]): give the pipeline a directory
+//! and it takes aligned-barrier checkpoints there every `checkpoint_interval_ms`, and a later
+//! run resumes from the newest one — stages restored, sources sought to their recorded
+//! positions, two-phase-commit sinks such as [`JsonLinesParts`](io::JsonLinesParts) committing
+//! exactly what the checkpoint covers. A state type of your own derives
+//! [`Checkpoint`](state::Checkpoint).
+//!
+//! ```
+//! use eventflux::prelude::*;
+//!
+//! #[derive(Checkpoint, Default)]
+//! struct Running { total: i64, seen: u64 }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let out = CollectSink::new();
+//! let got = out.handle();
+//! let app = pipeline! {
+//!     config { checkpoint_interval_ms: 500 }
+//!     source xs = IterSource::new(vec![3i64, -1, 4]);
+//!     stage sum = stateful(Running::default(), |r: &mut Running, x: i64| {
+//!         r.total += x;
+//!         r.seen += 1;
+//!         Some((r.seen, r.total))
+//!     });
+//!     sink out = out;
+//!     xs -> sum -> out;
+//! };
+//! let report = app.checkpoints(dir.path(), Recovery::ResumeOrStart)?.run()?;
+//! assert_eq!(got.take(), [(1, 3), (2, 2), (3, 6)]);
+//! assert_eq!(report.checkpoints.at_most_once.len(), 0, "an iterator source replays");
+//! # Ok::<(), PipelineError>(())
+//! ```
+//!
 //! The runtime ([`eventflux_runtime`], re-exported below) can also be used directly:
 //! `PipelineBuilder` assembles the same segments by hand.
 
