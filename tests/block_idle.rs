@@ -196,3 +196,56 @@ fn idle_timers_do_not_spin() {
         "idle pipeline with timers used {idle_cpu:?} in {WAIT:?}"
     );
 }
+
+/// A checkpointing pipeline stays idle too: with a checkpoint every 20 ms and no input, its
+/// segments and the checkpoint writer use little CPU (the checkpoints are taken and written;
+/// nothing spins between them), and the pipeline still runs to the end exactly.
+#[test]
+fn an_idle_checkpointing_pipeline_does_not_spin() {
+    let config = PipelineConfig::builder()
+        .checkpoint_interval(Duration::from_millis(20))
+        .build()
+        .expect("valid");
+    let (source, handle) = ChannelSource::<u64>::with_config(&config);
+    let mut p = PipelineBuilder::new(config);
+    let (tx, rx) = p.queue::<u64>("q");
+    let sink = CollectSink::new();
+    let got = sink.handle();
+    let out = p.sink("out", sink);
+    let sum = p.named(
+        "sum",
+        stateful(0u64, |s: &mut u64, x: u64| {
+            *s += x;
+            Some(*s)
+        }),
+    );
+    p.add_source("channel", source, Identity, QueueOutput::new(tx));
+    p.add_queue_segment("sum", rx, sum, out);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let running = p
+        .build()
+        .and_then(|p| p.checkpoints(dir.path(), Recovery::StartFresh))
+        .and_then(|p| p.spawn())
+        .expect("starts");
+
+    let names = ["channel", "sum", "checkpoint-writer"];
+    let cpu0 = named_threads_cpu(&names);
+    thread::sleep(WAIT);
+    let idle_cpu = named_threads_cpu(&names) - cpu0;
+
+    for x in 1..=4 {
+        assert_eq!(handle.send(x).expect("running"), SendOutcome::Sent);
+    }
+    drop(handle);
+    let report = running.join().expect("runs to the end");
+    assert_eq!(got.take(), [1, 3, 6, 10]);
+    assert!(
+        report.checkpoints.completed >= 5,
+        "{:?}",
+        report.checkpoints
+    );
+    assert!(
+        idle_cpu < BUDGET,
+        "idle checkpointing pipeline used {idle_cpu:?} in {WAIT:?}"
+    );
+}
