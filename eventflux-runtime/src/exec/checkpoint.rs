@@ -190,7 +190,7 @@ impl Coordinator {
         let (tx, rx) = mpsc::channel();
         let writer = Arc::clone(&inner);
         let thread = thread::Builder::new()
-            .name("checkpoint-writer".into())
+            .name("ef-checkpoint".into())
             .spawn(move || writer.write_loop(rx))
             .ok();
         if thread.is_some() {
