@@ -15,6 +15,11 @@ struct Changes<K> {
     by_key: Map<K, (u64, bool)>,
     /// The checkpoint that will include changes made now.
     epoch: u64,
+    /// The checkpoint of the latest full copy (saved or restored from); `None` before the
+    /// first. A delta is written only against a base at least this recent: an older base does
+    /// not hold the copy the delta would apply to. Changes are recorded only from the first
+    /// full copy on (before it, every checkpoint saves in full anyway).
+    last_full: Option<u64>,
 }
 
 /// A map for keyed state with **incremental checkpoints**: a checkpoint saves only the keys
@@ -54,6 +59,7 @@ impl<K, V> Default for Keyed<K, V> {
             changes: RefCell::new(Changes {
                 by_key: Map::default(),
                 epoch: 1,
+                last_full: None,
             }),
         }
     }
@@ -67,8 +73,10 @@ impl<K: Hash + Eq + Clone, V> Keyed<K, V> {
 
     fn touch(&mut self, key: &K, removed: bool) {
         let c = self.changes.get_mut();
-        let epoch = c.epoch;
-        c.by_key.insert(key.clone(), (epoch, removed));
+        if c.last_full.is_some() {
+            let epoch = c.epoch;
+            c.by_key.insert(key.clone(), (epoch, removed));
+        }
     }
 
     /// The value of `key`.
@@ -125,19 +133,23 @@ const FULL: u8 = 0;
 const DELTA: u8 = 1;
 
 impl<K: Hash + Eq + Clone + Checkpoint, V: Checkpoint> Keyed<K, V> {
-    /// Writes the state for checkpoint `id`: everything (`full`, or no `base`), or what
-    /// changed after the completed checkpoint `base`. Changes stay recorded until a later
-    /// checkpoint's base covers them (this one may still fail).
+    /// Writes the state for checkpoint `id`: what changed after the completed checkpoint
+    /// `base`, or everything (`full`, no `base`, or a base that does not hold this map's
+    /// latest full copy). Returns whether it wrote a delta. Changes stay recorded until a
+    /// later checkpoint's base covers them (this one may still fail).
     pub(crate) fn save_for(
         &self,
         id: u64,
         base: Option<u64>,
         full: bool,
         w: &mut StateWriter,
-    ) -> Result<(), StateError> {
+    ) -> Result<bool, StateError> {
         let mut c = self.changes.borrow_mut();
-        match base.filter(|_| !full) {
+        let last_full = c.last_full;
+        let delta_base = base.filter(|&b| !full && last_full.is_some_and(|f| b >= f));
+        match delta_base {
             None => {
+                c.last_full = Some(id);
                 w.put(&FULL)?;
                 w.len_prefix(self.map.len())?;
                 for (k, v) in &self.map {
@@ -172,7 +184,7 @@ impl<K: Hash + Eq + Clone + Checkpoint, V: Checkpoint> Keyed<K, V> {
             c.by_key.retain(|_, (epoch, _)| *epoch > base);
         }
         c.epoch = id + 1;
-        Ok(())
+        Ok(delta_base.is_some())
     }
 
     /// Applies one saved part (a full copy or a delta) of checkpoint chain ending at `id`.
@@ -206,10 +218,109 @@ impl<K: Hash + Eq + Clone + Checkpoint, V: Checkpoint> Keyed<K, V> {
         Ok(())
     }
 
-    /// After a restore from checkpoint `id`: nothing has changed since.
+    /// After a restore from checkpoint `id`: nothing has changed since, and `id` holds the
+    /// map (its full copy and deltas).
     pub(crate) fn restored(&mut self, id: u64) {
         let c = self.changes.get_mut();
         c.by_key.clear();
         c.epoch = id + 1;
+        c.last_full = Some(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Restore, Snapshot};
+    use super::*;
+
+    /// Restores from the parts `snaps` saved, in order (a full copy and deltas).
+    fn restore(snaps: Vec<Snapshot>) -> Keyed<u32, u64> {
+        let chain: Vec<Vec<u8>> = snaps
+            .into_iter()
+            .flat_map(|s| s.into_parts().into_values())
+            .collect();
+        let mut back = Keyed::new();
+        let parts = std::collections::BTreeMap::from([("#0".to_string(), chain)]);
+        let found = Restore::with_chains(parts, 0)
+            .load_keyed(&mut back)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(found);
+        back
+    }
+
+    fn save(m: &Keyed<u32, u64>, id: u64, base: Option<u64>) -> (Snapshot, bool) {
+        let mut s = Snapshot::for_checkpoint(id, base, false);
+        s.save_keyed(m).unwrap_or_else(|e| panic!("{e}"));
+        let delta = !s.deltas().is_empty();
+        (s, delta)
+    }
+
+    /// A map that no completed checkpoint holds yet — a stage added since the checkpoint the
+    /// run resumed from — saves a full copy even when the checkpoint has a base: a delta
+    /// against a base without it would lose every key not changed since.
+    #[test]
+    fn a_map_no_base_holds_is_saved_in_full() {
+        let mut m: Keyed<u32, u64> = Keyed::new();
+        for k in 0..10 {
+            m.insert(k, u64::from(k));
+        }
+        let (s, delta) = save(&m, 5, Some(4));
+        assert!(!delta, "no base holds this map");
+        assert_eq!(restore(vec![s]).len(), 10);
+    }
+
+    /// Whatever each checkpoint writes — a full copy or a delta — the chain recovery would
+    /// read (the base's chain, then this part) restores the map exactly, through a first full
+    /// copy, deltas, a periodic full copy whose checkpoint fails, and the checkpoint after it.
+    #[test]
+    fn every_checkpoint_restores_exactly_whatever_it_wrote() {
+        let mut m: Keyed<u32, u64> = Keyed::new();
+        // Each completed checkpoint's chain, by id.
+        let mut chains: std::collections::BTreeMap<u64, Vec<Vec<u8>>> = Default::default();
+        let mut completed: Option<u64> = None;
+        let steps: [(u64, bool, bool); 5] = [
+            // (checkpoint, periodic full, completes)
+            (1, false, true),
+            (2, false, true),
+            (3, true, false),
+            (4, false, true),
+            (5, false, true),
+        ];
+        for (round, (id, full, completes)) in steps.into_iter().enumerate() {
+            let r = round as u32;
+            m.insert(r, u64::from(r) * 10);
+            m.insert(100, u64::from(r));
+            if r > 0 {
+                m.remove(&(r - 1));
+            }
+            let mut s = Snapshot::for_checkpoint(id, completed, full);
+            s.save_keyed(&m).unwrap_or_else(|e| panic!("{e}"));
+            let delta = !s.deltas().is_empty();
+            let part: Vec<u8> = s.into_parts().into_values().flatten().collect();
+            let mut chain = match (delta, completed) {
+                (true, Some(base)) => chains[&base].clone(),
+                _ => Vec::new(),
+            };
+            chain.push(part);
+            let mut back = Keyed::<u32, u64>::new();
+            let parts = std::collections::BTreeMap::from([("#0".to_string(), chain.clone())]);
+            Restore::with_chains(parts, id)
+                .load_keyed(&mut back)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let sorted = |k: &Keyed<u32, u64>| {
+                let mut v: Vec<(u32, u64)> = k.iter().map(|(a, b)| (*a, *b)).collect();
+                v.sort_unstable();
+                v
+            };
+            assert_eq!(
+                sorted(&back),
+                sorted(&m),
+                "checkpoint {id} (delta: {delta})"
+            );
+            if completes {
+                chains.insert(id, chain);
+                completed = Some(id);
+            }
+        }
     }
 }

@@ -130,8 +130,7 @@ impl Snapshot {
         let (checkpoint, base, full) = (self.checkpoint, self.base, self.full);
         let id = self.scope.next_id(&mut self.unnamed);
         let mut w = StateWriter::new();
-        state.save_for(checkpoint, base, full || base.is_none(), &mut w)?;
-        if base.is_some() && !full {
+        if state.save_for(checkpoint, base, full, &mut w)? {
             self.deltas.insert(id.clone());
         }
         self.parts.insert(id, w.into_bytes());
