@@ -23,7 +23,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::config::PipelineConfig;
 use crate::state::{Compression, Manifest, StateBackend, StorageError};
+
+/// Checkpoint durations kept in [`CheckpointStats::durations_ms`].
+const KEPT_DURATIONS: usize = 1024;
 
 /// What a completed checkpoint took.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -47,7 +51,8 @@ pub struct CheckpointStats {
     pub failed: u64,
     /// The last completed one.
     pub last: Option<CheckpointInfo>,
-    /// Durations of every completed checkpoint, in milliseconds, oldest first.
+    /// Durations of the last completed checkpoints (at most 1024, so a long run's report
+    /// stays small), in milliseconds, oldest first.
     pub durations_ms: Vec<u64>,
     /// Sources that cannot replay: after a crash, the events they had emitted since the last
     /// checkpoint are not seen again (at most once for those).
@@ -99,8 +104,9 @@ pub(crate) struct Inner {
     /// Nanoseconds after `epoch` when the newest checkpoint was requested.
     requested_at: AtomicU64,
     /// A checkpoint not stored within this long is given up (nanoseconds).
-    timeout: u64,
-    interval: Option<Duration>,
+    timeout_ns: u64,
+    /// The checkpoint interval (nanoseconds), if checkpoints are taken on a timer.
+    interval_ns: Option<u64>,
     epoch: Instant,
     /// Nanoseconds after `epoch` when the next interval checkpoint is due.
     next_due: AtomicU64,
@@ -167,26 +173,16 @@ impl Drop for Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator storing into `backend`, whose checkpoint ids continue after `last` (the
-    /// checkpoint resumed from, or 0).
+    /// A coordinator storing into `backend` as `config` says (interval, compression, full
+    /// copies, timeout), whose checkpoint ids continue after `last` (the checkpoint resumed
+    /// from, or 0).
     pub(crate) fn new(
         backend: Box<dyn StateBackend>,
-        interval: Option<Duration>,
-        compression: Compression,
-        full_every: u64,
-        timeout: Duration,
+        config: &PipelineConfig,
         last: u64,
         segments: impl IntoIterator<Item = String>,
     ) -> Self {
-        let inner = Arc::new(Inner::new(
-            backend,
-            interval,
-            compression,
-            full_every,
-            timeout,
-            last,
-            segments,
-        ));
+        let inner = Arc::new(Inner::new(backend, config, last, segments));
         let (tx, rx) = mpsc::channel();
         let writer = Arc::clone(&inner);
         let thread = thread::Builder::new()
@@ -212,23 +208,21 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     fn new(
         backend: Box<dyn StateBackend>,
-        interval: Option<Duration>,
-        compression: Compression,
-        full_every: u64,
-        timeout: Duration,
+        config: &PipelineConfig,
         last: u64,
         segments: impl IntoIterator<Item = String>,
     ) -> Self {
-        let interval_ns = interval.map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128) as u64);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let interval_ns = config.checkpoint_interval().map(nanos);
         Inner {
             requested: AtomicU64::new(last),
             completed: AtomicU64::new(last),
             settled: AtomicU64::new(last),
             requested_at: AtomicU64::new(0),
-            timeout: timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
-            interval,
+            timeout_ns: nanos(config.checkpoint_timeout()),
+            interval_ns,
             epoch: Instant::now(),
-            next_due: AtomicU64::new(interval_ns),
+            next_due: AtomicU64::new(interval_ns.unwrap_or(u64::MAX)),
             state: Mutex::new(State {
                 live: segments.into_iter().collect(),
                 finished_sources: BTreeMap::new(),
@@ -238,8 +232,8 @@ impl Inner {
             }),
             changed: Condvar::new(),
             backend: Mutex::new(backend),
-            compression,
-            full_every: full_every.max(1),
+            compression: config.checkpoint_compression(),
+            full_every: config.checkpoint_full_every().max(1),
             writer: Mutex::new(None),
         }
     }
@@ -253,41 +247,44 @@ impl Inner {
     /// it due requests it for all).
     #[inline]
     pub(crate) fn due(&self, last: u64) -> Option<u64> {
-        if self.interval.is_some() {
+        if let Some(step) = self.interval_ns {
             let now = self.epoch.elapsed().as_nanos() as u64;
             let due = self.next_due.load(Ordering::Relaxed);
-            let requested = self.requested.load(Ordering::Acquire);
-            if now >= due
-                && self.settled.load(Ordering::Acquire) < requested
-                && now.saturating_sub(self.requested_at.load(Ordering::Acquire)) > self.timeout
-            {
-                self.give_up(requested);
-            }
-            // One checkpoint at a time: the next is not due before the last one is stored or
-            // given up (so an incremental checkpoint's base is always the newest stored one).
-            if now >= due
-                && self.settled.load(Ordering::Acquire) >= self.requested.load(Ordering::Acquire)
-            {
-                let step = self
-                    .interval
-                    .map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128) as u64);
-                if self
-                    .next_due
-                    .compare_exchange(
-                        due,
-                        now.saturating_add(step),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    self.requested.fetch_add(1, Ordering::AcqRel);
-                    self.requested_at.store(now, Ordering::Release);
-                }
+            if now >= due {
+                self.interval_due(now, due, step);
             }
         }
         let requested = self.requested.load(Ordering::Acquire);
         (requested > last).then_some(requested)
+    }
+
+    /// The interval has come round (`due`, seen at `now`): requests the next checkpoint — one
+    /// at a time, so the last one must be stored first (an incremental checkpoint's base is
+    /// then always the newest stored one), or given up once it has taken longer than the
+    /// timeout.
+    #[cold]
+    fn interval_due(&self, now: u64, due: u64, step: u64) {
+        let requested = self.requested.load(Ordering::Acquire);
+        if self.settled.load(Ordering::Acquire) < requested {
+            if now.saturating_sub(self.requested_at.load(Ordering::Acquire)) <= self.timeout_ns {
+                return;
+            }
+            self.give_up(requested);
+        }
+        // The first source to see it due requests it for all.
+        if self
+            .next_due
+            .compare_exchange(
+                due,
+                now.saturating_add(step),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.requested.fetch_add(1, Ordering::AcqRel);
+            self.requested_at.store(now, Ordering::Release);
+        }
     }
 
     /// Requests a checkpoint now; returns its id.
@@ -308,7 +305,7 @@ impl Inner {
             st.stats.failed += 1;
         }
         if self.settled.fetch_max(id, Ordering::AcqRel) < id {
-            let limit = Duration::from_nanos(self.timeout);
+            let limit = Duration::from_nanos(self.timeout_ns);
             st.failure = Some((id, format!("not complete within {limit:?}")));
         }
         drop(st);
@@ -477,9 +474,11 @@ impl Inner {
                     alignment: c.alignment,
                 };
                 st.stats.completed += 1;
-                st.stats
-                    .durations_ms
-                    .push(u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX));
+                let d = &mut st.stats.durations_ms;
+                if d.len() == KEPT_DURATIONS {
+                    d.remove(0);
+                }
+                d.push(u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX));
                 st.stats.last = Some(info);
                 self.completed.fetch_max(c.id, Ordering::AcqRel);
             }

@@ -719,15 +719,7 @@ impl<'a> Pipeline<'a> {
             .filter(|s| s.at_most_once())
             .map(|s| s.name().to_string())
             .collect();
-        let coordinator = checkpoint::Coordinator::new(
-            Box::new(store),
-            config.checkpoint_interval(),
-            config.checkpoint_compression(),
-            config.checkpoint_full_every(),
-            config.checkpoint_timeout(),
-            last,
-            names,
-        );
+        let coordinator = checkpoint::Coordinator::new(Box::new(store), &config, last, names);
         let rt = Arc::get_mut(&mut self.runtime)
             .ok_or_else(|| PipelineError::Invalid("the pipeline is already running".into()))?;
         coordinator.set_at_most_once(at_most_once);
@@ -931,8 +923,9 @@ fn finish_report(
         // The job ran to its end: a later run starts afresh rather than resume before the end.
         cp.finish_job()
             .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
-        report.checkpoints = cp.stats();
-        report.metrics.checkpoints = Some(cp.stats());
+        let stats = cp.stats();
+        report.metrics.checkpoints = Some(stats.clone());
+        report.checkpoints = stats;
     }
     Ok(report)
 }
@@ -956,8 +949,8 @@ impl fmt::Debug for PipelineHandle {
 }
 
 impl PipelineHandle {
-    /// Takes a checkpoint now and waits until it is durable (at most ten minutes). Needs
-    /// [`Pipeline::checkpoints`].
+    /// Takes a checkpoint now and waits until it is durable (at most the checkpoint timeout,
+    /// 10 minutes by default). Needs [`Pipeline::checkpoints`].
     pub fn checkpoint(&self) -> Result<checkpoint::CheckpointInfo, PipelineError> {
         let cp = self.runtime.checkpoints.as_ref().ok_or_else(|| {
             PipelineError::Checkpoint(
@@ -966,7 +959,7 @@ impl PipelineHandle {
             )
         })?;
         let id = cp.request();
-        cp.wait(id, Duration::from_secs(600))
+        cp.wait(id, self.runtime.config.checkpoint_timeout())
             .map_err(PipelineError::Checkpoint)
     }
 

@@ -188,8 +188,9 @@ fn source_checkpoints<S: Source, C: Stage<S::Item>, O: Output<C::Out>>(
     commit_completed(cp, &mut progress.committed, output)
 }
 
-/// Sinks commit what a completed checkpoint newer than `committed` covers.
-#[inline(never)]
+/// Sinks commit what a completed checkpoint newer than `committed` covers (one atomic load
+/// when there is nothing to commit; the commit itself out of line).
+#[inline]
 fn commit_completed<T, O: Output<T>>(
     cp: &Coordinator,
     committed: &mut u64,
@@ -198,9 +199,15 @@ fn commit_completed<T, O: Output<T>>(
     let done = cp.completed();
     if done > *committed {
         *committed = done;
-        output.commit(CheckpointId(done))?;
+        return commit(output, done);
     }
     Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn commit<T, O: Output<T>>(output: &mut O, checkpoint: u64) -> Result<(), PipelineError> {
+    output.commit(CheckpointId(checkpoint))
 }
 
 /// Restores a segment's chain and output from a checkpoint.
