@@ -147,6 +147,38 @@ impl<T: DeserializeOwned> Source for JsonLinesSource<T> {
     }
 }
 
+/// Why [`write_line`] failed.
+pub(crate) enum LineError {
+    Io(io::Error),
+    Serialize(String),
+}
+
+impl LineError {
+    /// The sink's error, naming the file written to.
+    pub(crate) fn into_sink_error(self, path: &Path) -> SinkError {
+        match self {
+            LineError::Io(source) => SinkError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            LineError::Serialize(e) => SinkError::Serialize(e),
+        }
+    }
+}
+
+/// Writes `item` as one JSON line.
+pub(crate) fn write_line<T: Serialize>(out: &mut impl Write, item: &T) -> Result<(), LineError> {
+    serde_json::to_writer(&mut *out, item)
+        .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
+        .map_err(|e| {
+            if e.is_io() {
+                LineError::Io(io::Error::other(e))
+            } else {
+                LineError::Serialize(e.to_string())
+            }
+        })
+}
+
 fn trim_line_end(mut b: &[u8]) -> &[u8] {
     while let [rest @ .., b'\n' | b'\r'] = b {
         b = rest;
@@ -222,15 +254,7 @@ impl<T: Serialize> Sink<T> for JsonLinesSink<T> {
 
     fn send(&mut self, item: T) -> Result<(), SinkError> {
         let out = self.writer()?;
-        let written = serde_json::to_writer(&mut *out, &item)
-            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
-        written.map_err(|e| {
-            if e.is_io() {
-                self.io(io::Error::other(e))
-            } else {
-                SinkError::Serialize(e.to_string())
-            }
-        })
+        write_line(out, &item).map_err(|e| e.into_sink_error(&self.path))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::jsonl::write_line;
 use crate::error::SinkError;
 use crate::sink::Sink;
 use crate::stage::CheckpointId;
@@ -72,6 +73,19 @@ fn staged_name(id: u64) -> String {
     format!("{STAGED}{id:020}{EXT}")
 }
 
+/// The files of `dir` named `{prefix}{id}.jsonl`, by id.
+fn files_in(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let id = id_of(e.file_name().to_str()?, prefix)?;
+            Some((id, e.path()))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// The checkpoint id in a file name `{prefix}{id}.jsonl`.
 fn id_of(name: &str, prefix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?.strip_suffix(EXT)?.parse().ok()
@@ -96,16 +110,8 @@ impl<T> JsonLinesParts<T> {
 
     /// The committed lines of the directory `dir`: its part files in order.
     pub fn read_committed(dir: impl AsRef<Path>) -> io::Result<Vec<String>> {
-        let mut parts: Vec<(u64, PathBuf)> = fs::read_dir(dir.as_ref())?
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let id = id_of(e.file_name().to_str()?, PART)?;
-                Some((id, e.path()))
-            })
-            .collect();
-        parts.sort();
         let mut lines = Vec::new();
-        for (_, path) in parts {
+        for (_, path) in files_in(dir.as_ref(), PART)? {
             lines.extend(fs::read_to_string(path)?.lines().map(str::to_string));
         }
         Ok(lines)
@@ -113,16 +119,7 @@ impl<T> JsonLinesParts<T> {
 
     /// The files of the directory named `{prefix}{id}.jsonl`, by id.
     fn files(&self, prefix: &str) -> Result<Vec<(u64, PathBuf)>, SinkError> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
-        let mut found: Vec<(u64, PathBuf)> = entries
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let id = id_of(e.file_name().to_str()?, prefix)?;
-                Some((id, e.path()))
-            })
-            .collect();
-        found.sort();
-        Ok(found)
+        files_in(&self.dir, prefix).map_err(|e| io_error(&self.dir, e))
     }
 
     fn sync_dir(&self) -> Result<(), SinkError> {
@@ -184,20 +181,14 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
     }
 
     fn send(&mut self, item: T) -> Result<(), SinkError> {
-        let path = self.dir.join(IN_PROGRESS);
+        // The path is built only for an error: nothing is allocated per line.
         let Some(out) = self.out.as_mut() else {
+            let path = self.dir.join(IN_PROGRESS);
             return Err(io_error(&path, io::Error::other("the sink is not open")));
         };
-        let written = serde_json::to_writer(&mut *out, &item)
-            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
-        match written {
-            Ok(()) => {
-                self.lines += 1;
-                Ok(())
-            }
-            Err(e) if e.is_io() => Err(io_error(&path, io::Error::other(e))),
-            Err(e) => Err(SinkError::Serialize(e.to_string())),
-        }
+        write_line(out, &item).map_err(|e| e.into_sink_error(&self.dir.join(IN_PROGRESS)))?;
+        self.lines += 1;
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

@@ -144,38 +144,51 @@ impl<T: Checkpoint, const N: usize> Checkpoint for [T; N] {
     }
 }
 
+/// Saves a length and then each key and value.
+fn save_pairs<'a, K: Checkpoint + 'a, V: Checkpoint + 'a>(
+    w: &mut StateWriter,
+    len: usize,
+    pairs: impl IntoIterator<Item = (&'a K, &'a V)>,
+) -> Result<(), StateError> {
+    w.len_prefix(len)?;
+    pairs.into_iter().try_for_each(|(k, v)| {
+        k.save(w)?;
+        v.save(w)
+    })
+}
+
+/// Reads a length and then that many keys and values into the map `make` builds for a
+/// capacity (never more than the bytes left).
+fn load_pairs<K: Checkpoint, V: Checkpoint, M: Extend<(K, V)>>(
+    r: &mut StateReader<'_>,
+    make: impl FnOnce(usize) -> M,
+) -> Result<M, StateError> {
+    let len = r.len_prefix()?;
+    let mut m = make(r.capacity_for(len));
+    for _ in 0..len {
+        let k = K::load(r)?;
+        m.extend([(k, V::load(r)?)]);
+    }
+    Ok(m)
+}
+
 impl<K: Checkpoint + Eq + Hash, V: Checkpoint, S: BuildHasher + Default> Checkpoint
     for HashMap<K, V, S>
 {
     fn save(&self, w: &mut StateWriter) -> Result<(), StateError> {
-        w.len_prefix(self.len())?;
-        self.iter().try_for_each(|(k, v)| {
-            k.save(w)?;
-            v.save(w)
-        })
+        save_pairs(w, self.len(), self)
     }
     fn load(r: &mut StateReader<'_>) -> Result<Self, StateError> {
-        let len = r.len_prefix()?;
-        let mut m = HashMap::with_capacity_and_hasher(r.capacity_for(len), S::default());
-        for _ in 0..len {
-            let k = K::load(r)?;
-            m.insert(k, V::load(r)?);
-        }
-        Ok(m)
+        load_pairs(r, |n| HashMap::with_capacity_and_hasher(n, S::default()))
     }
 }
 
 impl<K: Checkpoint + Ord, V: Checkpoint> Checkpoint for BTreeMap<K, V> {
     fn save(&self, w: &mut StateWriter) -> Result<(), StateError> {
-        w.len_prefix(self.len())?;
-        self.iter().try_for_each(|(k, v)| {
-            k.save(w)?;
-            v.save(w)
-        })
+        save_pairs(w, self.len(), self)
     }
     fn load(r: &mut StateReader<'_>) -> Result<Self, StateError> {
-        let len = r.len_prefix()?;
-        (0..len).map(|_| Ok((K::load(r)?, V::load(r)?))).collect()
+        load_pairs(r, |_| BTreeMap::new())
     }
 }
 

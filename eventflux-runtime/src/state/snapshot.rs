@@ -20,18 +20,59 @@ struct Scope {
     count: usize,
 }
 
-impl Scope {
-    fn next_id(&mut self, unnamed: &mut usize) -> String {
-        let id = match &self.name {
-            Some(name) if self.count == 0 => name.clone(),
-            Some(name) => format!("{name}/{}", self.count),
+/// The ids of a [`Snapshot`]'s saves or a [`Restore`]'s loads, in the same order.
+#[derive(Debug, Default)]
+struct Ids {
+    scope: Scope,
+    /// States saved outside any node so far.
+    unnamed: usize,
+}
+
+impl Ids {
+    /// The id of the next save (or load).
+    fn next(&mut self) -> String {
+        let s = &mut self.scope;
+        let id = match &s.name {
+            Some(name) if s.count == 0 => name.clone(),
+            Some(name) => format!("{name}/{}", s.count),
             None => {
-                *unnamed += 1;
-                format!("#{}", *unnamed - 1)
+                self.unnamed += 1;
+                format!("#{}", self.unnamed - 1)
             }
         };
-        self.count += 1;
+        s.count += 1;
         id
+    }
+
+    /// Enters node `name`'s scope; returns the scope to [`leave`](Self::leave) for.
+    fn enter(&mut self, name: &str) -> Scope {
+        std::mem::replace(
+            &mut self.scope,
+            Scope {
+                name: Some(name.to_string()),
+                count: 0,
+            },
+        )
+    }
+
+    fn leave(&mut self, outer: Scope) {
+        self.scope = outer;
+    }
+}
+
+/// Reads one saved part with `f`, which must read all of it; errors name the state.
+fn read_part<T>(
+    id: &str,
+    part: &[u8],
+    f: impl FnOnce(&mut StateReader<'_>) -> Result<T, StateError>,
+) -> Result<T, StateError> {
+    let mut r = StateReader::new(part);
+    let value = f(&mut r).map_err(|e| StateError::Custom(format!("state `{id}`: {e}")))?;
+    match r.remaining() {
+        0 => Ok(value),
+        left => Err(StateError::Custom(format!(
+            "state `{id}`: {left} bytes left unread (saved by a different stage?)"
+        ))),
     }
 }
 
@@ -61,8 +102,7 @@ impl Scope {
 /// ```
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    scope: Scope,
-    unnamed: usize,
+    ids: Ids,
     parts: BTreeMap<String, Vec<u8>>,
     /// The checkpoint being taken (0 outside a pipeline).
     checkpoint: u64,
@@ -128,7 +168,7 @@ impl Snapshot {
         V: Checkpoint,
     {
         let (checkpoint, base, full) = (self.checkpoint, self.base, self.full);
-        let id = self.scope.next_id(&mut self.unnamed);
+        let id = self.ids.next();
         let mut w = StateWriter::new();
         if state.save_for(checkpoint, base, full, &mut w)? {
             self.deltas.insert(id.clone());
@@ -152,7 +192,7 @@ impl Snapshot {
         &mut self,
         f: impl FnOnce(&mut StateWriter) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
-        let id = self.scope.next_id(&mut self.unnamed);
+        let id = self.ids.next();
         let mut w = StateWriter::new();
         f(&mut w)?;
         self.parts.insert(id, w.into_bytes());
@@ -161,15 +201,9 @@ impl Snapshot {
 
     /// Runs `f` with saves scoped under node `name`.
     pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let outer = std::mem::replace(
-            &mut self.scope,
-            Scope {
-                name: Some(name.to_string()),
-                count: 0,
-            },
-        );
+        let outer = self.ids.enter(name);
         let r = f(self);
-        self.scope = outer;
+        self.ids.leave(outer);
         r
     }
 
@@ -182,8 +216,7 @@ impl Snapshot {
 /// Saved states being read back into a chain of stages. See [`Snapshot`].
 #[derive(Debug, Default)]
 pub struct Restore {
-    scope: Scope,
-    unnamed: usize,
+    ids: Ids,
     /// Each state's saved parts: one, or for an incremental state a full copy and the deltas
     /// after it, in order.
     parts: BTreeMap<String, Vec<Vec<u8>>>,
@@ -217,20 +250,12 @@ impl Restore {
         K: std::hash::Hash + Eq + Clone + Checkpoint,
         V: Checkpoint,
     {
-        let id = self.scope.next_id(&mut self.unnamed);
+        let id = self.ids.next();
         let Some(chain) = self.parts.get(&id) else {
             return Ok(false);
         };
         for (i, part) in chain.iter().enumerate() {
-            let mut r = StateReader::new(part);
-            into.apply(&mut r)
-                .map_err(|e| StateError::Custom(format!("state `{id}`, part {i}: {e}")))?;
-            if r.remaining() > 0 {
-                return Err(StateError::Custom(format!(
-                    "state `{id}`, part {i}: {} bytes left unread",
-                    r.remaining()
-                )));
-            }
+            read_part(&format!("{id}` part `{i}"), part, |r| into.apply(r))?;
         }
         into.restored(self.checkpoint);
         self.used.insert(id);
@@ -248,7 +273,7 @@ impl Restore {
         &mut self,
         f: impl FnOnce(&mut StateReader<'_>) -> Result<T, StateError>,
     ) -> Result<Option<T>, StateError> {
-        let id = self.scope.next_id(&mut self.unnamed);
+        let id = self.ids.next();
         let Some(chain) = self.parts.get(&id) else {
             return Ok(None);
         };
@@ -258,29 +283,16 @@ impl Restore {
                 chain.len()
             )));
         };
-        let mut r = StateReader::new(bytes);
-        let value = f(&mut r).map_err(|e| StateError::Custom(format!("state `{id}`: {e}")))?;
-        if r.remaining() > 0 {
-            return Err(StateError::Custom(format!(
-                "state `{id}`: {} bytes left unread (saved by a different stage?)",
-                r.remaining()
-            )));
-        }
+        let value = read_part(&id, bytes, f)?;
         self.used.insert(id);
         Ok(Some(value))
     }
 
     /// Runs `f` with loads scoped under node `name`.
     pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let outer = std::mem::replace(
-            &mut self.scope,
-            Scope {
-                name: Some(name.to_string()),
-                count: 0,
-            },
-        );
+        let outer = self.ids.enter(name);
         let r = f(self);
-        self.scope = outer;
+        self.ids.leave(outer);
         r
     }
 
