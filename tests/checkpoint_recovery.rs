@@ -40,6 +40,13 @@ struct TxSink {
 }
 
 impl TxSink {
+    fn over(ledger: &Arc<Mutex<Ledger>>) -> Self {
+        TxSink {
+            ledger: Arc::clone(ledger),
+            pending: Vec::new(),
+        }
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -90,6 +97,30 @@ impl<R: std::fmt::Debug> Sink<R> for TxSink {
     }
 }
 
+/// Passes events on, and panics at its `crash_at`-th (its count is checkpointed, so a resumed
+/// run crashes only if it has not passed that point yet).
+fn crashing(crash_at: Option<u64>) -> impl Stage<Ev, Out = Ev> {
+    stateful(0u64, move |n: &mut u64, e: Ev| {
+        *n += 1;
+        if Some(*n) == crash_at {
+            panic!("injected crash at event {n}");
+        }
+        Some(e)
+    })
+}
+
+/// A keyed tumbling window with several aggregates.
+fn window() -> impl Stage<Ev, Out = Row<u8, (u64, i128, i32, f64)>> {
+    tumbling(10, |e: &Ev| e.ts)
+        .group_by(|e: &Ev| e.group)
+        .aggregate((
+            count(),
+            sum(|e: &Ev| e.v),
+            min(|e: &Ev| e.v),
+            avg(|e: &Ev| f64::from(e.v)),
+        ))
+}
+
 /// The pipeline: a stage that can crash at its `crash_at`-th event, a queue, and a keyed
 /// tumbling window with several aggregates.
 fn app(
@@ -98,26 +129,15 @@ fn app(
     ledger: &Arc<Mutex<Ledger>>,
     keyed: bool,
 ) -> App<'static> {
-    let sink = TxSink {
-        ledger: Arc::clone(ledger),
-        pending: Vec::new(),
-    };
+    let sink = TxSink::over(ledger);
     if keyed {
         // Keyed workers, then a fan-in of their outputs into one sink: barriers are aligned
         // at the fan-in.
         return pipeline! {
             config { batch_size: 1, queue_capacity: 64, checkpoint_interval_ms: 1 }
             source feed = IterSource::new(events);
-            stage boom = stateful(0u64, move |n: &mut u64, e: Ev| {
-                *n += 1;
-                if Some(*n) == crash_at {
-                    panic!("injected crash at event {n}");
-                }
-                Some(e)
-            });
-            stage stats = tumbling(10, |e: &Ev| e.ts)
-                .group_by(|e: &Ev| e.group)
-                .aggregate((count(), sum(|e: &Ev| e.v), min(|e: &Ev| e.v), avg(|e: &Ev| f64::from(e.v))));
+            stage boom = crashing(crash_at);
+            stage stats = window();
             stage rows = map(|r: Row<u8, (u64, i128, i32, f64)>| (r.window.start, r.key, r.values));
             sink out = sink;
             feed -> boom =>[workers = 3, key = |e: &Ev| e.group] stats -> rows => out;
@@ -126,16 +146,8 @@ fn app(
     pipeline! {
         config { batch_size: 1, queue_capacity: 64, checkpoint_interval_ms: 1 }
         source feed = IterSource::new(events);
-        stage boom = stateful(0u64, move |n: &mut u64, e: Ev| {
-            *n += 1;
-            if Some(*n) == crash_at {
-                panic!("injected crash at event {n}");
-            }
-            Some(e)
-        });
-        stage stats = tumbling(10, |e: &Ev| e.ts)
-            .group_by(|e: &Ev| e.group)
-            .aggregate((count(), sum(|e: &Ev| e.v), min(|e: &Ev| e.v), avg(|e: &Ev| f64::from(e.v))));
+        stage boom = crashing(crash_at);
+        stage stats = window();
         sink out = sink;
         feed -> boom => stats -> out;
     }
@@ -287,10 +299,7 @@ impl Stage<Ev> for Flaky {
 }
 
 fn flaky_app(events: Vec<Ev>, fault: Fault, ledger: &Arc<Mutex<Ledger>>) -> App<'static> {
-    let sink = TxSink {
-        ledger: Arc::clone(ledger),
-        pending: Vec::new(),
-    };
+    let sink = TxSink::over(ledger);
     pipeline! {
         config { batch_size: 1, queue_capacity: 64, checkpoint_interval_ms: 1 }
         source feed = IterSource::new(events);
@@ -413,20 +422,11 @@ fn keyed_state_app(
     crash_at: Option<u64>,
     ledger: &Arc<Mutex<Ledger>>,
 ) -> App<'static> {
-    let sink = TxSink {
-        ledger: Arc::clone(ledger),
-        pending: Vec::new(),
-    };
+    let sink = TxSink::over(ledger);
     pipeline! {
         config { batch_size: 1, queue_capacity: 64, checkpoint_interval_ms: 1, checkpoint_full_every: 3 }
         source feed = IterSource::new(events);
-        stage boom = stateful(0u64, move |n: &mut u64, e: Ev| {
-            *n += 1;
-            if Some(*n) == crash_at {
-                panic!("injected crash at event {n}");
-            }
-            Some(e)
-        });
+        stage boom = crashing(crash_at);
         stage totals = Totals { by_key: eventflux::state::Keyed::new() };
         sink out = sink;
         feed -> boom => totals -> out;
