@@ -220,6 +220,22 @@ pub enum PipelineError {
     Checkpoint(String),
 }
 
+impl SourceError {
+    /// A source cannot resume from `position`, for `reason`.
+    ///
+    /// ```
+    /// use eventflux_runtime::SourceError;
+    /// let e = SourceError::seek(&serde_json::json!({ "events": 9 }), "the input ends at 3");
+    /// assert_eq!(e.to_string(), r#"cannot resume from position {"events":9}: the input ends at 3"#);
+    /// ```
+    pub fn seek(position: &serde_json::Value, reason: impl Into<String>) -> Self {
+        SourceError::Seek {
+            position: position.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl PipelineError {
     /// Whether this error is only a consequence of another segment's failure.
     pub fn is_aborted(&self) -> bool {

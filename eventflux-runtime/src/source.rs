@@ -197,10 +197,7 @@ pub trait Source: Send {
     /// Moves to `position` (one [`position`](Self::position) gave, possibly in an earlier
     /// process), before the first poll: the next events are those that followed it.
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
-        Err(SourceError::Seek {
-            position: position.to_string(),
-            reason: "this source cannot replay".into(),
-        })
+        Err(SourceError::seek(position, "this source cannot replay"))
     }
 
     /// Waits, at most `bound`, for more input after a `Pending` poll. The default parks the thread

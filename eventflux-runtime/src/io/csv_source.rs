@@ -260,10 +260,7 @@ impl<T: DeserializeOwned> Source for CsvSource<T> {
     /// Reads past the records before `position` again (the header row is taken as such), so
     /// the input must be the same file.
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
-        let bad = |reason: String| SourceError::Seek {
-            position: position.to_string(),
-            reason,
-        };
+        let bad = |reason: String| SourceError::seek(position, reason);
         let n = position
             .get("records")
             .and_then(serde_json::Value::as_u64)

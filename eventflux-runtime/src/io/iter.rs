@@ -65,10 +65,7 @@ where
     /// Skips the events emitted before `position` (the iterator must yield the same events
     /// again: build the source the same way).
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
-        let bad = |reason: String| SourceError::Seek {
-            position: position.to_string(),
-            reason,
-        };
+        let bad = |reason: String| SourceError::seek(position, reason);
         let n = position
             .get("events")
             .and_then(serde_json::Value::as_u64)

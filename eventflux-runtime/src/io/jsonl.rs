@@ -122,10 +122,7 @@ impl<T: DeserializeOwned> Source for JsonLinesSource<T> {
     /// Skips the bytes before `position` (reading them again: the input must be the same
     /// file).
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), SourceError> {
-        let bad = |reason: String| SourceError::Seek {
-            position: position.to_string(),
-            reason,
-        };
+        let bad = |reason: String| SourceError::seek(position, reason);
         let field = |name: &str| position.get(name).and_then(serde_json::Value::as_u64);
         let (Some(offset), Some(line)) = (field("offset"), field("line")) else {
             return Err(bad(
