@@ -340,7 +340,9 @@ fn verify(want: &[String], got: &[String]) -> (usize, usize, usize) {
 /// exactly the uninterrupted output, in order.
 #[test]
 fn panics_in_snapshot_and_restore_lose_and_duplicate_nothing() {
-    let n = 6_000;
+    // Long enough for three checkpoints (one at a time, each written and fsynced) on a fast
+    // machine.
+    let n = 60_000;
     let reference = Arc::new(Mutex::new(Ledger::default()));
     flaky_app(events(n), Fault::None, &reference)
         .run()

@@ -639,6 +639,34 @@ pub enum Recovery {
     StartFresh,
 }
 
+/// The states of checkpoint `m` whose ids start with `prefix` (a segment's), by the rest of
+/// their id: each one's parts (a full copy and deltas, or one), read, checked and unframed.
+fn states_under(
+    store: &crate::state::LocalDir,
+    m: &crate::state::Manifest,
+    prefix: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<Vec<u8>>>, String> {
+    use crate::state::StateBackend;
+    let mut parts = std::collections::BTreeMap::new();
+    for s in m.states.iter().filter(|s| s.state.starts_with(prefix)) {
+        let id = &s.state[prefix.len()..];
+        if parts.contains_key(id) {
+            continue; // another part of an incremental state, read with the first
+        }
+        let chain = store.get_all(m, &s.state).map_err(|e| e.to_string())?;
+        let payloads = chain
+            .iter()
+            .map(|framed| {
+                crate::state::unframe(framed)
+                    .map(std::borrow::Cow::into_owned)
+                    .map_err(|e| format!("`{}`: {e}", s.state))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.insert(id.to_string(), payloads);
+    }
+    Ok(parts)
+}
+
 impl<'a> Pipeline<'a> {
     /// Takes checkpoints into the directory `dir` (created if needed; locked against other
     /// processes), every [`checkpoint_interval`](crate::PipelineConfigBuilder::checkpoint_interval)
@@ -761,31 +789,14 @@ impl<'a> Pipeline<'a> {
         store: &crate::state::LocalDir,
         m: &crate::state::Manifest,
     ) -> Result<(), PipelineError> {
-        use crate::state::StateBackend;
         let fail = |e: String| PipelineError::Checkpoint(format!("checkpoint {}: {e}", m.id));
         let mut unclaimed: Vec<String> = Vec::new();
         let mut claimed = std::collections::BTreeSet::new();
         for segment in &mut self.segments {
             let name = segment.name().to_string();
             let prefix = format!("{name}/");
-            let mut parts = std::collections::BTreeMap::new();
-            for s in m.states.iter().filter(|s| s.state.starts_with(&prefix)) {
-                if !claimed.insert(s.state.clone()) {
-                    continue; // another part of an incremental state, read with the first
-                }
-                let chain = store
-                    .get_all(m, &s.state)
-                    .map_err(|e| fail(e.to_string()))?;
-                let payloads = chain
-                    .iter()
-                    .map(|framed| {
-                        crate::state::unframe(framed)
-                            .map(std::borrow::Cow::into_owned)
-                            .map_err(|e| fail(format!("`{}`: {e}", s.state)))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                parts.insert(s.state[prefix.len()..].to_string(), payloads);
-            }
+            let parts = states_under(store, m, &prefix).map_err(fail)?;
+            claimed.extend(parts.keys().map(|id| format!("{prefix}{id}")));
             let mut restore = Restore::with_chains(parts, m.id);
             // User code runs here (stages' `restore`, sources' `seek`): a panic in it is an
             // error naming the segment, not a panic of the caller.

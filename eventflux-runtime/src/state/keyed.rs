@@ -29,8 +29,9 @@ struct Changes<K> {
 /// [`Snapshot::save_keyed`](super::Snapshot::save_keyed) and read back with
 /// [`Restore::load_keyed`](super::Restore::load_keyed).
 ///
-/// Every mutation records its key (a hash-set insert): reads are as fast as a `HashMap`'s,
-/// writes a little slower.
+/// Once the map has been in a checkpoint, every mutation records its key (a hash-map
+/// insert): reads are as fast as a `HashMap`'s, writes a little slower. A map that is never
+/// checkpointed records nothing.
 ///
 /// ```
 /// use eventflux_runtime::state::Keyed;
