@@ -393,8 +393,9 @@ struct Totals {
 impl Stage<Ev> for Totals {
     type Out = (u32, u64, i64);
     fn process<E: Emit<(u32, u64, i64)>>(&mut self, e: Ev, out: &mut E) {
-        // Many keys, few of them changing between two checkpoints; some removed again.
-        let key = (e.ts as u32 % 50) * 8 + u32::from(e.group);
+        // Many keys, few of them changing between two checkpoints (a key comes back after 128
+        // timestamps); some removed again.
+        let key = (e.ts as u32 % 128) * 64 + u32::from(e.group);
         if e.v == 49 {
             self.by_key.remove(&key);
             return;
@@ -627,4 +628,220 @@ fn a_stuck_checkpoint_times_out_and_later_ones_complete() {
     let report = handle.join().unwrap_or_else(|e| panic!("{e}"));
     assert!(report.checkpoints.failed >= 1);
     assert!(report.checkpoints.completed >= 1);
+}
+
+/// Events over 37 keys, so that every worker of up to 8 owns some.
+fn many_keyed_events(n: u64) -> Vec<Ev> {
+    (0..n)
+        .map(|i| Ev {
+            ts: i / 7,
+            group: (i * 11 % 37) as u8,
+            v: (i as i32 % 101) - 50,
+        })
+        .collect()
+}
+
+/// Keyed workers whose fused run keeps three kinds of state per key group: a `stateful`
+/// count of the group's events, an incrementally checkpointed map ([`Totals`]'s) and a keyed
+/// tumbling window; their rows merge into one transactional sink. `$workers` is the number of
+/// keyed workers.
+macro_rules! rescalable_app {
+    ($workers:tt, $events:expr, $crash_at:expr, $ledger:expr) => {{
+        let sink = TxSink::over($ledger);
+        let crash_at: Option<u64> = $crash_at;
+        pipeline! {
+            config {
+                batch_size: 4, queue_capacity: 64,
+                checkpoint_interval_ms: 1, checkpoint_full_every: 1000
+            }
+            source feed = IterSource::new($events);
+            stage boom = crashing(crash_at);
+            // Each key group's own count of its events, folded into the values.
+            stage tally = stateful(0u64, |n: &mut u64, e: Ev| {
+                *n += 1;
+                Some(Ev { v: e.v + (*n % 3) as i32, ..e })
+            });
+            stage totals = Totals { by_key: eventflux::state::Keyed::new() };
+            stage back = map(|(key, n, total): (u32, u64, i64)| Ev {
+                ts: u64::from(key / 8) * 10 + n / 2,
+                group: (key % 8) as u8 + (total.rem_euclid(5) as u8) * 8,
+                v: (total % 1000) as i32,
+            });
+            stage stats = window();
+            stage rows = map(|r: Row<u8, (u64, i128, i32, f64)>| (r.window.start, r.key, r.values));
+            sink out = sink;
+            feed -> boom =>[workers = $workers, key = |e: &Ev| e.group] tally -> totals -> back -> stats -> rows => out;
+        }
+    }};
+}
+
+/// Runs `app` until its injected crash, into the checkpoint directory `dir`.
+fn crash_in(dir: &std::path::Path, app: App<'static>) {
+    let err = app
+        .checkpoints(dir, Recovery::ResumeOrStart)
+        .and_then(App::run)
+        .err()
+        .unwrap_or_else(|| panic!("the run was to crash"));
+    assert!(err.to_string().contains("injected crash"), "{err}");
+}
+
+/// The number of keyed workers of `tally` the newest checkpoint in `dir` was taken with.
+fn workers_in(dir: &std::path::Path) -> usize {
+    workers_in_of(dir, "tally")
+}
+
+/// The number of keyed workers of `segment` the newest checkpoint in `dir` was taken with.
+fn workers_in_of(dir: &std::path::Path, segment: &str) -> usize {
+    let store = LocalDir::open(dir, 3).unwrap_or_else(|e| panic!("{e}"));
+    let m = store
+        .latest()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no checkpoint"));
+    m.workers.get(segment).copied().unwrap_or(0)
+}
+
+/// Rescaling: keyed state is saved by key group, so a checkpoint taken with 4 workers restores
+/// into 2 or 8 (and on, into another number again), and the final committed output is exactly
+/// that of an uninterrupted 4-worker run — nothing lost, nothing duplicated.
+#[test]
+fn keyed_state_restores_into_a_different_number_of_workers() {
+    let n = 12_000;
+    let reference = Arc::new(Mutex::new(Ledger::default()));
+    rescalable_app!(4, many_keyed_events(n), None, &reference)
+        .run()
+        .unwrap_or_else(|e| panic!("reference run: {e}"));
+    let mut want = committed(&reference);
+    want.sort();
+    assert!(want.len() > 400, "{} rows", want.len());
+    let check = |ledger: &Arc<Mutex<Ledger>>, what: &str| {
+        let mut got = committed(ledger);
+        got.sort();
+        assert_eq!(
+            verify(&want, &got),
+            (0, 0, 0),
+            "{what}: lost, duplicated, reordered"
+        );
+    };
+    // The same output with 2 and 8 workers, uninterrupted: a key group's state and rows do
+    // not depend on the number of workers.
+    let (two, eight) = (
+        Arc::new(Mutex::new(Ledger::default())),
+        Arc::new(Mutex::new(Ledger::default())),
+    );
+    rescalable_app!(2, many_keyed_events(n), None, &two)
+        .run()
+        .unwrap_or_else(|e| panic!("2 workers: {e}"));
+    check(&two, "2 workers, uninterrupted");
+    rescalable_app!(8, many_keyed_events(n), None, &eight)
+        .run()
+        .unwrap_or_else(|e| panic!("8 workers: {e}"));
+    check(&eight, "8 workers, uninterrupted");
+
+    // 4 → 2.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    crash_in(
+        dir.path(),
+        rescalable_app!(4, many_keyed_events(n), Some(5_000), &ledger),
+    );
+    assert_eq!(workers_in(dir.path()), 4);
+    rescalable_app!(2, many_keyed_events(n), None, &ledger)
+        .checkpoints(dir.path(), Recovery::Resume)
+        .and_then(App::run)
+        .unwrap_or_else(|e| panic!("resumed with 2 workers: {e}"));
+    check(&ledger, "4 → 2 workers");
+
+    // 4 → 8 → 2 → 2, a crash in each run: incremental state relocated twice, then resumed
+    // without rescaling from checkpoints the 2-worker run took after relocating.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    crash_in(
+        dir.path(),
+        rescalable_app!(4, many_keyed_events(n), Some(3_000), &ledger),
+    );
+    assert_eq!(workers_in(dir.path()), 4);
+    crash_in(
+        dir.path(),
+        rescalable_app!(8, many_keyed_events(n), Some(6_000), &ledger),
+    );
+    assert_eq!(
+        workers_in(dir.path()),
+        8,
+        "the resumed run checkpointed with 8 workers"
+    );
+    crash_in(
+        dir.path(),
+        rescalable_app!(2, many_keyed_events(n), Some(9_500), &ledger),
+    );
+    assert_eq!(
+        workers_in(dir.path()),
+        2,
+        "the resumed run checkpointed with 2 workers"
+    );
+    rescalable_app!(2, many_keyed_events(n), None, &ledger)
+        .checkpoints(dir.path(), Recovery::Resume)
+        .and_then(App::run)
+        .unwrap_or_else(|e| panic!("resumed with 2 workers: {e}"));
+    check(&ledger, "4 → 8 → 2 → 2 workers");
+}
+
+/// Keyed workers with a fan-out inside them: the stages after it keep their state per worker
+/// (not per key group).
+macro_rules! branching_app {
+    ($workers:tt, $events:expr, $crash_at:expr, $ledger:expr) => {{
+        let sink = TxSink::over($ledger);
+        let crash_at: Option<u64> = $crash_at;
+        let count = || {
+            stateful(0u64, |n: &mut u64, e: Ev| {
+                *n += 1;
+                Some((*n, e))
+            })
+        };
+        pipeline! {
+            config { batch_size: 4, queue_capacity: 64, checkpoint_interval_ms: 1 }
+            source feed = IterSource::new($events);
+            stage boom = crashing(crash_at);
+            stage pass = map(|e: Ev| e);
+            stage left = count();
+            stage right = count();
+            sink out = sink;
+            feed -> boom =>[workers = $workers, key = |e: &Ev| e.group] pass;
+            pass -> left => out;
+            pass -> right => out;
+        }
+    }};
+}
+
+/// State kept per worker cannot follow its keys to another number of workers: resuming with
+/// a different number is an error that names the state and the numbers — and the same number
+/// still resumes.
+#[test]
+fn per_worker_state_does_not_rescale_and_says_so() {
+    let n = 6_000;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    crash_in(
+        dir.path(),
+        branching_app!(4, many_keyed_events(n), Some(3_000), &ledger),
+    );
+    assert_eq!(workers_in_of(dir.path(), "pass"), 4);
+    let err = branching_app!(2, many_keyed_events(n), None, &ledger)
+        .checkpoints(dir.path(), Recovery::Resume)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("the keyed workers of `pass` keep state `left` per worker")
+            && err.contains("taken with 4 workers, restores only into 4 workers, not 2"),
+        "{err}"
+    );
+    branching_app!(4, many_keyed_events(n), None, &ledger)
+        .checkpoints(dir.path(), Recovery::Resume)
+        .and_then(App::run)
+        .unwrap_or_else(|e| panic!("resumed with 4 workers: {e}"));
+    assert_eq!(
+        committed(&ledger).len(),
+        2 * n as usize,
+        "every event, once per branch"
+    );
 }

@@ -342,6 +342,14 @@ fn a_damaged_part_of_a_delta_chain_falls_back_to_the_previous_checkpoint() {
             .as_ref()
             .map(|m| store.get_all(m, "k").unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(parts, Some(vec![b"full".to_vec(), b"delta".to_vec()]));
+        // A delta of a state the base does not hold is refused: it would restore as the whole
+        // state.
+        let err = store
+            .put_delta(3, "other", b"delta", 2)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("checkpoint 2 holds no state `other`"));
+        store.abort(3).unwrap_or_else(|e| panic!("{e}"));
     }
     // Checkpoint 2's delta file is damaged: 2 is rejected, 1 is used.
     let f = file_of(dir.path(), 2, 1);

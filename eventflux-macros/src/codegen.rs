@@ -342,6 +342,33 @@ impl<'g> Gen<'g> {
                     ::eventflux::__private::edge_into_sink(&#mk, #bb.sink(#name, #l))
                 };
                 (chain, sink)
+            } else if let Some(w) = workers {
+                // One instance of the fused run per key group the worker owns.
+                let mut inner = Vec::new();
+                let (chain, last, m) = self.linear(root, &m0, (arrow, target), None, &mut inner);
+                let evals: Vec<TokenStream> = self
+                    .linear_members(root)
+                    .into_iter()
+                    .map(|n| self.eval(n))
+                    .collect();
+                let key = self
+                    .spec_into(root)
+                    .and_then(|s| s.key.clone())
+                    .map_or_else(|| quote!(|_: &_| 0u8), |k| quote!(#k));
+                let (groups, kg) = (self.fresh("groups"), self.fresh("chain"));
+                let worker = Ident::new("__ef_worker", Span::mixed_site());
+                let w = w as usize;
+                out.push(quote! {
+                    let mut #groups = ::std::vec::Vec::new();
+                    for _ in ::eventflux::__private::key_groups_of(#worker, #w) {
+                        #(#evals)*
+                        #(#inner)*
+                        #groups.push(#chain);
+                    }
+                    let #kg = ::eventflux::__private::key_groups(&#m0, #key, #worker, #w, #groups);
+                    let #m = ::eventflux::__private::marker_of(&#kg);
+                });
+                (kg, self.outputs(last, &m, &mut out))
             } else {
                 let (chain, last, m) = self.linear(root, &m0, (arrow, target), None, &mut out);
                 (chain, self.outputs(last, &m, &mut out))
@@ -363,10 +390,13 @@ impl<'g> Gen<'g> {
             Some(_) => {
                 // Worker copies: the fused nodes are evaluated once per worker, here.
                 let rxs = rx(&node.name);
+                // The fused run after the queue is evaluated per key group, above.
+                let per_group = self.linear_members(root);
                 let evals: Vec<TokenStream> = self
                     .g
                     .fused_members(root)
                     .into_iter()
+                    .filter(|n| !per_group.contains(n))
                     .map(|n| self.eval_in_worker(n))
                     .collect();
                 let w = Ident::new("__ef_worker", Span::mixed_site());
@@ -380,6 +410,22 @@ impl<'g> Gen<'g> {
                 }
             }
         }
+    }
+
+    /// The stages of the fused run that starts at `root` (a queue's consumer), as
+    /// [`linear`](Self::linear) chains them; empty for a sink.
+    fn linear_members(&self, root: usize) -> Vec<usize> {
+        let mut members = Vec::new();
+        let mut at = root;
+        while self.g.nodes[at].kind == NodeKind::Stage {
+            members.push(at);
+            let mut outs = self.g.outgoing(at);
+            match (outs.next(), outs.next()) {
+                (Some((_, e)), None) if e.queue.is_none() => at = e.to,
+                _ => break,
+            }
+        }
+        members
     }
 
     /// A node of a keyed segment, once per worker: its expression, or for a `per_worker(..)`

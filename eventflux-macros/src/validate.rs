@@ -19,7 +19,8 @@ const MAX_QUEUE_CAPACITY: u64 = 1 << 28;
 const MAX_BATCH_SIZE: u64 = 1 << 20;
 /// Most batches one queue holds (the runtime's `MAX_QUEUE_SLOTS`).
 const MAX_QUEUE_SLOTS: u64 = 1 << 16;
-const MAX_WORKERS: u64 = 256;
+/// Most workers of a keyed edge: the runtime's `KEY_GROUPS` (each worker owns a key group).
+const MAX_WORKERS: u64 = 128;
 const BACKPRESSURE: [&str; 4] = ["Block", "DropOldest", "DropNewest", "Unbounded"];
 const CONFIG_KEYS: [&str; 9] = [
     "queue_capacity",
@@ -381,7 +382,18 @@ fn edge_settings(
             "backpressure" => backpressure(v).map(|x| q.backpressure = Some(x)),
             "workers" => {
                 workers_span = Some(s.key.span());
-                in_range(v, "workers", 1, MAX_WORKERS).map(|x| q.workers = Some(x))
+                in_range(v, "workers", 1, MAX_WORKERS)
+                    .map_err(|d| {
+                        Diagnostic::new(
+                            d.span,
+                            format!(
+                                "{}: keyed state is kept in {MAX_WORKERS} key groups, and each \
+                                 worker owns at least one",
+                                d.message
+                            ),
+                        )
+                    })
+                    .map(|x| q.workers = Some(x))
             }
             "key" => {
                 key_span = Some(s.key.span());

@@ -16,7 +16,9 @@ pub use crate::exec::{Pipeline, PipelineBuilder, QueueSettings};
 pub use crate::metrics::NodeKind;
 
 use crate::error::StageError;
-use crate::exec::{FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
+use crate::exec::{
+    FanOut, FanOutItem, KeyGroups, KeyedOutput, Output, QueueOutput, SinkOutput, Then,
+};
 use crate::graph::PipelineGraph;
 use crate::queue::QueueReceiver;
 pub use crate::queue::QueueSender;
@@ -162,6 +164,31 @@ where
         txs.iter().map(|t| QueueOutput::new(t.clone())).collect(),
         key,
     )
+}
+
+pub use crate::exec::key_groups_of;
+
+/// A keyed worker's chain: one instance per key group it owns (see [`KeyGroups`]).
+pub fn key_groups<In, C, K, F>(
+    _: &Marker<In>,
+    key: F,
+    worker: usize,
+    workers: usize,
+    instances: Vec<Typed<In, C>>,
+) -> Typed<In, KeyGroups<C, F>>
+where
+    C: Stage<In>,
+    F: FnMut(&In) -> K + Send,
+    K: Hash,
+{
+    Typed {
+        stage: KeyGroups::new(
+            key_groups_of(worker, workers),
+            key,
+            instances.into_iter().map(|t| t.stage).collect(),
+        ),
+        input: PhantomData,
+    }
 }
 
 pub fn then_branch<In, C, O>(c: Typed<In, C>, out: O) -> Then<C, O>

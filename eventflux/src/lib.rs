@@ -68,15 +68,20 @@
 //!
 //! **Edge settings** (`=>[...]`): `capacity` (events buffered, 1–2²⁸), `batch_size`
 //! (1–2²⁰), `backpressure` (`Block`, `DropOldest`, `DropNewest`, `Unbounded`), and for keyed
-//! parallelism `workers = N` (1–256) with `key = |event: &T| ...` (any `Hash` value).
+//! parallelism `workers = N` (1–128) with `key = |event: &T| ...` (any `Hash` value).
 //!
 //! **Keyed parallelism.** `a =>[workers = 4, key = |t: &Trade| t.symbol] b -> c` runs four copies
 //! of the segment `b -> c`, each on its own thread with its own queue; every event goes to the
 //! worker chosen by the hash of its key. Ordering: all events with equal keys go through the
 //! same worker in their original order, and stay in that order through any later `=>` (queues
 //! are FIFO per producer). Events with different keys have no order between them downstream of
-//! the workers. Stateful stages inside the segment have one instance per worker; their
-//! metrics are merged under the node's name. A sink fused into the segment would also run once
+//! the workers. Keys fall into 128 **key groups** (by hash; worker `w` owns a contiguous range of
+//! them), and the stages fused after the `=>` (`b -> c`) run **one instance per key group**: a
+//! stage's state, and so its output, depends on its key group's events only, never on how many
+//! workers there are — which is what lets a checkpoint taken with 4 workers resume with 2 or 8
+//! (see "State and recovery"). Each node expression there is evaluated once per key group (128
+//! times in all), so keep construction cheap. Nodes after a fan-out inside the segment run one
+//! instance per worker. Metrics of every instance are merged under the node's name. A sink fused into the segment would also run once
 //! per worker (N copies of a file sink, each truncating the same file), so it is a compile
 //! error: end the segment with a plain `=>` before the sink (the workers merge into one sink),
 //! or opt in with `sink out = per_worker(|worker| JsonLinesSink::create(format!("out-{worker}.jsonl")));`
@@ -143,7 +148,10 @@
 //! run resumes from the newest one — stages restored, sources sought to their recorded
 //! positions, two-phase-commit sinks such as [`JsonLinesParts`](io::JsonLinesParts) committing
 //! exactly what the checkpoint covers. A state type of your own derives
-//! [`Checkpoint`](state::Checkpoint).
+//! [`Checkpoint`](state::Checkpoint). Keyed workers save their state by key group, so a
+//! checkpoint taken with `workers = 4` resumes with `workers = 2` or `8` (rebuild with the new
+//! number and resume) with the same results; state kept per worker (after a fan-out inside
+//! the workers) resumes only with the same number, and says so.
 //!
 //! ```
 //! use eventflux::prelude::*;
@@ -214,5 +222,24 @@ mod tests {
         assert_eq!((built.queue_capacity(), built.batch_size()), (65_536, 1024));
         assert_eq!((c.queue_capacity(), c.batch_size()), (65_536, 1024));
         assert_eq!(built, &c);
+    }
+
+    /// The macro accepts up to its own copy of the runtime's number of key groups (each
+    /// worker owns at least one); `tests/ui/too_many_workers.rs` checks one more is rejected.
+    #[test]
+    fn the_most_workers_is_the_number_of_key_groups() {
+        assert_eq!(eventflux_runtime::exec::KEY_GROUPS, 128);
+        let out = eventflux_runtime::io::CollectSink::new();
+        let got = out.handle();
+        let app = crate::pipeline! {
+            source s = eventflux_runtime::io::IterSource::new(0..1000u32);
+            stage id = eventflux_runtime::stage::map(|x: u32| x);
+            sink k = out;
+            s =>[workers = 128, key = |x: &u32| *x] id => k;
+        };
+        app.run().expect("runs");
+        let mut got = got.take();
+        got.sort_unstable();
+        assert_eq!(got, (0..1000).collect::<Vec<u32>>());
     }
 }

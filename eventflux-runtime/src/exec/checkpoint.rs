@@ -118,6 +118,21 @@ pub(crate) struct Inner {
     full_every: u64,
     /// The writer thread's queue (`None`: write on the acknowledging thread, or shut down).
     writer: Mutex<Option<mpsc::Sender<Work>>>,
+    /// Each keyed segment's number of workers (recorded in manifests).
+    workers: BTreeMap<String, usize>,
+}
+
+/// The keyed segments among `segments` (named `name#worker`) and their number of workers.
+pub(crate) fn keyed_workers<'a>(
+    segments: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, usize> {
+    let mut workers = BTreeMap::new();
+    for name in segments {
+        if let Some((base, _)) = name.split_once('#') {
+            *workers.entry(base.to_string()).or_insert(0) += 1;
+        }
+    }
+    workers
 }
 
 /// What the writer thread does.
@@ -214,7 +229,9 @@ impl Inner {
     ) -> Self {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let interval_ns = config.checkpoint_interval().map(nanos);
+        let live: BTreeSet<String> = segments.into_iter().collect();
         Inner {
+            workers: keyed_workers(live.iter().map(String::as_str)),
             requested: AtomicU64::new(last),
             completed: AtomicU64::new(last),
             settled: AtomicU64::new(last),
@@ -224,7 +241,7 @@ impl Inner {
             epoch: Instant::now(),
             next_due: AtomicU64::new(interval_ns.unwrap_or(u64::MAX)),
             state: Mutex::new(State {
-                live: segments.into_iter().collect(),
+                live,
                 finished_sources: BTreeMap::new(),
                 pending: BTreeMap::new(),
                 stats: CheckpointStats::default(),
@@ -531,6 +548,7 @@ impl Inner {
         let mut backend = self.backend.lock().unwrap_or_else(PoisonError::into_inner);
         let mut manifest = Manifest::new(id);
         manifest.sources = sources;
+        manifest.workers.clone_from(&self.workers);
         let mut bytes = 0;
         for (state, payload) in states {
             let framed = crate::state::frame(payload, self.compression);

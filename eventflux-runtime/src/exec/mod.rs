@@ -33,6 +33,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod key_groups;
 mod lifecycle;
 pub mod output;
 mod segment;
@@ -45,6 +46,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use key_groups::{KEY_GROUPS, KeyGroups, key_group, key_groups_of, worker_of};
 pub(crate) use lifecycle::Lifecycle;
 pub use output::{Busy, FanOut, FanOutItem, KeyedOutput, Output, QueueOutput, SinkOutput, Then};
 pub use segment::{QueueSegment, SourceSegment};
@@ -667,6 +669,56 @@ fn states_under(
     Ok(parts)
 }
 
+/// The states segment `name` restores from checkpoint `m` (each id's parts, by the id inside
+/// the segment), and whether they are relocated (a keyed segment with a different number of
+/// workers than when `m` was taken: its incremental states then save in full next time).
+/// Adds the ids it takes to `claimed`.
+///
+/// A keyed segment (`base#worker`) takes its key groups' states from every worker that saved
+/// them (only its own when the number of workers is unchanged), and the states it keeps per
+/// worker — nodes after a fan-out inside the workers — from its own worker index, which is
+/// possible only with the same number of workers.
+fn segment_states(
+    store: &crate::state::LocalDir,
+    m: &crate::state::Manifest,
+    name: &str,
+    workers_now: &std::collections::BTreeMap<String, usize>,
+    claimed: &mut std::collections::BTreeSet<String>,
+) -> Result<(crate::state::Chains, bool), String> {
+    use key_groups::GROUP_STATE;
+    let own = |prefix: &str, claimed: &mut std::collections::BTreeSet<String>| {
+        let parts = states_under(store, m, prefix)?;
+        claimed.extend(parts.keys().map(|id| format!("{prefix}{id}")));
+        Ok::<_, String>(parts)
+    };
+    let Some((base, worker)) = name.split_once('#') else {
+        return Ok((own(&format!("{name}/"), claimed)?, false));
+    };
+    let now = workers_now.get(base).copied().unwrap_or(1);
+    let then = m.workers.get(base).copied();
+    if then == Some(now) {
+        return Ok((own(&format!("{name}/"), claimed)?, false));
+    }
+    // Rescaled: every old worker's key-group states; no per-worker state may exist.
+    let mut parts = crate::state::Chains::new();
+    for old in 0..then.unwrap_or(0) {
+        for (id, chain) in own(&format!("{base}#{old}/"), claimed)? {
+            if id.starts_with(GROUP_STATE) {
+                parts.entry(id).or_default().extend(chain);
+            } else if worker == "0" {
+                return Err(format!(
+                    "the keyed workers of `{base}` keep state `{id}` per worker (a node after \
+                     a fan-out inside the workers), so this checkpoint, taken with {} workers, \
+                     restores only into {} workers, not {now}",
+                    then.unwrap_or(0),
+                    then.unwrap_or(0)
+                ));
+            }
+        }
+    }
+    Ok((parts, true))
+}
+
 impl<'a> Pipeline<'a> {
     /// Takes checkpoints into the directory `dir` (created if needed; locked against other
     /// processes), every [`checkpoint_interval`](crate::PipelineConfigBuilder::checkpoint_interval)
@@ -792,12 +844,13 @@ impl<'a> Pipeline<'a> {
         let fail = |e: String| PipelineError::Checkpoint(format!("checkpoint {}: {e}", m.id));
         let mut unclaimed: Vec<String> = Vec::new();
         let mut claimed = std::collections::BTreeSet::new();
+        let workers_now = checkpoint::keyed_workers(self.segments.iter().map(|s| s.name()));
         for segment in &mut self.segments {
             let name = segment.name().to_string();
             let prefix = format!("{name}/");
-            let parts = states_under(store, m, &prefix).map_err(fail)?;
-            claimed.extend(parts.keys().map(|id| format!("{prefix}{id}")));
-            let mut restore = Restore::with_chains(parts, m.id);
+            let (parts, relocated) =
+                segment_states(store, m, &name, &workers_now, &mut claimed).map_err(fail)?;
+            let mut restore = Restore::with_chains(parts, m.id).relocated(relocated);
             // User code runs here (stages' `restore`, sources' `seek`): a panic in it is an
             // error naming the segment, not a panic of the caller.
             let restored = catch_unwind(AssertUnwindSafe(|| {

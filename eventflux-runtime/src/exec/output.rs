@@ -889,7 +889,9 @@ pub(crate) fn push<T, C: Stage<T>, O: Emit<C::Out>>(chain: &mut C, out: &mut O, 
 }
 
 /// Routes each event to one of several queues by the hash of its key (a keyed parallel `=>`
-/// edge): events with equal keys always take the same queue, so per-key order is preserved.
+/// edge): to the worker that owns the key's [key group](super::key_groups) — so events with
+/// equal keys always take the same queue, and per-key order is preserved. At most
+/// [`KEY_GROUPS`](super::KEY_GROUPS) queues.
 /// Control messages (watermarks, barriers, end of stream) go to every queue.
 pub struct KeyedOutput<T, F> {
     outs: Vec<QueueOutput<T>>,
@@ -930,17 +932,10 @@ impl<T, F> KeyedOutput<T, F> {
     }
 }
 
-/// The worker for `key`: an FxHash-style hash (no SipHash on the hot path), avalanched so that
-/// sequential keys spread over the high bits, scaled to `0..n` by a multiply-high.
+/// The worker for `key`: the owner of its key group (see [`key_group`](super::key_group)).
 #[inline]
 fn route<K: std::hash::Hash>(key: &K, n: usize) -> usize {
-    let mut h = crate::window::FxHasher::default();
-    key.hash(&mut h);
-    let mut x = std::hash::Hasher::finish(&h);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    ((u128::from(x) * n as u128) >> 64) as usize
+    super::key_groups::worker_of(super::key_groups::key_group(key), n)
 }
 
 impl<T, K, F> Emit<T> for KeyedOutput<T, F>

@@ -403,6 +403,14 @@ impl StateBackend for LocalDir {
                     path: base_dir.join(MANIFEST),
                     reason: format!("the base of an incremental checkpoint: {reason}"),
                 })?;
+        // A delta applies to the base's parts: without them it would restore as the whole
+        // state, silently losing every key it does not mention.
+        if !base_manifest.states.iter().any(|s| s.state == state) {
+            return Err(StorageError::MissingState {
+                id: base,
+                state: state.to_string(),
+            });
+        }
         let tmp = self.begin(id)?;
         let mut files = Vec::new();
         for old in base_manifest.states.iter().filter(|s| s.state == state) {

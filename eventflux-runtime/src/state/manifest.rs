@@ -38,6 +38,11 @@ pub struct Manifest {
     pub sources: BTreeMap<String, serde_json::Value>,
     /// Its state files.
     pub states: Vec<StateFile>,
+    /// Each keyed parallel segment's number of workers when it was taken (absent in
+    /// checkpoints of pipelines without one). Keyed state is saved by key group, so it restores
+    /// into any number of workers; state a segment keeps per worker does not.
+    #[serde(default)]
+    pub workers: BTreeMap<String, usize>,
 }
 
 impl Manifest {
@@ -52,6 +57,7 @@ impl Manifest {
             format_version: super::FORMAT_VERSION,
             sources: BTreeMap::new(),
             states: Vec::new(),
+            workers: BTreeMap::new(),
         }
     }
 }

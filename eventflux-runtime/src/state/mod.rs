@@ -66,6 +66,7 @@ pub use error::{RecoveryError, StateError, StorageError};
 pub use eventflux_macros::Checkpoint;
 pub use keyed::Keyed;
 pub use manifest::{Manifest, StateFile};
+pub(crate) use snapshot::Chains;
 pub use snapshot::{Restore, Snapshot};
 
 /// State that can be saved into a checkpoint and restored from it, exactly.

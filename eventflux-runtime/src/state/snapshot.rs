@@ -11,6 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Checkpoint, StateError, StateReader, StateWriter};
 
+/// Each state's saved parts by id: one, or for an incremental state a full copy and the
+/// deltas after it, in order.
+pub(crate) type Chains = BTreeMap<String, Vec<Vec<u8>>>;
+
 /// Where the ids of the next save or load come from.
 #[derive(Debug, Default)]
 struct Scope {
@@ -182,6 +186,19 @@ impl Snapshot {
         &self.deltas
     }
 
+    /// An empty snapshot of the same checkpoint (for one key group's chain instance).
+    pub(crate) fn for_group(&self) -> Self {
+        Self::for_checkpoint(self.checkpoint, self.base, self.full)
+    }
+
+    /// Adds a part made elsewhere under `id` (a delta against the base if `delta`).
+    pub(crate) fn put_part(&mut self, id: String, bytes: Vec<u8>, delta: bool) {
+        if delta {
+            self.deltas.insert(id.clone());
+        }
+        self.parts.insert(id, bytes);
+    }
+
     /// Saves `state` under the current id.
     pub fn save<T: Checkpoint>(&mut self, state: &T) -> Result<(), StateError> {
         self.write(|w| state.save(w))
@@ -223,6 +240,10 @@ pub struct Restore {
     used: BTreeSet<String>,
     /// The checkpoint restored from.
     checkpoint: u64,
+    /// The checkpoint's incremental states are restored into a different layout (keyed workers
+    /// rescaled): their next save must be a full copy, as the checkpoint does not hold them
+    /// where they will be saved.
+    relocated: bool,
 }
 
 impl Restore {
@@ -235,12 +256,41 @@ impl Restore {
     }
 
     /// Reads from a checkpoint's states: each a chain of parts (a full copy and deltas).
-    pub(crate) fn with_chains(parts: BTreeMap<String, Vec<Vec<u8>>>, checkpoint: u64) -> Self {
+    pub(crate) fn with_chains(parts: Chains, checkpoint: u64) -> Self {
         Restore {
             parts,
             checkpoint,
             ..Self::default()
         }
+    }
+
+    /// Marks the states as restored into a different layout (see `relocated`).
+    pub(crate) fn relocated(mut self, relocated: bool) -> Self {
+        self.relocated = relocated;
+        self
+    }
+
+    /// Takes (as read) every state whose id starts with `prefix`, by the rest of its id.
+    pub(crate) fn take_prefixed(&mut self, prefix: &str) -> Chains {
+        let ids: Vec<String> = self
+            .parts
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                let chain = self.parts.remove(&id)?;
+                let rest = id[prefix.len()..].to_string();
+                self.used.insert(id);
+                Some((rest, chain))
+            })
+            .collect()
+    }
+
+    /// A restore of `parts` (one key group's states) from the same checkpoint.
+    pub(crate) fn for_group(&self, parts: Chains) -> Self {
+        Restore::with_chains(parts, self.checkpoint).relocated(self.relocated)
     }
 
     /// Reads a [`Keyed`](super::Keyed) map saved with [`Snapshot::save_keyed`] into `into`
@@ -257,7 +307,9 @@ impl Restore {
         for (i, part) in chain.iter().enumerate() {
             read_part(&format!("{id}` part `{i}"), part, |r| into.apply(r))?;
         }
-        into.restored(self.checkpoint);
+        if !self.relocated {
+            into.restored(self.checkpoint);
+        }
         self.used.insert(id);
         Ok(true)
     }

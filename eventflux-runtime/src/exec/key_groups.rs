@@ -1,0 +1,345 @@
+//! Key groups: the unit in which keyed parallel (`=>[workers = N, key = ..]`) state is kept,
+//! so that a checkpoint taken with one number of workers restores into another.
+//!
+//! Every key belongs to one of [`KEY_GROUPS`] groups (by its hash); worker `w` of `n` owns a
+//! contiguous range of groups ([`key_groups_of`]), and the router sends each event to the owner
+//! of its key's group. Inside a worker, [`KeyGroups`] keeps **one instance of the worker's
+//! chain per key group** and runs each event through its group's instance: a group's state and
+//! output depend only on that group's events (and the watermarks and barriers every group
+//! sees), never on which worker ran it or which other groups shared that worker. So a
+//! checkpoint — which saves each group's state apart — restores into any number of workers
+//! with the same results, as Flink's key groups (its "max parallelism") do.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::ops::Range;
+
+use crate::StageError;
+use crate::stage::{CheckpointId, Emit, Stage, Watermark};
+use crate::state::{Restore, Snapshot, StateError, StateReader, StateWriter};
+
+/// The number of key groups: the most workers a keyed edge can have.
+pub const KEY_GROUPS: usize = 128;
+
+/// One state id's parts of several key groups: `(group, bytes)`.
+type GroupParts = Vec<(u16, Vec<u8>)>;
+
+/// The prefix of a saved state of the key groups (the rest is the id inside each group).
+pub(crate) const GROUP_STATE: &str = "@";
+
+/// The key group of `key`: an FxHash-style hash (no SipHash on the hot path), avalanched so
+/// that sequential keys spread over the high bits, scaled to `0..KEY_GROUPS` by a
+/// multiply-high. It depends only on the key's [`Hash`], so it is the same in every build of a
+/// program for a given target.
+///
+/// ```
+/// use eventflux_runtime::exec::{key_group, KEY_GROUPS};
+/// let g = key_group(&"AAPL");
+/// assert!(g < KEY_GROUPS);
+/// assert_eq!(g, key_group(&"AAPL"));
+/// ```
+#[inline]
+pub fn key_group<K: Hash + ?Sized>(key: &K) -> usize {
+    let mut h = crate::window::FxHasher::default();
+    key.hash(&mut h);
+    let mut x = std::hash::Hasher::finish(&h);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    ((u128::from(x) * KEY_GROUPS as u128) >> 64) as usize
+}
+
+/// The worker (of `workers`) that owns key group `group`: groups are dealt out in contiguous
+/// ranges, as [`key_groups_of`] lists them.
+#[inline]
+pub fn worker_of(group: usize, workers: usize) -> usize {
+    group * workers / KEY_GROUPS
+}
+
+/// The key groups worker `worker` of `workers` owns: the groups `g` with
+/// [`worker_of(g, workers)`](worker_of) `== worker`. Every worker owns at least one group when
+/// `workers <= KEY_GROUPS`.
+///
+/// ```
+/// use eventflux_runtime::exec::{key_groups_of, worker_of, KEY_GROUPS};
+/// let ranges: Vec<_> = (0..3).map(|w| key_groups_of(w, 3)).collect();
+/// assert_eq!(ranges[0].start, 0);
+/// assert_eq!(ranges[2].end, KEY_GROUPS);
+/// assert_eq!(ranges[0].end, ranges[1].start);
+/// assert!(ranges[1].clone().all(|g| worker_of(g, 3) == 1));
+/// ```
+pub fn key_groups_of(worker: usize, workers: usize) -> Range<usize> {
+    let first = |w: usize| (w * KEY_GROUPS).div_ceil(workers.max(1));
+    first(worker).min(KEY_GROUPS)..first(worker + 1).min(KEY_GROUPS)
+}
+
+/// A keyed worker's chain, one instance per key group it owns: each event runs through the
+/// instance of its key's group; watermarks, barriers, timers and the end of the stream reach
+/// every instance, in group order. Checkpoints save each group's state apart (see the
+/// [module docs](self)), so the state restores into a different number of workers.
+///
+/// `pipeline!` builds one for every keyed segment (`=>[workers = N, key = ..]`); a pipeline
+/// built by hand uses it with a [`KeyedOutput`](super::KeyedOutput) and the same key.
+///
+/// ```
+/// use eventflux_runtime::prelude::*;
+/// use eventflux_runtime::exec::{key_group, key_groups_of, KeyGroups};
+///
+/// // A running count per key group, in worker 0 of 2 (key groups 0..64).
+/// let counter = || stateful(0u32, |n: &mut u32, k: u8| { *n += 1; Some((k, *n)) });
+/// let groups = key_groups_of(0, 2);
+/// let mut stage = KeyGroups::new(groups.clone(), |k: &u8| *k, groups.map(|_| counter()).collect());
+/// // Two keys of this worker, in different key groups.
+/// let a = (0..=255u8).find(|k| key_group(k) < 64).unwrap();
+/// let b = (0..=255u8).find(|k| key_group(k) < 64 && key_group(k) != key_group(&a)).unwrap();
+/// let mut out = Vec::new();
+/// for k in [a, b, a] {
+///     stage.process(k, &mut out);
+/// }
+/// // Each group counts its own events.
+/// assert_eq!(out, [(a, 1), (b, 1), (a, 2)]);
+/// ```
+pub struct KeyGroups<C, F> {
+    /// The first group this worker owns; `instances[i]` is group `first + i`'s.
+    first: usize,
+    instances: Vec<C>,
+    key: F,
+    /// The latest watermark each instance emitted itself (a watermark generator inside the
+    /// chain), and the least of them forwarded so far.
+    marks: Vec<Option<u64>>,
+    forwarded: Option<u64>,
+}
+
+impl<C, F> std::fmt::Debug for KeyGroups<C, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGroups")
+            .field("groups", &(self.first..self.first + self.instances.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, F> KeyGroups<C, F> {
+    /// The chain instances of key groups `groups` (one each, in order), routed by `key`.
+    ///
+    /// # Panics
+    ///
+    /// If `instances` does not hold one instance per group of `groups` (a bug in the caller).
+    pub fn new(groups: Range<usize>, key: F, instances: Vec<C>) -> Self {
+        assert_eq!(
+            groups.len(),
+            instances.len(),
+            "KeyGroups::new takes one chain instance per key group"
+        );
+        let n = instances.len();
+        KeyGroups {
+            first: groups.start,
+            instances,
+            key,
+            marks: vec![None; n],
+            forwarded: None,
+        }
+    }
+
+    /// The key groups this stage holds.
+    pub fn groups(&self) -> Range<usize> {
+        self.first..self.first + self.instances.len()
+    }
+}
+
+/// What one instance emits: events pass straight through; a watermark it generates goes on
+/// only as the least of every instance's latest (so no group's events become late because
+/// another group's event time ran ahead).
+struct GroupOut<'a, E> {
+    out: &'a mut E,
+    marks: &'a mut [Option<u64>],
+    forwarded: &'a mut Option<u64>,
+    at: usize,
+}
+
+impl<T, E: Emit<T>> Emit<T> for GroupOut<'_, E> {
+    #[inline(always)]
+    fn emit(&mut self, item: T) {
+        self.out.emit(item);
+    }
+
+    fn fail(&mut self, error: StageError) {
+        self.out.fail(error);
+    }
+
+    fn emit_watermark(&mut self, watermark: Watermark) {
+        if let Some(m) = self.marks.get_mut(self.at) {
+            *m = Some(m.map_or(watermark.0, |m| m.max(watermark.0)));
+        }
+        let least = self.marks.iter().flatten().min().copied();
+        if let Some(least) = least.filter(|&l| self.forwarded.is_none_or(|f| l > f)) {
+            *self.forwarded = Some(least);
+            self.out.emit_watermark(Watermark(least));
+        }
+    }
+}
+
+impl<C, F> KeyGroups<C, F> {
+    /// Runs `f` on every instance, each with its own view of `out`.
+    fn each<E>(&mut self, out: &mut E, mut f: impl FnMut(&mut C, &mut GroupOut<'_, E>)) {
+        for (at, instance) in self.instances.iter_mut().enumerate() {
+            f(
+                instance,
+                &mut GroupOut {
+                    out,
+                    marks: &mut self.marks,
+                    forwarded: &mut self.forwarded,
+                    at,
+                },
+            );
+        }
+    }
+}
+
+impl<In, C, F, K> Stage<In> for KeyGroups<C, F>
+where
+    C: Stage<In>,
+    F: FnMut(&In) -> K,
+    K: Hash,
+{
+    type Out = C::Out;
+    const ONE_TO_ONE: bool = C::ONE_TO_ONE;
+
+    #[inline]
+    fn process<E: Emit<Self::Out>>(&mut self, item: In, out: &mut E) {
+        let at = key_group(&(self.key)(&item)).wrapping_sub(self.first);
+        match self.instances.get_mut(at) {
+            Some(instance) => instance.process(
+                item,
+                &mut GroupOut {
+                    out,
+                    marks: &mut self.marks,
+                    forwarded: &mut self.forwarded,
+                    at,
+                },
+            ),
+            None => misrouted(out, at.wrapping_add(self.first), self.groups()),
+        }
+    }
+
+    fn on_batch_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        self.each(out, |c, o| c.on_batch_end(o));
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: Watermark, out: &mut E) {
+        self.each(out, |c, o| c.on_watermark(watermark, o));
+    }
+
+    fn on_barrier<E: Emit<Self::Out>>(&mut self, checkpoint: CheckpointId, out: &mut E) {
+        self.each(out, |c, o| c.on_barrier(checkpoint, o));
+    }
+
+    fn late_events(&self) -> u64 {
+        self.instances.iter().map(Stage::late_events).sum()
+    }
+
+    fn next_timer(&self) -> Option<std::time::Duration> {
+        self.instances.iter().filter_map(Stage::next_timer).min()
+    }
+
+    fn on_timer<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        self.each(out, |c, o| c.on_timer(o));
+    }
+
+    fn event_time(&mut self, input_watermarked: bool) -> bool {
+        self.instances
+            .iter_mut()
+            .fold(input_watermarked, |_, c| c.event_time(input_watermarked))
+    }
+
+    fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        self.each(out, |c, o| c.on_end(o));
+    }
+
+    /// Each state id of the instances is saved once, as the list of every group's part:
+    /// `(group, bytes)`, under the id `@<id>` (a delta if any group's part is one).
+    fn snapshot(&self, snapshot: &mut Snapshot) -> Result<(), StateError> {
+        // Per state id: every group's part, and whether any is a delta.
+        let mut bundles: BTreeMap<String, (GroupParts, bool)> = BTreeMap::new();
+        for (at, instance) in self.instances.iter().enumerate() {
+            let group = u16::try_from(self.first + at).unwrap_or(u16::MAX);
+            let mut own = snapshot.for_group();
+            instance.snapshot(&mut own)?;
+            let deltas = own.deltas().clone();
+            for (id, bytes) in own.into_parts() {
+                let delta = deltas.contains(&id);
+                let bundle = bundles.entry(id).or_default();
+                bundle.0.push((group, bytes));
+                bundle.1 |= delta;
+            }
+        }
+        for (id, (parts, delta)) in bundles {
+            let mut w = StateWriter::new();
+            w.put(&parts)?;
+            snapshot.put_part(format!("{GROUP_STATE}{id}"), w.into_bytes(), delta);
+        }
+        Ok(())
+    }
+
+    /// Reads every saved group part (from however many workers saved them) and hands each
+    /// instance its group's.
+    fn restore(&mut self, restore: &mut Restore) -> Result<(), StateError> {
+        let mut per_group: Vec<BTreeMap<String, Vec<Vec<u8>>>> =
+            vec![BTreeMap::new(); self.instances.len()];
+        for (id, chain) in restore.take_prefixed(GROUP_STATE) {
+            for part in chain {
+                let mut r = StateReader::new(&part);
+                let parts: Vec<(u16, Vec<u8>)> = r
+                    .take()
+                    .map_err(|e| StateError::Custom(format!("state `{GROUP_STATE}{id}`: {e}")))?;
+                for (group, bytes) in parts {
+                    let at = usize::from(group).wrapping_sub(self.first);
+                    if let Some(states) = per_group.get_mut(at) {
+                        states.entry(id.clone()).or_default().push(bytes);
+                    }
+                }
+            }
+        }
+        for (at, (instance, states)) in self.instances.iter_mut().zip(per_group).enumerate() {
+            let mut own = restore.for_group(states);
+            instance.restore(&mut own)?;
+            if let Some(id) = own.unused().first() {
+                return Err(StateError::Custom(format!(
+                    "key group {}: no node takes the saved state `{id}`",
+                    self.first + at
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event whose key group this worker does not own: the router and this worker disagree on
+/// the key (a hand-built pipeline using different keys on the two sides).
+#[cold]
+#[inline(never)]
+fn misrouted<T, E: Emit<T>>(out: &mut E, group: usize, own: Range<usize>) {
+    out.fail(StageError::new(format!(
+        "an event of key group {group} reached the worker of key groups {own:?}: the keyed \
+         edge and its workers must use the same key"
+    )));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_group_has_exactly_one_worker() {
+        for workers in 1..=KEY_GROUPS {
+            let mut next = 0;
+            for w in 0..workers {
+                let r = key_groups_of(w, workers);
+                assert_eq!(r.start, next, "{workers} workers: ranges are contiguous");
+                assert!(!r.is_empty(), "{workers} workers: worker {w} owns a group");
+                assert!(r.clone().all(|g| worker_of(g, workers) == w));
+                next = r.end;
+            }
+            assert_eq!(next, KEY_GROUPS);
+        }
+    }
+}
