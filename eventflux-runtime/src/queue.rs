@@ -243,6 +243,9 @@ impl<T> EventQueue<T> {
             aligning: VecDeque::new(),
             release: false,
             aligning_since: None,
+            held_events: 0,
+            hold_limit: slots * options.batch_size.max(1),
+            unaligned: None,
             last_alignment: Duration::ZERO,
             producers: Vec::new(),
             ended: 0,
@@ -485,6 +488,12 @@ pub struct QueueReceiver<T> {
     release: bool,
     /// When the first producer passed a barrier the others have not (alignment started).
     aligning_since: Option<Instant>,
+    /// Events in `aligning`, and the most it may hold (the queue's capacity in events): past
+    /// that, alignment gives up rather than buffer without bound.
+    held_events: usize,
+    hold_limit: usize,
+    /// Barriers up to this one gave up alignment: their checkpoints must not be taken here.
+    unaligned: Option<CheckpointId>,
     /// How long the last barrier took to align.
     last_alignment: Duration,
     producers: Vec<ProducerState>,
@@ -584,12 +593,35 @@ impl<T> QueueReceiver<T> {
         self.shared.pool.stats()
     }
 
+    /// Whether barrier `checkpoint` was delivered without alignment: while it aligned, the
+    /// producers already past it sent more than the queue's capacity in events, so rather than
+    /// buffer without bound the queue let them through. A checkpoint must not be taken at such
+    /// a barrier (the state would include events from after it): the segment declines it, and
+    /// a later checkpoint, whose barriers align in time, succeeds.
+    pub fn unaligned(&self, checkpoint: CheckpointId) -> bool {
+        self.unaligned.is_some_and(|u| checkpoint <= u)
+    }
+
     /// Whether `producer` passed a barrier that is not aligned yet: what it sends next waits.
     fn blocked(&self, producer: usize) -> bool {
         self.producers
             .get(producer)
             .and_then(|p| p.barrier)
-            .is_some_and(|b| self.barrier.is_none_or(|aligned| b > aligned))
+            .is_some_and(|b| {
+                self.barrier.is_none_or(|aligned| b > aligned)
+                    && self.unaligned.is_none_or(|u| b > u)
+            })
+    }
+
+    /// Holds back batch `b` of a blocked producer; past the limit, gives up aligning the
+    /// barriers passed so far (see [`unaligned`](Self::unaligned)).
+    fn hold(&mut self, b: Batch<T>) {
+        self.held_events += b.len();
+        self.aligning.push_back(Held::Data(b));
+        if self.held_events > self.hold_limit {
+            self.unaligned = self.producers.iter().filter_map(|p| p.barrier).max();
+            self.release = true;
+        }
     }
 
     /// The first held-back item whose producer is no longer blocked (its order kept).
@@ -602,7 +634,13 @@ impl<T> QueueReceiver<T> {
             .iter()
             .position(|h| !self.blocked(h.producer()));
         match i {
-            Some(i) => self.aligning.remove(i),
+            Some(i) => {
+                let h = self.aligning.remove(i);
+                if let Some(Held::Data(b)) = &h {
+                    self.held_events = self.held_events.saturating_sub(b.len());
+                }
+                h
+            }
             None => {
                 self.release = false;
                 None
@@ -613,7 +651,7 @@ impl<T> QueueReceiver<T> {
     fn take_batch(&mut self) -> Option<Message<T>> {
         let b = self.held.take()?;
         if self.blocked(b.producer) {
-            self.aligning.push_back(Held::Data(b));
+            self.hold(b);
             return None;
         }
         Some(self.deliver(b))
@@ -863,6 +901,74 @@ mod tests {
             [
                 "[1]", "[10]", "cp1", "[2]", "wm40", "[11]", "cp2", "[3]", "wm50", "end"
             ]
+        );
+    }
+
+    /// Alignment holds back at most the queue's capacity in events (here 2 slots of 4): past
+    /// that, the held events go on without waiting, and the barrier is marked unaligned (no
+    /// checkpoint may be taken at it). Below the limit it aligns as usual.
+    #[test]
+    fn alignment_gives_up_rather_than_buffer_without_bound() {
+        let run = |late: &[&[u32]]| {
+            let (mut a, mut rx) = EventQueue::<u32>::channel(opts(2, Backpressure::Unbounded));
+            let mut b = a.clone();
+            a.send_items(vec![1]).unwrap();
+            a.barrier(CheckpointId(1)).unwrap();
+            for items in late {
+                a.send_items(items.to_vec()).unwrap();
+            }
+            b.send_items(vec![20]).unwrap();
+            b.barrier(CheckpointId(1)).unwrap();
+            b.send_items(vec![21]).unwrap();
+            a.end().unwrap();
+            b.end().unwrap();
+            let log = drain(&mut rx);
+            (
+                log,
+                rx.unaligned(CheckpointId(1)),
+                rx.unaligned(CheckpointId(2)),
+            )
+        };
+        assert_eq!(
+            run(&[&[2, 3, 4, 5], &[6, 7, 8, 9]]),
+            (
+                vec![
+                    "[1]",
+                    "[20]",
+                    "cp1",
+                    "[2, 3, 4, 5]",
+                    "[6, 7, 8, 9]",
+                    "[21]",
+                    "end"
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+                false,
+                false
+            ),
+            "8 events held: aligned"
+        );
+        assert_eq!(
+            run(&[&[2, 3, 4, 5], &[6, 7, 8, 9], &[10]]),
+            (
+                vec![
+                    "[1]",
+                    "[2, 3, 4, 5]",
+                    "[6, 7, 8, 9]",
+                    "[10]",
+                    "[20]",
+                    "cp1",
+                    "[21]",
+                    "end"
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+                true,
+                false
+            ),
+            "9 events would be held: alignment given up"
         );
     }
 

@@ -395,6 +395,19 @@ impl Inner {
         self.complete_ready(st);
     }
 
+    /// Segment `segment` cannot take part in checkpoint `id` (`why`): the checkpoint fails at
+    /// once (later ones may start), and acknowledgements of it that follow are ignored.
+    pub(crate) fn decline(&self, id: u64, segment: &str, why: &str) {
+        let mut st = self.lock();
+        st.pending.remove(&id);
+        if self.settled.fetch_max(id, Ordering::AcqRel) < id {
+            st.stats.failed += 1;
+            st.failure = Some((id, format!("declined by `{segment}`: {why}")));
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
     /// A queue-fed segment's barrier `id` took `alignment` to align.
     pub(crate) fn aligned(&self, id: u64, alignment: Duration) {
         if alignment.is_zero() {
@@ -631,5 +644,38 @@ impl Inner {
     pub(crate) fn stats(&self) -> CheckpointStats {
         self.flush();
         self.lock().stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LocalDir;
+
+    /// A declined checkpoint fails at once with the segment's reason; acknowledgements of it
+    /// that come later are ignored, and the next checkpoint completes.
+    #[test]
+    fn a_declined_checkpoint_fails_and_the_next_one_completes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = LocalDir::open(dir.path(), 3).unwrap_or_else(|e| panic!("{e}"));
+        let segments = ["src".to_string(), "merge".to_string()];
+        let cp = Coordinator::new(Box::new(store), &PipelineConfig::default(), 0, segments);
+        let one = cp.request();
+        cp.decline(one, "merge", "not aligned");
+        cp.ack(one, "src", BTreeMap::new(), (&BTreeSet::new(), 0), None);
+        let err = cp.wait(one, Duration::from_secs(10)).err();
+        assert_eq!(
+            err.as_deref(),
+            Some("checkpoint 1 failed: declined by `merge`: not aligned"),
+            "the reason, at once"
+        );
+        let two = cp.request();
+        for segment in ["src", "merge"] {
+            cp.ack(two, segment, BTreeMap::new(), (&BTreeSet::new(), 0), None);
+        }
+        let info = cp.wait(two, Duration::from_secs(10));
+        assert_eq!(info.map(|i| i.id), Ok(2));
+        let stats = cp.stats();
+        assert_eq!((stats.completed, stats.failed), (1, 1));
     }
 }

@@ -147,6 +147,27 @@ fn take_checkpoint<T, C: Stage<T>, O: Output<C::Out>>(
     Ok(())
 }
 
+/// Barrier `c` could not be aligned here (see [`QueueReceiver::unaligned`]): the checkpoint
+/// is declined (it fails; a later one may succeed), and the barrier goes on downstream.
+#[cold]
+#[inline(never)]
+fn decline<T, C: Stage<T>, O: Output<C::Out>>(
+    cp: &Coordinator,
+    segment: &str,
+    c: CheckpointId,
+    chain: &mut C,
+    output: &mut O,
+) -> Result<(), PipelineError> {
+    cp.decline(
+        c.0,
+        segment,
+        "its input's barriers did not align within the queue's capacity (one producer ran far \
+         ahead of another)",
+    );
+    tallied(output, |out| chain.on_barrier(c, out));
+    output.barrier(c)
+}
+
 /// Sinks recover to the checkpoint the run resumed from (out of line: it runs once).
 #[inline(never)]
 fn recover<T, O: Output<T>>(rt: &Runtime, output: &mut O) -> Result<(), PipelineError> {
@@ -626,6 +647,7 @@ where
                 output.watermark(w)?;
             }
             Message::Barrier(c) => match checkpoints {
+                Some(cp) if input.unaligned(c) => decline(cp, name, c, chain, output)?,
                 Some(cp) => {
                     cp.aligned(c.0, input.last_alignment());
                     take_checkpoint(cp, name, c.0, chain, output, None)?;
