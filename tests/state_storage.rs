@@ -203,6 +203,14 @@ impl Fs for CrashAt {
     fn list(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         StdFs.list(path)
     }
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.step()?;
+        StdFs.hard_link(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.step()?;
+        StdFs.remove_file(path)
+    }
 }
 
 #[test]
@@ -245,6 +253,59 @@ fn a_crash_between_any_two_steps_leaves_the_old_or_the_new_checkpoint_never_a_mi
     let old = Some(1);
     let new = Some(2);
     assert_eq!(outcomes, [old, old, old, old, old, old, new, new, new]);
+}
+
+/// The same for an incremental checkpoint, whose state links its base's parts: a crash at
+/// any step leaves checkpoint 1 (its full copy) or checkpoint 2 (the copy and the delta),
+/// never a chain with a part missing.
+#[test]
+fn a_crash_while_writing_a_delta_chain_leaves_the_old_or_the_new_chain() {
+    let mut outcomes = Vec::new();
+    for fail_at in 0.. {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut store = LocalDir::open(dir.path(), 3).unwrap_or_else(|e| panic!("{e}"));
+            let mut m = Manifest::new(1);
+            m.states
+                .push(store.put(1, "k", b"full").unwrap_or_else(|e| panic!("{e}")));
+            store.commit(&m).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let fs = Arc::new(CrashAt {
+            fail_at,
+            steps: AtomicUsize::new(0),
+        });
+        let crashed = {
+            let mut store =
+                LocalDir::with_fs(dir.path(), 3, fs.clone()).unwrap_or_else(|e| panic!("{e}"));
+            let mut m = Manifest::new(2);
+            store
+                .put_delta(2, "k", b"delta", 1)
+                .and_then(|files| {
+                    m.states.extend(files);
+                    store.commit(&m)
+                })
+                .is_err()
+        };
+        let store = LocalDir::open(dir.path(), 3).unwrap_or_else(|e| panic!("{e}"));
+        let latest = store.latest().unwrap_or_else(|e| panic!("{e}"));
+        let chain = latest.as_ref().map(|m| {
+            let parts = store.get_all(m, "k").unwrap_or_else(|e| panic!("{e}"));
+            (m.id, parts)
+        });
+        outcomes.push(chain.as_ref().map(|c| c.0));
+        match chain {
+            Some((1, parts)) => assert_eq!(parts, [b"full".to_vec()]),
+            Some((2, parts)) => assert_eq!(parts, [b"full".to_vec(), b"delta".to_vec()]),
+            other => panic!("crash at step {fail_at}: {other:?}"),
+        }
+        if !crashed {
+            break;
+        }
+    }
+    // Steps: 0 create the .tmp dir, 1 link the base's part, 2 the delta, 3 the manifest,
+    // 4 sync the directory, 5 rename it, 6 sync the parent (7: no crash).
+    let (old, new) = (Some(1), Some(2));
+    assert_eq!(outcomes, [old, old, old, old, old, old, new, new]);
 }
 
 #[test]

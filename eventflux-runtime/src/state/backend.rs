@@ -177,11 +177,15 @@ impl LocalDir {
             let path = self.final_dir(id);
             self.fs.remove_dir_all(&path).map_err(io("remove", &path))?;
         }
+        // The marker goes last: a crash before it leaves a finished job, cleared again.
         let finished = self.dir.join(FINISHED);
-        if finished.exists() {
-            std::fs::remove_file(&finished).map_err(io("remove", &finished))?;
+        let marked = finished.exists();
+        if marked {
+            self.fs
+                .remove_file(&finished)
+                .map_err(io("remove", &finished))?;
         }
-        if ids.is_empty() {
+        if ids.is_empty() && !marked {
             return Ok(());
         }
         self.fs.sync_dir(&self.dir).map_err(io("sync", &self.dir))
@@ -452,11 +456,17 @@ impl StateBackend for LocalDir {
             .collect()
     }
 
-    /// Not fsynced: if the marker is lost in a crash right after the end, the next run
-    /// resumes from the last checkpoint instead — correct, only slower.
+    /// Written and fsynced like a state file (a marker lost in a crash right after the end
+    /// would only make the next run resume from the last checkpoint: correct, but slower).
     fn mark_finished(&mut self) -> Result<(), StorageError> {
         let path = self.dir.join(FINISHED);
-        std::fs::write(&path, b"the job ran to its end\n").map_err(io("write", &path))
+        if path.exists() {
+            return Ok(());
+        }
+        self.fs
+            .write_synced(&path, b"the job ran to its end\n")
+            .map_err(io("write", &path))?;
+        self.fs.sync_dir(&self.dir).map_err(io("sync", &self.dir))
     }
 
     fn is_finished(&self) -> bool {
