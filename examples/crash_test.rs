@@ -4,8 +4,11 @@
 //! committed output with an uninterrupted run's.
 //!
 //! ```text
-//! cargo run --release --example crash_test -- --rounds 20 [--events 2000000] [--seed 7]
+//! cargo run --release --example crash_test -- --rounds 20 [--events 2000000] [--seed 7] [--rescale]
 //! ```
+//!
+//! With `--rescale`, the restarts cycle through 2, 4, 1 and 3 keyed workers, each resuming
+//! the checkpoint another number of workers took.
 //!
 //! Prints `lost L, duplicated D` (its real counts) and exits non-zero unless both are 0.
 
@@ -34,15 +37,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     // The child: one run of the pipeline, resuming from the state directory.
     if args.iter().any(|a| a == "--child") {
-        let (Some(input), Some(state), Some(out)) = (
+        let (Some(input), Some(state), Some(out), Ok(workers)) = (
             arg(&args, "--input"),
             arg(&args, "--state"),
             arg(&args, "--out"),
+            number(&args, "--workers", 2),
         ) else {
-            eprintln!("--child needs --input, --state and --out");
+            eprintln!("--child needs --input, --state, --out and a number of --workers");
             return ExitCode::from(2);
         };
-        return match crash::run(Path::new(&input), Path::new(&out), Some(Path::new(&state))) {
+        let state = Some(Path::new(&state));
+        return match crash::run(Path::new(&input), Path::new(&out), state, workers as usize) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("child: {e}");
@@ -78,9 +83,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let child = |input: &Path, state: &Path, out: &Path| {
+    let workers: &[usize] = if args.iter().any(|a| a == "--rescale") {
+        &[2, 4, 1, 3]
+    } else {
+        &[2]
+    };
+    let child = |input: &Path, state: &Path, out: &Path, workers: usize| {
         let mut c = Command::new(&exe);
         c.arg("--child")
+            .arg("--workers")
+            .arg(workers.to_string())
             .arg("--input")
             .arg(input)
             .arg("--state")
@@ -89,7 +101,7 @@ fn main() -> ExitCode {
             .arg(out);
         c
     };
-    let outcome = crash::crash_rounds(&work, events, rounds, seed, child);
+    let outcome = crash::crash_rounds(&work, events, (rounds, workers), seed, child);
     let _ = std::fs::remove_dir_all(&work);
     match outcome {
         Ok(o) => {

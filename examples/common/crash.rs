@@ -73,31 +73,56 @@ pub fn write_input(path: &Path, n: u64, seed: u64) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Runs the pipeline over `input` into the part files of `out`; with `state`, it checkpoints
-/// there every 10 ms and first resumes from it.
-pub fn run(input: &Path, out: &Path, state: Option<&Path>) -> Result<(), PipelineError> {
+/// The pipeline with `$workers` keyed workers (a literal, as `pipeline!` takes it).
+macro_rules! crash_pipeline {
+    ($workers:tt, $source:expr, $sink:expr) => {{
+        let (source, sink) = ($source, $sink);
+        pipeline! {
+            config { batch_size: 256, checkpoint_interval_ms: 10 }
+            source ticks = source;
+            stage big = filter(|t: &Tick| t.qty > 5);
+            stage bars = tumbling(100, |t: &Tick| t.ts)
+                .out_of_orderness(2)
+                .group_by(|t: &Tick| t.symbol)
+                .aggregate((count(), sum(|t: &Tick| t.qty), max(|t: &Tick| t.price), avg(|t: &Tick| t.price)))
+                .select(|symbol, bounds, (trades, volume, high, mean)| Bar {
+                    symbol,
+                    start: bounds.start,
+                    trades,
+                    volume,
+                    high,
+                    mean,
+                });
+            sink out = sink;
+            ticks -> big =>[workers = $workers, key = |t: &Tick| t.symbol] bars => out;
+        }
+    }};
+}
+
+/// Runs the pipeline, with `workers` keyed workers (1 to 4), over `input`
+/// into the part files of `out`; with `state`, it checkpoints there every 10 ms and first
+/// resumes from it (whatever number of workers took the checkpoint: keyed state is saved by
+/// key group).
+pub fn run(
+    input: &Path,
+    out: &Path,
+    state: Option<&Path>,
+    workers: usize,
+) -> Result<(), PipelineError> {
     let source =
         JsonLinesSource::<Tick>::open(input).map_err(|e| PipelineError::Invalid(e.to_string()))?;
     let sink =
         JsonLinesParts::<Bar>::create(out).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    let app = pipeline! {
-        config { batch_size: 256, checkpoint_interval_ms: 10 }
-        source ticks = source;
-        stage big = filter(|t: &Tick| t.qty > 5);
-        stage bars = tumbling(100, |t: &Tick| t.ts)
-            .out_of_orderness(2)
-            .group_by(|t: &Tick| t.symbol)
-            .aggregate((count(), sum(|t: &Tick| t.qty), max(|t: &Tick| t.price), avg(|t: &Tick| t.price)))
-            .select(|symbol, bounds, (trades, volume, high, mean)| Bar {
-                symbol,
-                start: bounds.start,
-                trades,
-                volume,
-                high,
-                mean,
-            });
-        sink out = sink;
-        ticks -> big =>[workers = 2, key = |t: &Tick| t.symbol] bars => out;
+    let app = match workers {
+        1 => crash_pipeline!(1, source, sink),
+        2 => crash_pipeline!(2, source, sink),
+        3 => crash_pipeline!(3, source, sink),
+        4 => crash_pipeline!(4, source, sink),
+        other => {
+            return Err(PipelineError::Invalid(format!(
+                "the crash test runs 1 to 4 workers, not {other}"
+            )));
+        }
     };
     match state {
         Some(dir) => app.checkpoints(dir, Recovery::ResumeOrStart)?.run()?,
@@ -135,28 +160,34 @@ pub struct Outcome {
     pub rows: usize,
 }
 
-/// The crash test: a reference run, then `rounds` runs of `child` (which runs [`run`] with a
-/// state directory) killed with SIGKILL after a random delay, then one run to completion; the
-/// committed output is compared with the reference.
+/// The crash test: a reference run (2 workers), then `rounds` runs of `child` (which runs
+/// [`run`] with a state directory and the number of workers it is given) killed with SIGKILL
+/// after a random delay, then one run to completion; the committed output is compared with
+/// the reference. Run `i` has `workers[i % workers.len()]` workers: with several numbers,
+/// every restart may resume another number's checkpoint (rescaling).
 pub fn crash_rounds(
     work: &Path,
     events: u64,
-    rounds: u32,
+    (rounds, workers): (u32, &[usize]),
     seed: u64,
-    child: impl Fn(&Path, &Path, &Path) -> Command,
+    child: impl Fn(&Path, &Path, &Path, usize) -> Command,
 ) -> Result<Outcome, String> {
+    let workers_of = |round: u32| {
+        let n = workers.len().max(1);
+        workers.get(round as usize % n).copied().unwrap_or(2)
+    };
     let input = work.join("ticks.jsonl");
     write_input(&input, events, seed).map_err(|e| e.to_string())?;
     let reference_out = work.join("reference");
     let t0 = Instant::now();
-    run(&input, &reference_out, None).map_err(|e| format!("reference run: {e}"))?;
+    run(&input, &reference_out, None, 2).map_err(|e| format!("reference run: {e}"))?;
     let full = t0.elapsed();
     let want = JsonLinesParts::<Bar>::read_committed(&reference_out).map_err(|e| e.to_string())?;
     let (state, out) = (work.join("state"), work.join("out"));
     let mut rng = Rng::new(seed ^ 0x9e37_79b9);
     let mut kills = 0;
-    for _ in 0..rounds {
-        let mut c = child(&input, &state, &out)
+    for round in 0..rounds {
+        let mut c = child(&input, &state, &out, workers_of(round))
             .spawn()
             .map_err(|e| format!("cannot start the child: {e}"))?;
         // Kills spread over about one full run's time in all (each restart resumes where
@@ -187,7 +218,7 @@ pub fn crash_rounds(
         .and_then(|d| d.checkpoints())
         .map(|ids| ids.last().copied().unwrap_or(0))
         .map_err(|e| format!("the state directory after the kills: {e}"))?;
-    let status = child(&input, &state, &out)
+    let status = child(&input, &state, &out, workers_of(rounds))
         .status()
         .map_err(|e| format!("cannot start the child: {e}"))?;
     if !status.success() {
