@@ -9,6 +9,7 @@
 //! into a [`HistogramSnapshot`]. Nothing is averaged or decayed: percentiles are exact over
 //! everything recorded, up to the bucket precision.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const SUB_BITS: u32 = 5;
@@ -52,7 +53,9 @@ fn bucket_range(i: usize) -> (u64, u64) {
 /// assert!((485..=515).contains(&p50), "{p50}");
 /// ```
 pub struct Histogram {
-    buckets: Box<[AtomicU64]>,
+    /// Allocated at the first record: most nodes' histograms (a stage's, one per key group in
+    /// a keyed segment) are never written.
+    buckets: OnceLock<Box<[AtomicU64]>>,
     count: AtomicU64,
     sum: AtomicU64,
     max: AtomicU64,
@@ -73,10 +76,10 @@ impl std::fmt::Debug for Histogram {
 }
 
 impl Histogram {
-    /// An empty histogram (about 15 KiB).
+    /// An empty histogram (about 15 KiB once something is recorded; nothing before).
     pub fn new() -> Self {
         Self {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: OnceLock::new(),
             count: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             max: AtomicU64::new(0),
@@ -95,7 +98,12 @@ impl Histogram {
         if n == 0 {
             return;
         }
-        self.buckets[bucket_of(value)].fetch_add(n, Relaxed);
+        let buckets = self
+            .buckets
+            .get_or_init(|| (0..BUCKETS).map(|_| AtomicU64::new(0)).collect());
+        if let Some(bucket) = buckets.get(bucket_of(value)) {
+            bucket.fetch_add(n, Relaxed);
+        }
         self.count.fetch_add(n, Relaxed);
         self.sum
             .fetch_add(value.saturating_mul(n).min(u64::MAX / 4), Relaxed);
@@ -145,7 +153,8 @@ impl HistogramSnapshot {
 
     /// Adds the contents of a live histogram (merge on read).
     pub fn merge_from(&mut self, h: &Histogram) {
-        for (dst, src) in self.buckets.iter_mut().zip(h.buckets.iter()) {
+        let live = h.buckets.get().map_or(&[][..], |b| &b[..]);
+        for (dst, src) in self.buckets.iter_mut().zip(live) {
             *dst += src.load(Relaxed);
         }
         self.count += h.count.load(Relaxed);
