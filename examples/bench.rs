@@ -15,7 +15,9 @@
 //! W's `macro_fused_ckpt_1s`, `_100ms`, `_10ms` and `macro_two_thread_ckpt_1s` are the same
 //! pipelines checkpointing into a temporary directory at that interval; their lines carry
 //! `checkpoints` (per run), `checkpoint_ms_p50` and `checkpoint_bytes`, and `ratio_to_twin` is
-//! against the pipeline without checkpoints. Workload `state` restores a keyed state of 1 M
+//! against the pipeline without checkpoints. W's `macro_keyed_2` routes the projected events
+//! by symbol to 2 keyed workers (one window instance per key group) merging into the sink;
+//! its twin is `macro_two_thread`. Workload `state` restores a keyed state of 1 M
 //! keys (`restore_ms`) and measures an incremental checkpoint after 1 % of keys changed
 //! (`incremental_bytes_ratio`).
 //!
@@ -471,6 +473,7 @@ fn main() {
                     "macro_fused_ckpt_100ms",
                     "macro_fused_ckpt_10ms",
                     "macro_two_thread_ckpt_1s",
+                    "macro_keyed_2",
                     "dyn_vec",
                 ];
                 use windows_bench::Shape;
@@ -491,6 +494,7 @@ fn main() {
                     "macro_two_thread_ckpt_1s" => {
                         windows_bench::w_macro(&data, Shape::TwoThreadCheckpointed(1_000))
                     }
+                    "macro_keyed_2" => windows_bench::w_macro(&data, Shape::Keyed),
                     _ => windows_bench::w_dyn_vec(&data),
                 });
                 windows_bench::remove_checkpoint_dir();
@@ -731,6 +735,8 @@ fn report(workload: &str, variants: &[&str], results: &[Measured], args: &Args) 
         // A checkpointed variant against the same pipeline without checkpoints.
         v if v.starts_with("macro_fused_ckpt") => Some("macro_fused"),
         v if v.starts_with("macro_two_thread_ckpt") => Some("macro_two_thread"),
+        // Keyed workers (per-key-group instances) against one window thread.
+        "macro_keyed_2" => Some("macro_two_thread"),
         _ => None,
     };
     let mut checksums = Vec::new();
