@@ -17,7 +17,7 @@
 //! `checkpoints` (per run), `checkpoint_ms_p50` and `checkpoint_bytes`, and `ratio_to_twin` is
 //! against the pipeline without checkpoints. W's `macro_keyed_2` routes the projected events
 //! by symbol to 2 keyed workers (one window instance per key group) merging into the sink;
-//! its twin is `macro_two_thread`. Workload `state` restores a keyed state of 1 M
+//! `macro_keyed_2_kg8` the same with `key_groups = 8`; their twin is `macro_two_thread`. Workload `state` restores a keyed state of 1 M
 //! keys (`restore_ms`) and measures an incremental checkpoint after 1 % of keys changed
 //! (`incremental_bytes_ratio`).
 //!
@@ -474,6 +474,7 @@ fn main() {
                     "macro_fused_ckpt_10ms",
                     "macro_two_thread_ckpt_1s",
                     "macro_keyed_2",
+                    "macro_keyed_2_kg8",
                     "dyn_vec",
                 ];
                 use windows_bench::Shape;
@@ -495,6 +496,7 @@ fn main() {
                         windows_bench::w_macro(&data, Shape::TwoThreadCheckpointed(1_000))
                     }
                     "macro_keyed_2" => windows_bench::w_macro(&data, Shape::Keyed),
+                    "macro_keyed_2_kg8" => windows_bench::w_macro(&data, Shape::KeyedFewGroups),
                     _ => windows_bench::w_dyn_vec(&data),
                 });
                 windows_bench::remove_checkpoint_dir();
@@ -736,7 +738,7 @@ fn report(workload: &str, variants: &[&str], results: &[Measured], args: &Args) 
         v if v.starts_with("macro_fused_ckpt") => Some("macro_fused"),
         v if v.starts_with("macro_two_thread_ckpt") => Some("macro_two_thread"),
         // Keyed workers (per-key-group instances) against one window thread.
-        "macro_keyed_2" => Some("macro_two_thread"),
+        "macro_keyed_2" | "macro_keyed_2_kg8" => Some("macro_two_thread"),
         _ => None,
     };
     let mut checksums = Vec::new();

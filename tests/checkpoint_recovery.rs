@@ -31,6 +31,19 @@ fn events(n: u64) -> Vec<Ev> {
 struct Ledger {
     committed: Vec<String>,
     staged: BTreeMap<u64, Vec<String>>,
+    /// Checkpoints committed so far (all runs).
+    commits: u64,
+}
+
+impl Ledger {
+    /// Makes what was staged up to `checkpoint` visible.
+    fn publish(&mut self, checkpoint: CheckpointId) {
+        let later = self.staged.split_off(&(checkpoint.0 + 1));
+        let done = std::mem::replace(&mut self.staged, later);
+        for (_, rows) in done {
+            self.committed.extend(rows);
+        }
+    }
 }
 
 /// A two-phase-commit sink over a [`Ledger`].
@@ -68,17 +81,15 @@ impl<R: std::fmt::Debug> Sink<R> for TxSink {
     }
     fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
         let mut l = self.ledger();
-        let later = l.staged.split_off(&(checkpoint.0 + 1));
-        let done = std::mem::replace(&mut l.staged, later);
-        for (_, rows) in done {
-            l.committed.extend(rows);
-        }
+        l.commits += 1;
+        l.publish(checkpoint);
         Ok(())
     }
     fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
-        <Self as Sink<R>>::commit(self, checkpoint)?;
+        let mut l = self.ledger();
+        l.publish(checkpoint);
         // Staged after the checkpoint: produced again by the resumed run.
-        self.ledger().staged.clear();
+        l.staged.clear();
         Ok(())
     }
     fn close(&mut self) -> Result<(), SinkError> {
@@ -104,6 +115,33 @@ fn crashing(crash_at: Option<u64>) -> impl Stage<Ev, Out = Ev> {
         *n += 1;
         if Some(*n) == crash_at {
             panic!("injected crash at event {n}");
+        }
+        Some(e)
+    })
+}
+
+/// Like [`crashing`], but only once this run has committed a checkpoint of its own (a test
+/// that resumes with another number of workers needs one): from its `crash_at`-th event on,
+/// it panics at the first event after that commit, yielding its thread meanwhile so the
+/// checkpoint can complete.
+fn crashing_after_commit(
+    crash_at: Option<u64>,
+    ledger: Arc<Mutex<Ledger>>,
+) -> impl Stage<Ev, Out = Ev> {
+    let commits = move || {
+        ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .commits
+    };
+    let before = commits();
+    stateful(0u64, move |n: &mut u64, e: Ev| {
+        *n += 1;
+        if crash_at.is_some_and(|c| *n >= c) {
+            if commits() > before {
+                panic!("injected crash at event {n}");
+            }
+            std::thread::yield_now();
         }
         Some(e)
     })
@@ -388,14 +426,25 @@ fn panics_in_snapshot_and_restore_lose_and_duplicate_nothing() {
 /// Running totals per key in an incrementally checkpointed map.
 struct Totals {
     by_key: eventflux::state::Keyed<u32, (u64, i64)>,
+    /// A key comes back after this many timestamps.
+    cycle: u64,
+}
+
+impl Totals {
+    fn new(cycle: u64) -> Self {
+        Totals {
+            by_key: eventflux::state::Keyed::new(),
+            cycle,
+        }
+    }
 }
 
 impl Stage<Ev> for Totals {
     type Out = (u32, u64, i64);
     fn process<E: Emit<(u32, u64, i64)>>(&mut self, e: Ev, out: &mut E) {
-        // Many keys, few of them changing between two checkpoints (a key comes back after 128
-        // timestamps); some removed again.
-        let key = (e.ts as u32 % 128) * 64 + u32::from(e.group);
+        // Many keys, few of them changing between two checkpoints (a key comes back after
+        // `cycle` timestamps); some removed again.
+        let key = (e.ts % self.cycle) as u32 * 64 + u32::from(e.group);
         if e.v == 49 {
             self.by_key.remove(&key);
             return;
@@ -430,7 +479,7 @@ fn keyed_state_app(
         config { batch_size: 1, queue_capacity: 64, checkpoint_interval_ms: 1, checkpoint_full_every: 3 }
         source feed = IterSource::new(events);
         stage boom = crashing(crash_at);
-        stage totals = Totals { by_key: eventflux::state::Keyed::new() };
+        stage totals = Totals::new(50);
         sink out = sink;
         feed -> boom => totals -> out;
     }
@@ -646,8 +695,9 @@ fn many_keyed_events(n: u64) -> Vec<Ev> {
 /// tumbling window; their rows merge into one transactional sink. `$workers` is the number of
 /// keyed workers.
 macro_rules! rescalable_app {
-    ($workers:tt, $events:expr, $crash_at:expr, $ledger:expr) => {{
-        let sink = TxSink::over($ledger);
+    ($workers:tt, $events:expr, $crash_at:expr, $ledger:expr $(, $setting:ident = $value:tt)*) => {{
+        let ledger: &Arc<Mutex<Ledger>> = $ledger;
+        let sink = TxSink::over(ledger);
         let crash_at: Option<u64> = $crash_at;
         pipeline! {
             config {
@@ -655,13 +705,13 @@ macro_rules! rescalable_app {
                 checkpoint_interval_ms: 1, checkpoint_full_every: 1000
             }
             source feed = IterSource::new($events);
-            stage boom = crashing(crash_at);
+            stage boom = crashing_after_commit(crash_at, Arc::clone(ledger));
             // Each key group's own count of its events, folded into the values.
             stage tally = stateful(0u64, |n: &mut u64, e: Ev| {
                 *n += 1;
                 Some(Ev { v: e.v + (*n % 3) as i32, ..e })
             });
-            stage totals = Totals { by_key: eventflux::state::Keyed::new() };
+            stage totals = Totals::new(128);
             stage back = map(|(key, n, total): (u32, u64, i64)| Ev {
                 ts: u64::from(key / 8) * 10 + n / 2,
                 group: (key % 8) as u8 + (total.rem_euclid(5) as u8) * 8,
@@ -670,7 +720,8 @@ macro_rules! rescalable_app {
             stage stats = window();
             stage rows = map(|r: Row<u8, (u64, i128, i32, f64)>| (r.window.start, r.key, r.values));
             sink out = sink;
-            feed -> boom =>[workers = $workers, key = |e: &Ev| e.group] tally -> totals -> back -> stats -> rows => out;
+            feed -> boom =>[workers = $workers, key = |e: &Ev| e.group $(, $setting = $value)*]
+                tally -> totals -> back -> stats -> rows => out;
         }
     }};
 }
@@ -683,6 +734,13 @@ fn crash_in(dir: &std::path::Path, app: App<'static>) {
         .err()
         .unwrap_or_else(|| panic!("the run was to crash"));
     assert!(err.to_string().contains("injected crash"), "{err}");
+}
+
+/// Resumes `app` from the checkpoint directory `dir` and runs it to its end.
+fn finish_in(dir: &std::path::Path, app: App<'static>, what: &str) {
+    app.checkpoints(dir, Recovery::Resume)
+        .and_then(App::run)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 /// The number of keyed workers of `tally` the newest checkpoint in `dir` was taken with.
@@ -745,10 +803,11 @@ fn keyed_state_restores_into_a_different_number_of_workers() {
         rescalable_app!(4, many_keyed_events(n), Some(5_000), &ledger),
     );
     assert_eq!(workers_in(dir.path()), 4);
-    rescalable_app!(2, many_keyed_events(n), None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .and_then(App::run)
-        .unwrap_or_else(|e| panic!("resumed with 2 workers: {e}"));
+    finish_in(
+        dir.path(),
+        rescalable_app!(2, many_keyed_events(n), None, &ledger),
+        "resumed with 2 workers",
+    );
     check(&ledger, "4 → 2 workers");
 
     // 4 → 8 → 2 → 2, a crash in each run: incremental state relocated twice, then resumed
@@ -778,10 +837,11 @@ fn keyed_state_restores_into_a_different_number_of_workers() {
         2,
         "the resumed run checkpointed with 2 workers"
     );
-    rescalable_app!(2, many_keyed_events(n), None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .and_then(App::run)
-        .unwrap_or_else(|e| panic!("resumed with 2 workers: {e}"));
+    finish_in(
+        dir.path(),
+        rescalable_app!(2, many_keyed_events(n), None, &ledger),
+        "resumed with 2 workers",
+    );
     check(&ledger, "4 → 8 → 2 → 2 workers");
 }
 
@@ -789,7 +849,8 @@ fn keyed_state_restores_into_a_different_number_of_workers() {
 /// (not per key group).
 macro_rules! branching_app {
     ($workers:tt, $events:expr, $crash_at:expr, $ledger:expr) => {{
-        let sink = TxSink::over($ledger);
+        let ledger: &Arc<Mutex<Ledger>> = $ledger;
+        let sink = TxSink::over(ledger);
         let crash_at: Option<u64> = $crash_at;
         let count = || {
             stateful(0u64, |n: &mut u64, e: Ev| {
@@ -800,7 +861,7 @@ macro_rules! branching_app {
         pipeline! {
             config { batch_size: 4, queue_capacity: 64, checkpoint_interval_ms: 1 }
             source feed = IterSource::new($events);
-            stage boom = crashing(crash_at);
+            stage boom = crashing_after_commit(crash_at, Arc::clone(ledger));
             stage pass = map(|e: Ev| e);
             stage left = count();
             stage right = count();
@@ -835,13 +896,64 @@ fn per_worker_state_does_not_rescale_and_says_so() {
             && err.contains("taken with 4 workers, restores only into 4 workers, not 2"),
         "{err}"
     );
-    branching_app!(4, many_keyed_events(n), None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .and_then(App::run)
-        .unwrap_or_else(|e| panic!("resumed with 4 workers: {e}"));
+    finish_in(
+        dir.path(),
+        branching_app!(4, many_keyed_events(n), None, &ledger),
+        "resumed with 4 workers",
+    );
     assert_eq!(
         committed(&ledger).len(),
         2 * n as usize,
         "every event, once per branch"
+    );
+}
+
+/// Fewer key groups (`key_groups = 8`, for few keys): rescaling 4 → 2 gives the output of
+/// an uninterrupted run with the same key groups (a `stateful` stage's state is per key group,
+/// so it differs from 128 groups' by design); and the number of key groups is fixed for a
+/// job's life — resuming with another is an error that says how to fix it.
+#[test]
+fn key_groups_can_be_fewer_and_stay_fixed() {
+    let n = 8_000;
+    let reference = Arc::new(Mutex::new(Ledger::default()));
+    rescalable_app!(4, many_keyed_events(n), None, &reference, key_groups = 8)
+        .run()
+        .unwrap_or_else(|e| panic!("reference run: {e}"));
+    let mut want = committed(&reference);
+    want.sort();
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    crash_in(
+        dir.path(),
+        rescalable_app!(
+            4,
+            many_keyed_events(n),
+            Some(4_000),
+            &ledger,
+            key_groups = 8
+        ),
+    );
+    let err = rescalable_app!(2, many_keyed_events(n), None, &ledger)
+        .checkpoints(dir.path(), Recovery::Resume)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("was saved with 8 key groups, but this keyed edge has 128")
+            && err.contains("set `key_groups = 8` on the edge"),
+        "{err}"
+    );
+    finish_in(
+        dir.path(),
+        rescalable_app!(2, many_keyed_events(n), None, &ledger, key_groups = 8),
+        "resumed with 2 workers of 8 key groups",
+    );
+    let mut got = committed(&ledger);
+    got.sort();
+    assert_eq!(
+        verify(&want, &got),
+        (0, 0, 0),
+        "lost, duplicated, reordered"
     );
 }

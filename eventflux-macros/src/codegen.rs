@@ -236,8 +236,9 @@ impl<'g> Gen<'g> {
                         .key
                         .clone()
                         .map_or_else(|| quote!(|_: &_| 0u8), |k| quote!(#k));
+                    let groups = key_groups(&spec);
                     quote_spanned! {ms(span)=>
-                        ::eventflux::__private::keyed_edge_across_threads(&#mk, #key, #check::senders(&#txs))
+                        ::eventflux::__private::keyed_edge_across_threads(&#mk, #key, #groups, #check::senders(&#txs))
                     }
                 }
                 Some(_) => {
@@ -358,14 +359,17 @@ impl<'g> Gen<'g> {
                 let (groups, kg) = (self.fresh("groups"), self.fresh("chain"));
                 let worker = Ident::new("__ef_worker", Span::mixed_site());
                 let w = w as usize;
+                let total = self
+                    .spec_into(root)
+                    .map_or_else(|| quote!(0usize), key_groups);
                 out.push(quote! {
                     let mut #groups = ::std::vec::Vec::new();
-                    for _ in ::eventflux::__private::key_groups_of(#worker, #w) {
+                    for _ in ::eventflux::__private::key_groups_of(#worker, #w, #total) {
                         #(#evals)*
                         #(#inner)*
                         #groups.push(#chain);
                     }
-                    let #kg = ::eventflux::__private::key_groups(&#m0, #key, #worker, #w, #groups);
+                    let #kg = ::eventflux::__private::key_groups(&#m0, #key, (#worker, #w, #total), #groups);
                     let #m = ::eventflux::__private::marker_of(&#kg);
                 });
                 (kg, self.outputs(last, &m, &mut out))
@@ -466,6 +470,17 @@ impl<'g> Gen<'g> {
             let mut #l = #expr;
             #check
         }
+    }
+}
+
+/// A keyed edge's number of key groups: its `key_groups`, or the runtime's default.
+fn key_groups(spec: &QueueSpec) -> TokenStream {
+    match spec.key_groups {
+        Some(g) => {
+            let g = g as usize;
+            quote!(#g)
+        }
+        None => quote!(::eventflux::__private::KEY_GROUPS),
     }
 }
 

@@ -33,7 +33,14 @@ const CONFIG_KEYS: [&str; 9] = [
     "checkpoints_kept",
     "checkpoint_full_every",
 ];
-const EDGE_KEYS: [&str; 5] = ["capacity", "batch_size", "backpressure", "workers", "key"];
+const EDGE_KEYS: [&str; 6] = [
+    "capacity",
+    "batch_size",
+    "backpressure",
+    "workers",
+    "key",
+    "key_groups",
+];
 
 /// The validated `config { .. }` block.
 #[derive(Debug, Default)]
@@ -75,6 +82,8 @@ pub struct QueueSpec {
     pub backpressure: Option<Ident>,
     pub workers: Option<u64>,
     pub key: Option<Expr>,
+    /// Key groups of a keyed edge (the runtime's default when `None`).
+    pub key_groups: Option<u64>,
 }
 
 impl QueueSpec {
@@ -91,7 +100,10 @@ impl QueueSpec {
                 .map_or_else(|| "Block".to_string(), Ident::to_string)
         );
         if let Some(w) = self.workers {
-            label.push_str(&format!(", workers = {w}, keyed"));
+            label.push_str(&format!(
+                ", workers = {w}, keyed, key_groups = {}",
+                self.key_groups.unwrap_or(MAX_WORKERS)
+            ));
         }
         label
     }
@@ -113,6 +125,9 @@ impl QueueSpec {
         }
         if self.key.is_some() {
             parts.push("keyed".to_string());
+        }
+        if let Some(g) = self.key_groups {
+            parts.push(format!("key_groups = {g}"));
         }
         parts.join(", ")
     }
@@ -370,6 +385,7 @@ fn edge_settings(
     let unique = duplicate_keys(settings, &mut local);
     let mut key_span = None;
     let mut workers_span = None;
+    let mut groups_span = None;
     for s in unique {
         let v = &s.value;
         record(match s.key.to_string().as_str() {
@@ -387,8 +403,8 @@ fn edge_settings(
                         Diagnostic::new(
                             d.span,
                             format!(
-                                "{}: keyed state is kept in {MAX_WORKERS} key groups, and each \
-                                 worker owns at least one",
+                                "{}: keyed state is kept in key groups (at most {MAX_WORKERS}), \
+                                 and each worker owns at least one",
                                 d.message
                             ),
                         )
@@ -400,10 +416,31 @@ fn edge_settings(
                 q.key = Some(v.clone());
                 Ok(())
             }
+            "key_groups" => {
+                groups_span = Some(v.span());
+                in_range(v, "key_groups", 1, MAX_WORKERS).map(|x| q.key_groups = Some(x))
+            }
             _ => Err(unknown_key(&s.key, &EDGE_KEYS, "edge setting")),
         });
     }
     errors.extend(local);
+    if let Some(span) = groups_span {
+        match (q.workers, q.key_groups) {
+            (None, _) => errors.push(Diagnostic::new(
+                span,
+                "`key_groups` divides the keys of a parallel edge, but this edge has none: add \
+                 `workers = N` and `key = |event| ..`",
+            )),
+            (Some(w), Some(g)) if g < w => errors.push(Diagnostic::new(
+                span,
+                format!(
+                    "`key_groups` must be at least `workers` ({w}), but it is {g}: each worker \
+                     owns at least one key group"
+                ),
+            )),
+            _ => {}
+        }
+    }
     if workers_span.is_some() && key_span.is_none() {
         errors.push(Diagnostic::new(
             workers_span.unwrap_or(arrow),

@@ -153,6 +153,7 @@ pub fn edge_across_threads<T: CrossThread>(_: &Marker<T>, tx: &QueueSender<T>) -
 pub fn keyed_edge_across_threads<T, K, F>(
     _: &Marker<T>,
     key: F,
+    groups: usize,
     txs: &[QueueSender<T>],
 ) -> KeyedOutput<T, F>
 where
@@ -160,20 +161,20 @@ where
     F: FnMut(&T) -> K + Send,
     K: Hash,
 {
-    KeyedOutput::new(
+    KeyedOutput::with_key_groups(
         txs.iter().map(|t| QueueOutput::new(t.clone())).collect(),
         key,
+        groups,
     )
 }
 
-pub use crate::exec::key_groups_of;
+pub use crate::exec::{KEY_GROUPS, key_groups_of};
 
 /// A keyed worker's chain: one instance per key group it owns (see [`KeyGroups`]).
 pub fn key_groups<In, C, K, F>(
     _: &Marker<In>,
     key: F,
-    worker: usize,
-    workers: usize,
+    (worker, workers, groups): (usize, usize, usize),
     instances: Vec<Typed<In, C>>,
 ) -> Typed<In, KeyGroups<C, F>>
 where
@@ -183,7 +184,8 @@ where
 {
     Typed {
         stage: KeyGroups::new(
-            key_groups_of(worker, workers),
+            groups,
+            key_groups_of(worker, workers, groups),
             key,
             instances.into_iter().map(|t| t.stage).collect(),
         ),

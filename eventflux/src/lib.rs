@@ -68,20 +68,23 @@
 //!
 //! **Edge settings** (`=>[...]`): `capacity` (events buffered, 1–2²⁸), `batch_size`
 //! (1–2²⁰), `backpressure` (`Block`, `DropOldest`, `DropNewest`, `Unbounded`), and for keyed
-//! parallelism `workers = N` (1–128) with `key = |event: &T| ...` (any `Hash` value).
+//! parallelism `workers = N` (1–128) with `key = |event: &T| ...` (any `Hash` value) and
+//! optionally `key_groups = G` (`workers`–128, default 128; see below).
 //!
 //! **Keyed parallelism.** `a =>[workers = 4, key = |t: &Trade| t.symbol] b -> c` runs four copies
 //! of the segment `b -> c`, each on its own thread with its own queue; every event goes to the
 //! worker chosen by the hash of its key. Ordering: all events with equal keys go through the
 //! same worker in their original order, and stay in that order through any later `=>` (queues
 //! are FIFO per producer). Events with different keys have no order between them downstream of
-//! the workers. Keys fall into 128 **key groups** (by hash; worker `w` owns a contiguous range of
-//! them), and the stages fused after the `=>` (`b -> c`) run **one instance per key group**: a
-//! stage's state, and so its output, depends on its key group's events only, never on how many
-//! workers there are — which is what lets a checkpoint taken with 4 workers resume with 2 or 8
-//! (see "State and recovery"). Each node expression there is evaluated once per key group (128
-//! times in all), so keep construction cheap. Nodes after a fan-out inside the segment run one
-//! instance per worker. Metrics of every instance are merged under the node's name. A sink fused into the segment would also run once
+//! the workers. Keys fall into 128 **key groups** (by hash; `key_groups = G` sets fewer;
+//! worker `w` owns a contiguous range of them), and the stages fused after the `=>` (`b -> c`)
+//! run **one instance per key group**: a stage's state, and so its output, depends on its key
+//! group's events only, never on how many workers there are — which is what lets a checkpoint
+//! taken with 4 workers resume with 2 or 8 (see "State and recovery"). Each node expression
+//! there is evaluated once per key group (128 times in all), so keep construction cheap; with
+//! few keys, fewer groups also cost less per window. Nodes after a fan-out inside the segment
+//! run one instance per worker. Metrics of every instance are merged under the node's name. A
+//! sink fused into the segment would also run once
 //! per worker (N copies of a file sink, each truncating the same file), so it is a compile
 //! error: end the segment with a plain `=>` before the sink (the workers merge into one sink),
 //! or opt in with `sink out = per_worker(|worker| JsonLinesSink::create(format!("out-{worker}.jsonl")));`

@@ -223,8 +223,10 @@ pub enum Shape {
     /// `TwoThread`, checkpointing every `n` ms into a temporary directory.
     TwoThreadCheckpointed(u64),
     /// Source, filter and projection on one thread; a keyed `=>` into 2 workers (one window
-    /// instance per key group); `=>` into the sink.
+    /// instance per key group, 128 groups); `=>` into the sink.
     Keyed,
+    /// `Keyed` with `key_groups = 8`.
+    KeyedFewGroups,
 }
 
 /// What the last checkpointed run took: checkpoints, their median duration, state bytes.
@@ -325,6 +327,14 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
             stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
             sink out = sink;
             feed -> big -> value =>[workers = 2, key = |n: &Notional| n.0] stats => out;
+        },
+        Shape::KeyedFewGroups => pipeline! {
+            source feed = source;
+            stage big = filter(|t: &Trade| t.volume > 100);
+            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+            stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
+            sink out = sink;
+            feed -> big -> value =>[workers = 2, key = |n: &Notional| n.0, key_groups = 8] stats => out;
         },
     };
     match shape {

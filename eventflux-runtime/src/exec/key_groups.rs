@@ -1,14 +1,19 @@
 //! Key groups: the unit in which keyed parallel (`=>[workers = N, key = ..]`) state is kept,
 //! so that a checkpoint taken with one number of workers restores into another.
 //!
-//! Every key belongs to one of [`KEY_GROUPS`] groups (by its hash); worker `w` of `n` owns a
-//! contiguous range of groups ([`key_groups_of`]), and the router sends each event to the owner
-//! of its key's group. Inside a worker, [`KeyGroups`] keeps **one instance of the worker's
+//! Every key belongs to one of a keyed edge's key groups (by its hash; [`KEY_GROUPS`] unless
+//! the edge sets `key_groups = N`); worker `w` of `n` owns a contiguous range of groups
+//! ([`key_groups_of`]), and the router sends each event to the owner of its key's group. Inside a worker, [`KeyGroups`] keeps **one instance of the worker's
 //! chain per key group** and runs each event through its group's instance: a group's state and
 //! output depend only on that group's events (and the watermarks and barriers every group
 //! sees), never on which worker ran it or which other groups shared that worker. So a
 //! checkpoint — which saves each group's state apart — restores into any number of workers
-//! with the same results, as Flink's key groups (its "max parallelism") do.
+//! (up to the number of key groups) with the same results, as Flink's key groups (its "max
+//! parallelism") do. The number of key groups is fixed for a job's life: a checkpoint restores
+//! only into the same number.
+//!
+//! Fewer key groups cost less: a worker repeats per-window work (opening, firing) for each of
+//! its groups, which shows when there are few keys per group (see the README's "Rescaling").
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -18,59 +23,61 @@ use crate::StageError;
 use crate::stage::{CheckpointId, Emit, Stage, Watermark};
 use crate::state::{Restore, Snapshot, StateError, StateReader, StateWriter};
 
-/// The number of key groups: the most workers a keyed edge can have.
+/// The number of key groups of a keyed edge that does not set `key_groups`, and the most it
+/// may set (so the most workers a keyed edge can have).
 pub const KEY_GROUPS: usize = 128;
 
-/// One state id's parts of several key groups: `(group, bytes)`.
+/// One state id's parts of several key groups: `(group, bytes)` (saved after the number of
+/// key groups).
 type GroupParts = Vec<(u16, Vec<u8>)>;
 
 /// The prefix of a saved state of the key groups (the rest is the id inside each group).
 pub(crate) const GROUP_STATE: &str = "@";
 
-/// The key group of `key`: an FxHash-style hash (no SipHash on the hot path), avalanched so
-/// that sequential keys spread over the high bits, scaled to `0..KEY_GROUPS` by a
+/// The key group (of `groups`) of `key`: an FxHash-style hash (no SipHash on the hot path),
+/// avalanched so that sequential keys spread over the high bits, scaled to `0..groups` by a
 /// multiply-high. It depends only on the key's [`Hash`], so it is the same in every build of a
 /// program for a given target.
 ///
 /// ```
 /// use eventflux_runtime::exec::{key_group, KEY_GROUPS};
-/// let g = key_group(&"AAPL");
+/// let g = key_group(&"AAPL", KEY_GROUPS);
 /// assert!(g < KEY_GROUPS);
-/// assert_eq!(g, key_group(&"AAPL"));
+/// assert_eq!(g, key_group(&"AAPL", KEY_GROUPS));
 /// ```
 #[inline]
-pub fn key_group<K: Hash + ?Sized>(key: &K) -> usize {
+pub fn key_group<K: Hash + ?Sized>(key: &K, groups: usize) -> usize {
     let mut h = crate::window::FxHasher::default();
     key.hash(&mut h);
     let mut x = std::hash::Hasher::finish(&h);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
-    ((u128::from(x) * KEY_GROUPS as u128) >> 64) as usize
+    ((u128::from(x) * groups as u128) >> 64) as usize
 }
 
-/// The worker (of `workers`) that owns key group `group`: groups are dealt out in contiguous
-/// ranges, as [`key_groups_of`] lists them.
+/// The worker (of `workers`) that owns key group `group` (of `groups`): groups are dealt out
+/// in contiguous ranges, as [`key_groups_of`] lists them.
 #[inline]
-pub fn worker_of(group: usize, workers: usize) -> usize {
-    group * workers / KEY_GROUPS
+pub fn worker_of(group: usize, workers: usize, groups: usize) -> usize {
+    group * workers / groups.max(1)
 }
 
-/// The key groups worker `worker` of `workers` owns: the groups `g` with
-/// [`worker_of(g, workers)`](worker_of) `== worker`. Every worker owns at least one group when
-/// `workers <= KEY_GROUPS`.
+/// The key groups (of `groups`) worker `worker` of `workers` owns: the groups `g` with
+/// [`worker_of(g, workers, groups)`](worker_of) `== worker`. Every worker owns at least one
+/// group when `workers <= groups`.
 ///
 /// ```
 /// use eventflux_runtime::exec::{key_groups_of, worker_of, KEY_GROUPS};
-/// let ranges: Vec<_> = (0..3).map(|w| key_groups_of(w, 3)).collect();
+/// let ranges: Vec<_> = (0..3).map(|w| key_groups_of(w, 3, KEY_GROUPS)).collect();
 /// assert_eq!(ranges[0].start, 0);
 /// assert_eq!(ranges[2].end, KEY_GROUPS);
 /// assert_eq!(ranges[0].end, ranges[1].start);
-/// assert!(ranges[1].clone().all(|g| worker_of(g, 3) == 1));
+/// assert!(ranges[1].clone().all(|g| worker_of(g, 3, KEY_GROUPS) == 1));
 /// ```
-pub fn key_groups_of(worker: usize, workers: usize) -> Range<usize> {
-    let first = |w: usize| (w * KEY_GROUPS).div_ceil(workers.max(1));
-    first(worker).min(KEY_GROUPS)..first(worker + 1).min(KEY_GROUPS)
+pub fn key_groups_of(worker: usize, workers: usize, groups: usize) -> Range<usize> {
+    let first = |w: usize| (w * groups).div_ceil(workers.max(1));
+    first(worker).min(groups)..first(worker + 1).min(groups)
 }
 
 /// A keyed worker's chain, one instance per key group it owns: each event runs through the
@@ -83,15 +90,17 @@ pub fn key_groups_of(worker: usize, workers: usize) -> Range<usize> {
 ///
 /// ```
 /// use eventflux_runtime::prelude::*;
-/// use eventflux_runtime::exec::{key_group, key_groups_of, KeyGroups};
+/// use eventflux_runtime::exec::{key_group, key_groups_of, KeyGroups, KEY_GROUPS};
 ///
-/// // A running count per key group, in worker 0 of 2 (key groups 0..64).
+/// // A running count per key group, in worker 0 of 2 (key groups 0..64 of 128).
 /// let counter = || stateful(0u32, |n: &mut u32, k: u8| { *n += 1; Some((k, *n)) });
-/// let groups = key_groups_of(0, 2);
-/// let mut stage = KeyGroups::new(groups.clone(), |k: &u8| *k, groups.map(|_| counter()).collect());
+/// let groups = key_groups_of(0, 2, KEY_GROUPS);
+/// let instances = groups.clone().map(|_| counter()).collect();
+/// let mut stage = KeyGroups::new(KEY_GROUPS, groups, |k: &u8| *k, instances);
 /// // Two keys of this worker, in different key groups.
-/// let a = (0..=255u8).find(|k| key_group(k) < 64).unwrap();
-/// let b = (0..=255u8).find(|k| key_group(k) < 64 && key_group(k) != key_group(&a)).unwrap();
+/// let group = |k: &u8| key_group(k, KEY_GROUPS);
+/// let a = (0..=255u8).find(|k| group(k) < 64).unwrap();
+/// let b = (0..=255u8).find(|k| group(k) < 64 && group(k) != group(&a)).unwrap();
 /// let mut out = Vec::new();
 /// for k in [a, b, a] {
 ///     stage.process(k, &mut out);
@@ -100,6 +109,8 @@ pub fn key_groups_of(worker: usize, workers: usize) -> Range<usize> {
 /// assert_eq!(out, [(a, 1), (b, 1), (a, 2)]);
 /// ```
 pub struct KeyGroups<C, F> {
+    /// The edge's number of key groups.
+    total: usize,
     /// The first group this worker owns; `instances[i]` is group `first + i`'s.
     first: usize,
     instances: Vec<C>,
@@ -119,19 +130,26 @@ impl<C, F> std::fmt::Debug for KeyGroups<C, F> {
 }
 
 impl<C, F> KeyGroups<C, F> {
-    /// The chain instances of key groups `groups` (one each, in order), routed by `key`.
+    /// The chain instances of key groups `groups` (one each, in order) of `total`, routed by
+    /// `key`.
     ///
     /// # Panics
     ///
-    /// If `instances` does not hold one instance per group of `groups` (a bug in the caller).
-    pub fn new(groups: Range<usize>, key: F, instances: Vec<C>) -> Self {
+    /// If `instances` does not hold one instance per group of `groups`, or `groups` is not
+    /// within `0..total` (a bug in the caller).
+    pub fn new(total: usize, groups: Range<usize>, key: F, instances: Vec<C>) -> Self {
         assert_eq!(
             groups.len(),
             instances.len(),
             "KeyGroups::new takes one chain instance per key group"
         );
+        assert!(
+            groups.end <= total,
+            "KeyGroups::new: groups beyond the total"
+        );
         let n = instances.len();
         KeyGroups {
+            total,
             first: groups.start,
             instances,
             key,
@@ -206,7 +224,7 @@ where
 
     #[inline]
     fn process<E: Emit<Self::Out>>(&mut self, item: In, out: &mut E) {
-        let at = key_group(&(self.key)(&item)).wrapping_sub(self.first);
+        let at = key_group(&(self.key)(&item), self.total).wrapping_sub(self.first);
         match self.instances.get_mut(at) {
             Some(instance) => instance.process(
                 item,
@@ -272,9 +290,10 @@ where
                 bundle.1 |= delta;
             }
         }
+        let total = u16::try_from(self.total).unwrap_or(u16::MAX);
         for (id, (parts, delta)) in bundles {
             let mut w = StateWriter::new();
-            w.put(&parts)?;
+            w.put(&(total, parts))?;
             snapshot.put_part(format!("{GROUP_STATE}{id}"), w.into_bytes(), delta);
         }
         Ok(())
@@ -288,9 +307,17 @@ where
         for (id, chain) in restore.take_prefixed(GROUP_STATE) {
             for part in chain {
                 let mut r = StateReader::new(&part);
-                let parts: Vec<(u16, Vec<u8>)> = r
+                let (total, parts): (u16, GroupParts) = r
                     .take()
                     .map_err(|e| StateError::Custom(format!("state `{GROUP_STATE}{id}`: {e}")))?;
+                if usize::from(total) != self.total {
+                    return Err(StateError::Custom(format!(
+                        "state `{id}` was saved with {total} key groups, but this keyed edge has \
+                         {}: the number of key groups is fixed for a job's life (set \
+                         `key_groups = {total}` on the edge, or start afresh)",
+                        self.total
+                    )));
+                }
                 for (group, bytes) in parts {
                     let at = usize::from(group).wrapping_sub(self.first);
                     if let Some(states) = per_group.get_mut(at) {
@@ -330,16 +357,24 @@ mod tests {
 
     #[test]
     fn every_group_has_exactly_one_worker() {
-        for workers in 1..=KEY_GROUPS {
-            let mut next = 0;
-            for w in 0..workers {
-                let r = key_groups_of(w, workers);
-                assert_eq!(r.start, next, "{workers} workers: ranges are contiguous");
-                assert!(!r.is_empty(), "{workers} workers: worker {w} owns a group");
-                assert!(r.clone().all(|g| worker_of(g, workers) == w));
-                next = r.end;
+        for groups in 1..=KEY_GROUPS {
+            for workers in 1..=groups {
+                let mut next = 0;
+                for w in 0..workers {
+                    let r = key_groups_of(w, workers, groups);
+                    assert_eq!(
+                        r.start, next,
+                        "{workers} of {groups}: ranges are contiguous"
+                    );
+                    assert!(
+                        !r.is_empty(),
+                        "{workers} of {groups}: worker {w} owns a group"
+                    );
+                    assert!(r.clone().all(|g| worker_of(g, workers, groups) == w));
+                    next = r.end;
+                }
+                assert_eq!(next, groups);
             }
-            assert_eq!(next, KEY_GROUPS);
         }
     }
 }

@@ -896,6 +896,8 @@ pub(crate) fn push<T, C: Stage<T>, O: Emit<C::Out>>(chain: &mut C, out: &mut O, 
 pub struct KeyedOutput<T, F> {
     outs: Vec<QueueOutput<T>>,
     key: F,
+    /// The edge's number of key groups.
+    groups: usize,
 }
 
 impl<T, F> std::fmt::Debug for KeyedOutput<T, F> {
@@ -928,14 +930,30 @@ impl<T, F> KeyedOutput<T, F> {
     /// }
     /// ```
     pub fn new(outs: Vec<QueueOutput<T>>, key: F) -> Self {
-        Self { outs, key }
+        Self::with_key_groups(outs, key, super::KEY_GROUPS)
+    }
+
+    /// [`new`](Self::new) with `groups` key groups (at least one per output) instead of
+    /// [`KEY_GROUPS`](super::KEY_GROUPS): the workers' [`KeyGroups`](super::KeyGroups) must
+    /// use the same number.
+    ///
+    /// ```
+    /// use eventflux_runtime::exec::{KeyedOutput, QueueOutput};
+    /// use eventflux_runtime::queue::{EventQueue, QueueOptions};
+    /// let (t0, _r0) = EventQueue::<u32>::channel(QueueOptions::default());
+    /// let out = KeyedOutput::with_key_groups(vec![QueueOutput::new(t0)], |x: &u32| *x, 8);
+    /// # let _ = out;
+    /// ```
+    pub fn with_key_groups(outs: Vec<QueueOutput<T>>, key: F, groups: usize) -> Self {
+        Self { outs, key, groups }
     }
 }
 
-/// The worker for `key`: the owner of its key group (see [`key_group`](super::key_group)).
+/// The worker (of `n`) for `key`: the owner of its key group (of `groups`; see
+/// [`key_group`](super::key_group)).
 #[inline]
-fn route<K: std::hash::Hash>(key: &K, n: usize) -> usize {
-    super::key_groups::worker_of(super::key_groups::key_group(key), n)
+fn route<K: std::hash::Hash>(key: &K, n: usize, groups: usize) -> usize {
+    super::key_groups::worker_of(super::key_groups::key_group(key, groups), n, groups)
 }
 
 impl<T, K, F> Emit<T> for KeyedOutput<T, F>
@@ -945,7 +963,7 @@ where
 {
     #[inline]
     fn emit(&mut self, item: T) {
-        let i = route(&(self.key)(&item), self.outs.len());
+        let i = route(&(self.key)(&item), self.outs.len(), self.groups);
         if let Some(out) = self.outs.get_mut(i) {
             out.emit(item);
         }
