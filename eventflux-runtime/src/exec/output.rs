@@ -896,8 +896,8 @@ pub(crate) fn push<T, C: Stage<T>, O: Emit<C::Out>>(chain: &mut C, out: &mut O, 
 pub struct KeyedOutput<T, F> {
     outs: Vec<QueueOutput<T>>,
     key: F,
-    /// The edge's number of key groups.
-    groups: usize,
+    /// Each key group's worker (one load per event: no division on the hot path).
+    owners: Box<[u32]>,
 }
 
 impl<T, F> std::fmt::Debug for KeyedOutput<T, F> {
@@ -945,15 +945,12 @@ impl<T, F> KeyedOutput<T, F> {
     /// # let _ = out;
     /// ```
     pub fn with_key_groups(outs: Vec<QueueOutput<T>>, key: F, groups: usize) -> Self {
-        Self { outs, key, groups }
+        let workers = outs.len();
+        let owners = (0..groups.max(1))
+            .map(|g| u32::try_from(super::worker_of(g, workers, groups)).unwrap_or(u32::MAX))
+            .collect();
+        Self { outs, key, owners }
     }
-}
-
-/// The worker (of `n`) for `key`: the owner of its key group (of `groups`; see
-/// [`key_group`](super::key_group)).
-#[inline]
-fn route<K: std::hash::Hash>(key: &K, n: usize, groups: usize) -> usize {
-    super::key_groups::worker_of(super::key_groups::key_group(key, groups), n, groups)
 }
 
 impl<T, K, F> Emit<T> for KeyedOutput<T, F>
@@ -963,7 +960,9 @@ where
 {
     #[inline]
     fn emit(&mut self, item: T) {
-        let i = route(&(self.key)(&item), self.outs.len(), self.groups);
+        // The owner of the key's group (see `key_group`).
+        let group = super::key_group(&(self.key)(&item), self.owners.len());
+        let i = self.owners.get(group).map_or(usize::MAX, |&w| w as usize);
         if let Some(out) = self.outs.get_mut(i) {
             out.emit(item);
         }
