@@ -294,6 +294,19 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
                 )
         };
     }
+    // 2 keyed workers by symbol, with the edge settings given.
+    macro_rules! keyed {
+        ($($setting:tt)*) => {
+            pipeline! {
+                source feed = source;
+                stage big = filter(|t: &Trade| t.volume > 100);
+                stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
+                stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
+                sink out = sink;
+                feed -> big -> value =>[workers = 2, key = |n: &Notional| n.0 $($setting)*] stats => out;
+            }
+        };
+    }
     // Default settings throughout (per-stage metrics on): the pipeline the README teaches.
     let app = match shape {
         Shape::Fused | Shape::FusedCheckpointed(_) => pipeline! {
@@ -320,22 +333,8 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
             sink out = sink;
             feed -> big -> value => stats -> out;
         },
-        Shape::Keyed => pipeline! {
-            source feed = source;
-            stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-            stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
-            sink out = sink;
-            feed -> big -> value =>[workers = 2, key = |n: &Notional| n.0] stats => out;
-        },
-        Shape::KeyedFewGroups => pipeline! {
-            source feed = source;
-            stage big = filter(|t: &Trade| t.volume > 100);
-            stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
-            stage stats = window!(group_by_index(|n: &Notional| n.0 as usize));
-            sink out = sink;
-            feed -> big -> value =>[workers = 2, key = |n: &Notional| n.0, key_groups = 8] stats => out;
-        },
+        Shape::Keyed => keyed!(),
+        Shape::KeyedFewGroups => keyed!(, key_groups = 8),
     };
     match shape {
         Shape::FusedCheckpointed(ms) | Shape::TwoThreadCheckpointed(ms) => {
