@@ -354,6 +354,48 @@ fn misrouted<T, E: Emit<T>>(out: &mut E, group: usize, own: Range<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stage::watermarks;
+
+    /// Records events and watermarks.
+    #[derive(Default)]
+    struct Seen {
+        events: Vec<(u8, u64)>,
+        watermarks: Vec<u64>,
+    }
+
+    impl Emit<(u8, u64)> for Seen {
+        fn emit(&mut self, item: (u8, u64)) {
+            self.events.push(item);
+        }
+        fn fail(&mut self, error: StageError) {
+            panic!("{error}");
+        }
+        fn emit_watermark(&mut self, watermark: Watermark) {
+            self.watermarks.push(watermark.0);
+        }
+    }
+
+    /// A watermark generator inside keyed workers runs per key group; the worker forwards the
+    /// least of the groups' latest watermarks (of the groups that have one), and only when it
+    /// advances: no group's events become late because another group ran ahead.
+    #[test]
+    fn generated_watermarks_go_on_as_the_least_over_the_groups() {
+        let marks = || watermarks(|e: &(u8, u64)| e.1, 0);
+        let mut stage = KeyGroups::new(2, 0..2, |e: &(u8, u64)| e.0, vec![marks(), marks()]);
+        let group = |k: &u8| key_group(k, 2);
+        let a = (0..=255u8).find(|k| group(k) == 0).unwrap_or(0);
+        let b = (0..=255u8).find(|k| group(k) == 1).unwrap_or(0);
+        let mut seen = Seen::default();
+        // Batches of one event (a generator emits at the end of a batch).
+        for e in [(a, 100), (b, 50), (b, 200), (a, 300)] {
+            stage.process(e, &mut seen);
+            stage.on_batch_end(&mut seen);
+        }
+        assert_eq!(seen.events, [(a, 100), (b, 50), (b, 200), (a, 300)]);
+        // a: 99 (only a has one); b: 49 (least 49, not an advance); b: 199 (least 99);
+        // a: 299 (least 199).
+        assert_eq!(seen.watermarks, [99, 199]);
+    }
 
     #[test]
     fn every_group_has_exactly_one_worker() {
