@@ -759,8 +759,8 @@ fn workers_in_of(dir: &std::path::Path, segment: &str) -> usize {
 }
 
 /// Rescaling: keyed state is saved by key group, so a checkpoint taken with 4 workers restores
-/// into 2 or 8 (and on, into another number again), and the final committed output is exactly
-/// that of an uninterrupted 4-worker run — nothing lost, nothing duplicated.
+/// into 2 or 8 (and on, into another number again: 4 → 8 → 2 → 2), and the final committed
+/// output is exactly that of an uninterrupted 4-worker run — nothing lost, nothing duplicated.
 #[test]
 fn keyed_state_restores_into_a_different_number_of_workers() {
     let n = 12_000;
@@ -809,6 +809,21 @@ fn keyed_state_restores_into_a_different_number_of_workers() {
         "resumed with 2 workers",
     );
     check(&ledger, "4 → 2 workers");
+
+    // 4 → 8.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    crash_in(
+        dir.path(),
+        rescalable_app!(4, many_keyed_events(n), Some(5_000), &ledger),
+    );
+    assert_eq!(workers_in(dir.path()), 4);
+    finish_in(
+        dir.path(),
+        rescalable_app!(8, many_keyed_events(n), None, &ledger),
+        "resumed with 8 workers",
+    );
+    check(&ledger, "4 → 8 workers");
 
     // 4 → 8 → 2 → 2, a crash in each run: incremental state relocated twice, then resumed
     // without rescaling from checkpoints the 2-worker run took after relocating.
