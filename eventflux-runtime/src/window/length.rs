@@ -79,7 +79,10 @@ impl<T, G> Length<T, G> {
             table: self.grouping.table(),
             grouping: self.grouping,
             agg: spec,
-            buffer: VecDeque::with_capacity(self.n.min(1 << 16)),
+            // Grows to `n` as events arrive (no allocation once the window is full). Not
+            // reserved up front: keyed workers build one instance per key group, most of which
+            // may never see an event.
+            buffer: VecDeque::new(),
             _t: PhantomData,
         }
     }
