@@ -3,10 +3,11 @@
 //!
 //! Every key belongs to one of a keyed edge's key groups (by its hash; [`KEY_GROUPS`] unless
 //! the edge sets `key_groups = N`); worker `w` of `n` owns a contiguous range of groups
-//! ([`key_groups_of`]), and the router sends each event to the owner of its key's group. Inside a worker, [`KeyGroups`] keeps **one instance of the worker's
-//! chain per key group** and runs each event through its group's instance: a group's state and
-//! output depend only on that group's events (and the watermarks and barriers every group
-//! sees), never on which worker ran it or which other groups shared that worker. So a
+//! ([`key_groups_of`]), and the router sends each event to the owner of its key's group.
+//! Inside a worker, [`KeyGroups`] keeps **one instance of the worker's chain per key group**
+//! and runs each event through its group's instance: a group's state and output depend only
+//! on that group's events (and the watermarks and barriers every group sees), never on which
+//! worker ran it or which other groups shared that worker. So a
 //! checkpoint — which saves each group's state apart — restores into any number of workers
 //! (up to the number of key groups) with the same results, as Flink's key groups (its "max
 //! parallelism") do. The number of key groups is fixed for a job's life: a checkpoint restores
