@@ -795,35 +795,27 @@ fn keyed_state_restores_into_a_different_number_of_workers() {
         .unwrap_or_else(|e| panic!("8 workers: {e}"));
     check(&eight, "8 workers, uninterrupted");
 
-    // 4 → 2.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    crash_in(
-        dir.path(),
-        rescalable_app!(4, many_keyed_events(n), Some(5_000), &ledger),
-    );
-    assert_eq!(workers_in(dir.path()), 4);
-    finish_in(
-        dir.path(),
-        rescalable_app!(2, many_keyed_events(n), None, &ledger),
-        "resumed with 2 workers",
-    );
-    check(&ledger, "4 → 2 workers");
-
-    // 4 → 8.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    crash_in(
-        dir.path(),
-        rescalable_app!(4, many_keyed_events(n), Some(5_000), &ledger),
-    );
-    assert_eq!(workers_in(dir.path()), 4);
-    finish_in(
-        dir.path(),
-        rescalable_app!(8, many_keyed_events(n), None, &ledger),
-        "resumed with 8 workers",
-    );
-    check(&ledger, "4 → 8 workers");
+    // 4 → 2 and 4 → 8: a crash after a checkpoint with 4 workers, resumed with `$to`.
+    macro_rules! four_to {
+        ($to:tt) => {{
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let ledger = Arc::new(Mutex::new(Ledger::default()));
+            crash_in(
+                dir.path(),
+                rescalable_app!(4, many_keyed_events(n), Some(5_000), &ledger),
+            );
+            assert_eq!(workers_in(dir.path()), 4);
+            let to = concat!("4 → ", stringify!($to), " workers");
+            finish_in(
+                dir.path(),
+                rescalable_app!($to, many_keyed_events(n), None, &ledger),
+                to,
+            );
+            check(&ledger, to);
+        }};
+    }
+    four_to!(2);
+    four_to!(8);
 
     // 4 → 8 → 2 → 2, a crash in each run: incremental state relocated twice, then resumed
     // without rescaling from checkpoints the 2-worker run took after relocating.
