@@ -69,7 +69,9 @@
 //! **Edge settings** (`=>[...]`): `capacity` (events buffered, 1–2²⁸), `batch_size`
 //! (1–2²⁰), `backpressure` (`Block`, `DropOldest`, `DropNewest`, `Unbounded`), and for keyed
 //! parallelism `workers = N` (1–128) with `key = |event: &T| ...` (any `Hash` value) and
-//! optionally `key_groups = G` (`workers`–128, default 128; see below).
+//! optionally `key_groups = G` (`workers`–128, default 128; see below). The `key` expression is
+//! evaluated for the router and again for each worker: write a closure or a function there (a
+//! closure held in a variable that captures data by move must be cloned: `key = k.clone()`).
 //!
 //! **Keyed parallelism.** `a =>[workers = 4, key = |t: &Trade| t.symbol] b -> c` runs four copies
 //! of the segment `b -> c`, each on its own thread with its own queue; every event goes to the

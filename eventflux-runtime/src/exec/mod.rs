@@ -699,19 +699,20 @@ fn segment_states(
     if then == Some(now) {
         return Ok((own(&format!("{name}/"), claimed)?, false));
     }
-    // Rescaled: every old worker's key-group states; no per-worker state may exist.
+    // Rescaled (or keyed since the checkpoint: no old workers): every old worker's key-group
+    // states, each worker keeping its own groups. Per-worker state cannot follow: worker 0
+    // (there always is one) reports it; the others only mark it read.
+    let then = then.unwrap_or(0);
     let mut parts = crate::state::Chains::new();
-    for old in 0..then.unwrap_or(0) {
+    for old in 0..then {
         for (id, chain) in own(&format!("{base}#{old}/"), claimed)? {
             if id.starts_with(GROUP_STATE) {
                 parts.entry(id).or_default().extend(chain);
             } else if worker == "0" {
                 return Err(format!(
                     "the keyed workers of `{base}` keep state `{id}` per worker (a node after \
-                     a fan-out inside the workers), so this checkpoint, taken with {} workers, \
-                     restores only into {} workers, not {now}",
-                    then.unwrap_or(0),
-                    then.unwrap_or(0)
+                     a fan-out inside the workers), so this checkpoint, taken with {then} \
+                     workers, restores only into {then} workers, not {now}"
                 ));
             }
         }
