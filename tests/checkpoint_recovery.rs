@@ -264,11 +264,7 @@ fn a_finished_job_is_not_resumed() {
         .checkpoints(dir.path(), Recovery::ResumeOrStart)
         .and_then(App::run)
         .unwrap_or_else(|e| panic!("{e}"));
-    let err = app(events(3_000), None, &ledger, false)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = resume_error(dir.path(), app(events(3_000), None, &ledger, false));
     assert!(err.contains("ran to its end"), "{err}");
     let report = app(events(3_000), None, &ledger, false)
         .checkpoints(dir.path(), Recovery::ResumeOrStart)
@@ -281,11 +277,7 @@ fn a_finished_job_is_not_resumed() {
 fn resuming_an_empty_directory_is_an_error_unless_starting_is_allowed() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let err = app(events(10), None, &ledger, false)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = resume_error(dir.path(), app(events(10), None, &ledger, false));
     assert!(err.contains("no checkpoint to resume from"), "{err}");
     app(events(10), None, &ledger, false)
         .checkpoints(dir.path(), Recovery::ResumeOrStart)
@@ -406,20 +398,17 @@ fn panics_in_snapshot_and_restore_lose_and_duplicate_nothing() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(taken.last(), Some(&2), "checkpoints 1 and 2 completed");
     // A panic while restoring: an error, not a panic of the caller; nothing changes on disk.
-    let err = flaky_app(events(n), Fault::Restore, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = resume_error(dir.path(), flaky_app(events(n), Fault::Restore, &ledger));
     assert!(
         err.contains("restoring segment") && err.contains("injected panic in restore"),
         "{err}"
     );
     // The resume that works.
-    flaky_app(events(n), Fault::None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .and_then(App::run)
-        .unwrap_or_else(|e| panic!("resumed run: {e}"));
+    finish_in(
+        dir.path(),
+        flaky_app(events(n), Fault::None, &ledger),
+        "resumed run",
+    );
     assert_eq!(
         verify(&want, &committed(&ledger)),
         (0, 0, 0),
@@ -537,10 +526,11 @@ fn incremental_keyed_state_recovers_exactly_from_full_copies_and_deltas() {
         }
     }
     assert!(deltas_seen > 0, "some checkpoint was a delta chain");
-    keyed_state_app(events(n), None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .and_then(App::run)
-        .unwrap_or_else(|e| panic!("resumed run: {e}"));
+    finish_in(
+        dir.path(),
+        keyed_state_app(events(n), None, &ledger),
+        "resumed run",
+    );
     assert_eq!(
         verify(&want, &committed(&ledger)),
         (0, 0, 0),
@@ -753,6 +743,14 @@ fn crash_in(dir: &std::path::Path, app: App<'static>) {
     assert!(err.to_string().contains("injected crash"), "{err}");
 }
 
+/// Why resuming `app` from the checkpoint directory `dir` is refused ("" if it is not).
+fn resume_error(dir: &std::path::Path, app: App<'static>) -> String {
+    app.checkpoints(dir, Recovery::Resume)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
 /// Resumes `app` from the checkpoint directory `dir` and runs it to its end.
 fn finish_in(dir: &std::path::Path, app: App<'static>, what: &str) {
     app.checkpoints(dir, Recovery::Resume)
@@ -910,11 +908,10 @@ fn per_worker_state_does_not_rescale_and_says_so() {
         branching_app!(4, many_keyed_events(n), Some(3_000), &ledger),
     );
     assert_eq!(workers_in_of(dir.path(), "pass"), 4);
-    let err = branching_app!(2, many_keyed_events(n), None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = resume_error(
+        dir.path(),
+        branching_app!(2, many_keyed_events(n), None, &ledger),
+    );
     assert!(
         err.contains("the keyed workers of `pass` keep state `left` per worker")
             && err.contains("taken with 4 workers, restores only into 4 workers, not 2"),
@@ -958,11 +955,10 @@ fn key_groups_can_be_fewer_and_stay_fixed() {
             key_groups = 8
         ),
     );
-    let err = rescalable_app!(2, many_keyed_events(n), None, &ledger)
-        .checkpoints(dir.path(), Recovery::Resume)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = resume_error(
+        dir.path(),
+        rescalable_app!(2, many_keyed_events(n), None, &ledger),
+    );
     assert!(
         err.contains("was saved with 8 key groups, but this keyed edge has 128")
             && err.contains("set `key_groups = 8` on the edge"),
