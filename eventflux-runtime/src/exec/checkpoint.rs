@@ -122,13 +122,19 @@ pub(crate) struct Inner {
     workers: BTreeMap<String, usize>,
 }
 
-/// The keyed segments among `segments` (named `name#worker`) and their number of workers.
+/// A keyed worker's segment name, `name#worker` (as `pipeline!` names them), split into the
+/// segment's name and the worker's index; `None` for any other segment.
+pub(crate) fn keyed_worker(segment: &str) -> Option<(&str, &str)> {
+    segment.split_once('#')
+}
+
+/// The keyed segments among `segments` and their number of workers.
 pub(crate) fn keyed_workers<'a>(
     segments: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, usize> {
     let mut workers = BTreeMap::new();
     for name in segments {
-        if let Some((base, _)) = name.split_once('#') {
+        if let Some((base, _)) = keyed_worker(name) {
             *workers.entry(base.to_string()).or_insert(0) += 1;
         }
     }

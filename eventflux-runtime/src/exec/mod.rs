@@ -691,7 +691,7 @@ fn segment_states(
         claimed.extend(parts.keys().map(|id| format!("{prefix}{id}")));
         Ok::<_, String>(parts)
     };
-    let Some((base, worker)) = name.split_once('#') else {
+    let Some((base, worker)) = checkpoint::keyed_worker(name) else {
         return Ok((own(&format!("{name}/"), claimed)?, false));
     };
     let now = workers_now.get(base).copied().unwrap_or(1);
