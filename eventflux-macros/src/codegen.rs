@@ -407,10 +407,12 @@ impl<'g> Gen<'g> {
                 let wrx = Ident::new("__ef_worker_rx", Span::mixed_site());
                 quote! {
                     for (#w, #wrx) in #rxs.into_iter().enumerate() {
+                        #b.set_worker(::core::option::Option::Some(#w));
                         #(#evals)*
                         #(#out)*
                         #add
                     }
+                    #b.set_worker(::core::option::Option::None);
                 }
             }
         }

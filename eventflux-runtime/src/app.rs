@@ -91,6 +91,23 @@ impl<'a> App<'a> {
         })
     }
 
+    /// Publishes metrics through the `metrics` facade while running; see
+    /// [`Pipeline::publish_metrics`].
+    pub fn publish_metrics(self, publish: crate::observe::PublishMetrics) -> Self {
+        Self {
+            pipeline: self.pipeline.map(|p| p.publish_metrics(publish)),
+            ..self
+        }
+    }
+
+    /// Writes a periodic progress line while running; see [`Pipeline::progress`].
+    pub fn progress(self, progress: crate::observe::Progress) -> Self {
+        Self {
+            pipeline: self.pipeline.map(|p| p.progress(progress)),
+            ..self
+        }
+    }
+
     /// The configuration (`None` only if it failed to build, which `pipeline!` rules out at
     /// compile time).
     pub fn config(&self) -> Option<&PipelineConfig> {
@@ -108,6 +125,8 @@ impl App<'static> {
     /// outlive this call, so every node must own what it uses (`'static`); use
     /// [`run`](Self::run) for a pipeline that borrows locals.
     pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
-        self.pipeline?.spawn()
+        let mut handle = self.pipeline?.spawn()?;
+        handle.set_graph(self.graph);
+        Ok(handle)
     }
 }

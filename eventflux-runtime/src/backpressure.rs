@@ -16,7 +16,7 @@
 //! queues carry them on a separate, always-blocking lane (see [`queue`](crate::queue)).
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam::queue::{ArrayQueue, SegQueue};
 
@@ -156,11 +156,13 @@ impl<T> Lane<T> {
     }
 
     /// Offers `item` under the lane's strategy. `Err` hands the item back.
+    /// Time spent blocked on a full lane is added to `blocked_ns` (in nanoseconds).
     pub(crate) fn send(
         &self,
         item: T,
         idle: &IdleStrategy,
         abort: &AtomicBool,
+        blocked_ns: Option<&AtomicU64>,
     ) -> Result<SendOutcome<T>, SendError<T>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(SendError {
@@ -187,6 +189,7 @@ impl<T> Lane<T> {
                     Err(item) => {
                         // The attempt owns the item while it retries; it hands it back on failure.
                         let mut slot = Some(item);
+                        let since = blocked_ns.map(|_| std::time::Instant::now());
                         let waited = self.not_full.wait(idle, abort, || {
                             if self.closed.load(Ordering::Acquire) {
                                 return Some(Err(SendFailure::Closed));
@@ -199,6 +202,9 @@ impl<T> Lane<T> {
                                 }
                             }
                         });
+                        if let (Some(total), Some(since)) = (blocked_ns, since) {
+                            total.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        }
                         let failure = match waited {
                             Ok(Ok(())) => None,
                             Ok(Err(reason)) => Some(reason),
@@ -264,9 +270,12 @@ mod tests {
     fn drop_newest_hands_back_the_rejected_item() {
         let lane = Lane::new(2, Backpressure::DropNewest);
         let abort = AtomicBool::new(false);
-        assert_eq!(lane.send(1, &idle(), &abort), Ok(SendOutcome::Sent));
-        assert_eq!(lane.send(2, &idle(), &abort), Ok(SendOutcome::Sent));
-        assert_eq!(lane.send(3, &idle(), &abort), Ok(SendOutcome::Rejected(3)));
+        assert_eq!(lane.send(1, &idle(), &abort, None), Ok(SendOutcome::Sent));
+        assert_eq!(lane.send(2, &idle(), &abort, None), Ok(SendOutcome::Sent));
+        assert_eq!(
+            lane.send(3, &idle(), &abort, None),
+            Ok(SendOutcome::Rejected(3))
+        );
         assert_eq!(
             (lane.pop(), lane.pop(), lane.pop()),
             (Some(1), Some(2), None)
@@ -278,9 +287,12 @@ mod tests {
         let lane = Lane::new(2, Backpressure::DropOldest);
         let abort = AtomicBool::new(false);
         for i in 1..=2 {
-            assert_eq!(lane.send(i, &idle(), &abort), Ok(SendOutcome::Sent));
+            assert_eq!(lane.send(i, &idle(), &abort, None), Ok(SendOutcome::Sent));
         }
-        assert_eq!(lane.send(3, &idle(), &abort), Ok(SendOutcome::Evicted(1)));
+        assert_eq!(
+            lane.send(3, &idle(), &abort, None),
+            Ok(SendOutcome::Evicted(1))
+        );
         assert_eq!(
             (lane.pop(), lane.pop(), lane.pop()),
             (Some(2), Some(3), None)
@@ -292,7 +304,7 @@ mod tests {
         let lane = Lane::new(1, Backpressure::Unbounded);
         let abort = AtomicBool::new(false);
         for i in 0..1000 {
-            assert_eq!(lane.send(i, &idle(), &abort), Ok(SendOutcome::Sent));
+            assert_eq!(lane.send(i, &idle(), &abort, None), Ok(SendOutcome::Sent));
         }
         assert_eq!((0..1000).map(|_| lane.pop()).last(), Some(Some(999)));
     }
@@ -301,11 +313,13 @@ mod tests {
     fn block_gives_the_item_back_on_abort_and_close() {
         let lane = Lane::new(1, Backpressure::Block);
         let abort = AtomicBool::new(true);
-        assert_eq!(lane.send(1, &idle(), &abort), Ok(SendOutcome::Sent));
-        let err = lane.send(2, &idle(), &abort).unwrap_err();
+        assert_eq!(lane.send(1, &idle(), &abort, None), Ok(SendOutcome::Sent));
+        let err = lane.send(2, &idle(), &abort, None).unwrap_err();
         assert_eq!((err.item, err.reason), (2, SendFailure::Aborted));
         lane.close();
-        let err = lane.send(3, &idle(), &AtomicBool::new(false)).unwrap_err();
+        let err = lane
+            .send(3, &idle(), &AtomicBool::new(false), None)
+            .unwrap_err();
         assert_eq!((err.item, err.reason), (3, SendFailure::Closed));
     }
 }

@@ -40,12 +40,15 @@ pub mod aggregate;
 pub mod app;
 pub mod backpressure;
 pub mod config;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod idle;
 pub mod io;
 pub mod metrics;
+pub mod observe;
 pub mod pool;
 pub mod queue;
 pub mod sink;

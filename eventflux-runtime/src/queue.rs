@@ -365,7 +365,10 @@ impl<T> QueueSender<T> {
             items,
         };
         s.metrics.pushed.fetch_add(n, Ordering::Relaxed);
-        match s.data.send(batch, &s.idle, &s.abort) {
+        match s
+            .data
+            .send(batch, &s.idle, &s.abort, Some(&s.metrics.blocked_ns))
+        {
             Ok(SendOutcome::Sent) => {
                 s.metrics.on_enqueued(n);
                 Ok(SendOutcome::Sent)
@@ -396,7 +399,7 @@ impl<T> QueueSender<T> {
             producer: self.producer,
             kind,
         };
-        match s.control.send(msg, &s.idle, &s.abort) {
+        match s.control.send(msg, &s.idle, &s.abort, None) {
             Ok(_) => {
                 s.data.not_empty.notify();
                 Ok(())

@@ -194,9 +194,11 @@ pub use eventflux_macros::pipeline;
 pub use eventflux_runtime as runtime;
 #[doc(hidden)]
 pub use eventflux_runtime::__private;
+#[cfg(feature = "dashboard")]
+pub use eventflux_runtime::dashboard;
 pub use eventflux_runtime::{
-    aggregate, app, backpressure, config, error, exec, graph, idle, io, metrics, pool, queue, sink,
-    source, stage, state, window,
+    aggregate, app, backpressure, config, error, exec, graph, idle, io, metrics, observe, pool,
+    queue, sink, source, stage, state, window,
 };
 
 /// Everything a pipeline author needs, in one import.

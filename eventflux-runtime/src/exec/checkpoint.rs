@@ -329,6 +329,7 @@ impl Inner {
         }
         if self.settled.fetch_max(id, Ordering::AcqRel) < id {
             let limit = Duration::from_nanos(self.timeout_ns);
+            tracing::warn!(checkpoint = id, timeout = ?limit, "checkpoint given up: not complete in time");
             st.failure = Some((id, format!("not complete within {limit:?}")));
         }
         drop(st);
@@ -408,6 +409,12 @@ impl Inner {
         st.pending.remove(&id);
         if self.settled.fetch_max(id, Ordering::AcqRel) < id {
             st.stats.failed += 1;
+            tracing::warn!(
+                checkpoint = id,
+                segment,
+                reason = why,
+                "checkpoint declined"
+            );
             st.failure = Some((id, format!("declined by `{segment}`: {why}")));
         }
         drop(st);
@@ -509,6 +516,13 @@ impl Inner {
                     bytes,
                     alignment: c.alignment,
                 };
+                tracing::info!(
+                    checkpoint = c.id,
+                    millis = info.duration.as_secs_f64() * 1e3,
+                    bytes,
+                    alignment_millis = info.alignment.as_secs_f64() * 1e3,
+                    "checkpoint completed"
+                );
                 st.stats.completed += 1;
                 let d = &mut st.stats.durations_ms;
                 if d.len() == KEPT_DURATIONS {
@@ -520,6 +534,7 @@ impl Inner {
             }
             Err(e) => {
                 st.stats.failed += 1;
+                tracing::warn!(checkpoint = c.id, error = %e, "checkpoint failed to store");
                 st.failure = Some((c.id, e.to_string()));
             }
         }

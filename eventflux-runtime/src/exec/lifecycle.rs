@@ -48,13 +48,17 @@ impl Lifecycle {
 
     /// Asks sources to end their streams (a graceful drain follows).
     pub(crate) fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            tracing::info!("stop requested: sources end their streams, queues drain");
+        }
         self.unpark_all();
     }
 
     /// Makes every wait give up and every segment return.
     pub(crate) fn abort(&self) {
-        self.abort.store(true, Ordering::SeqCst);
+        if !self.abort.swap(true, Ordering::SeqCst) {
+            tracing::warn!("aborting: every segment stops without draining");
+        }
         self.unpark_all();
     }
 
@@ -69,6 +73,7 @@ impl Lifecycle {
         {
             let mut s = self.state();
             if s.error.is_none() && !error.is_aborted() {
+                tracing::error!(error = %error, "a segment failed");
                 s.error = Some(error);
             }
         }
@@ -121,6 +126,11 @@ impl Lifecycle {
             }
         }
         s.running.clone()
+    }
+
+    /// How many segments are running.
+    pub(crate) fn running_count(&self) -> usize {
+        self.state().running.len()
     }
 
     pub(crate) fn take_error(&self) -> Option<PipelineError> {

@@ -143,6 +143,8 @@ pub struct PipelineBuilder<'a> {
     source_edges: std::cell::RefCell<Vec<(String, Arc<crate::metrics::NodeMetrics>)>>,
     /// A problem found while assembling; `build` returns it.
     invalid: Option<String>,
+    /// The keyed worker whose copies are being built (labels their metrics).
+    worker: std::cell::Cell<Option<u16>>,
 }
 
 impl fmt::Debug for PipelineBuilder<'_> {
@@ -169,6 +171,7 @@ impl<'a> PipelineBuilder<'a> {
             dead_letter_node: None,
             source_edges: Default::default(),
             invalid: None,
+            worker: std::cell::Cell::new(None),
         }
     }
 
@@ -180,6 +183,19 @@ impl<'a> PipelineBuilder<'a> {
     /// The metrics registry (for registering custom nodes).
     pub fn registry(&self) -> &Arc<MetricsRegistry> {
         &self.registry
+    }
+
+    /// Registers a node's counters, labelled with the keyed worker being built, if any.
+    fn node_metrics(&self, name: &str, kind: NodeKind) -> Arc<crate::metrics::NodeMetrics> {
+        self.registry.node_in(name, kind, self.worker.get())
+    }
+
+    /// Marks the nodes built from now on as copies in keyed worker `worker` (`None`: outside
+    /// keyed segments), for the `worker` label of their metrics. `pipeline!` sets it.
+    #[doc(hidden)]
+    pub fn set_worker(&self, worker: Option<usize>) {
+        self.worker
+            .set(worker.map(|w| u16::try_from(w).unwrap_or(u16::MAX)));
     }
 
     /// Records the first assembly problem; `build` returns it.
@@ -276,7 +292,7 @@ impl<'a> PipelineBuilder<'a> {
         let metrics = self
             .config
             .metrics()
-            .then(|| self.registry.node(name, NodeKind::Sink));
+            .then(|| self.node_metrics(name, NodeKind::Sink));
         let out = SinkOutput::new(name, sink, metrics);
         self.busy.borrow_mut().push((name.to_string(), out.busy()));
         out
@@ -284,7 +300,7 @@ impl<'a> PipelineBuilder<'a> {
 
     /// A stage metered and named `name` (errors and panics in it name the node).
     pub fn stage<S>(&self, name: &str, stage: S) -> Named<Metered<S>> {
-        let metered = Metered::new(stage, self.registry.node(name, NodeKind::Stage));
+        let metered = Metered::new(stage, self.node_metrics(name, NodeKind::Stage));
         self.named(name, metered)
     }
 
@@ -311,7 +327,7 @@ impl<'a> PipelineBuilder<'a> {
     /// [`named_at`](Self::named_at) for a metered stage.
     #[doc(hidden)]
     pub fn stage_at<S, const ID: u32>(&self, name: &str, stage: S) -> Named<Metered<S>, ID> {
-        let metered = Metered::new(stage, self.registry.node(name, NodeKind::Stage));
+        let metered = Metered::new(stage, self.node_metrics(name, NodeKind::Stage));
         self.named_at::<_, ID>(name, metered)
     }
 
@@ -336,7 +352,7 @@ impl<'a> PipelineBuilder<'a> {
         stage: S,
         upstream: &std::sync::Arc<crate::metrics::NodeMetrics>,
     ) -> Named<Metered<S, false>, ID> {
-        let node = self.registry.node(name, NodeKind::Stage);
+        let node = self.node_metrics(name, NodeKind::Stage);
         let metered = Metered::after(stage, node, std::sync::Arc::clone(upstream));
         self.named_at::<_, ID>(name, metered)
     }
@@ -364,7 +380,7 @@ impl<'a> PipelineBuilder<'a> {
         } else {
             NodeKind::Source
         };
-        let metrics = Some(self.registry.node(name, kind));
+        let metrics = Some(self.node_metrics(name, kind));
         let edge = {
             let mut edges = self.source_edges.borrow_mut();
             let at = edges.iter().position(|(n, _)| n == name);
@@ -455,6 +471,7 @@ impl<'a> PipelineBuilder<'a> {
             }),
             registry: self.registry,
             segments,
+            watching: crate::observe::Watching::default(),
         })
     }
 }
@@ -464,6 +481,7 @@ pub struct Pipeline<'a> {
     runtime: Arc<Runtime>,
     registry: Arc<MetricsRegistry>,
     segments: Vec<Box<dyn Segment + 'a>>,
+    watching: crate::observe::Watching,
 }
 
 impl fmt::Debug for Pipeline<'_> {
@@ -572,18 +590,23 @@ fn segment_thread<'a>(
     ready: mpsc::Sender<bool>,
 ) -> impl FnOnce() + Send + 'a {
     let rt = Arc::clone(rt);
+    let parent = tracing::Span::current();
     move || {
         let name = segment.name().to_string();
+        let span = tracing::info_span!(parent: &parent, "segment", segment = %name);
+        let _entered = span.enter();
         rt.lifecycle.register_thread(thread::current());
         let opened = guarded(&rt, &name, || segment.open()).is_ok();
         let _ = ready.send(opened);
         if opened {
+            tracing::debug!("segment opened; running");
             let rt_ref = &*rt;
             let _ = guarded(rt_ref, &name, move || segment.run(rt_ref));
         } else {
             abort_unrun(&rt, &name, &mut *segment);
         }
         rt.lifecycle.finished(&name);
+        tracing::debug!("segment finished");
     }
 }
 
@@ -599,6 +622,11 @@ where
     F: FnMut(String, Box<dyn FnOnce() + Send + 'a>) -> std::io::Result<()>,
 {
     let (sources, others): (Vec<_>, Vec<_>) = segments.into_iter().partition(|s| s.is_source());
+    tracing::info!(
+        segments = sources.len() + others.len(),
+        sources = sources.len(),
+        "pipeline opening"
+    );
     for group in [others, sources] {
         let (ready_tx, ready_rx) = mpsc::channel::<bool>();
         let count = group.len();
@@ -618,10 +646,12 @@ where
         // A thread that could not be spawned never reports; its sender is gone with it.
         let all_opened = ready_rx.iter().take(count).all(|ok| ok);
         if !all_opened || rt.lifecycle.aborted() {
+            tracing::error!("a segment failed to open; nothing was read");
             rt.lifecycle.abort();
             return false;
         }
     }
+    tracing::info!("pipeline started");
     true
 }
 
@@ -889,11 +919,62 @@ impl<'a> Pipeline<'a> {
         &self.runtime.config
     }
 
+    /// Publishes the pipeline's metrics through the `metrics` facade while it runs, from a
+    /// monitor thread (see [`observe`](crate::observe) for the names and labels).
+    ///
+    /// ```
+    /// use eventflux_runtime::observe::PublishMetrics;
+    /// use eventflux_runtime::prelude::*;
+    /// let mut p = PipelineBuilder::new(PipelineConfig::default());
+    /// let out = p.sink("out", CollectSink::<u8>::new());
+    /// p.add_source("src", IterSource::new(0..3u8), Identity, out);
+    /// let report = p.build()?.publish_metrics(PublishMetrics::new("demo")).run()?;
+    /// assert_eq!(report.events_out, 3);
+    /// # Ok::<(), PipelineError>(())
+    /// ```
+    pub fn publish_metrics(mut self, publish: crate::observe::PublishMetrics) -> Self {
+        self.watching.metrics = Some(publish);
+        self
+    }
+
+    /// Writes a periodic progress line while the pipeline runs, and a last one when it ends
+    /// (see [`Progress`](crate::observe::Progress)).
+    ///
+    /// ```
+    /// use eventflux_runtime::observe::Progress;
+    /// use eventflux_runtime::prelude::*;
+    /// let mut p = PipelineBuilder::new(PipelineConfig::default());
+    /// let out = p.sink("out", CollectSink::<u8>::new());
+    /// p.add_source("src", IterSource::new(0..3u8), Identity, out);
+    /// p.build()?.progress(Progress::auto().named("demo")).run()?;
+    /// # Ok::<(), PipelineError>(())
+    /// ```
+    pub fn progress(mut self, progress: crate::observe::Progress) -> Self {
+        self.watching.progress = Some(progress);
+        self
+    }
+
+    /// Starts the monitor thread, if anything is to be watched.
+    fn monitor(&mut self) -> Option<crate::observe::Monitor> {
+        let rt = Arc::clone(&self.runtime);
+        crate::observe::Monitor::start(
+            std::mem::take(&mut self.watching),
+            crate::observe::Sources {
+                registry: Arc::clone(&self.registry),
+                checkpoints: self.runtime.checkpoints.clone(),
+                dead_letters: Arc::new(move || rt.dead_letters.count()),
+            },
+        )
+    }
+
     /// Runs to completion: on the caller's thread if there is one segment, else one scoped
     /// thread per segment — so sources, stages and sinks may borrow the caller's locals.
     /// Returns the report, or the first error.
     pub fn run(mut self) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
+        let span = tracing::info_span!("pipeline");
+        let _entered = span.enter();
+        let mut monitor = self.monitor();
         let rt = Arc::clone(&self.runtime);
         if self.segments.len() == 1 {
             let mut segment = self.segments.remove(0);
@@ -911,6 +992,9 @@ impl<'a> Pipeline<'a> {
                 abort_unrun(rt, &name, &mut *segment);
             }
             rt.lifecycle.finished(&name);
+            if let Some(m) = &mut monitor {
+                m.finish();
+            }
             return finish_report(rt, &self.registry, started);
         }
         open_dead_letters(&rt)?;
@@ -924,6 +1008,9 @@ impl<'a> Pipeline<'a> {
                     .map(drop)
             })
         });
+        if let Some(m) = &mut monitor {
+            m.finish();
+        }
         finish_report(&rt, &self.registry, started)
     }
 }
@@ -931,8 +1018,11 @@ impl<'a> Pipeline<'a> {
 impl Pipeline<'static> {
     /// Starts every segment on its own thread and returns a handle. The pipeline must own
     /// everything it uses (`'static`); [`run`](Self::run) also accepts borrowed nodes.
-    pub fn spawn(self) -> Result<PipelineHandle, PipelineError> {
+    pub fn spawn(mut self) -> Result<PipelineHandle, PipelineError> {
         let started = Instant::now();
+        let span = tracing::info_span!("pipeline");
+        let _entered = span.enter();
+        let monitor = self.monitor();
         let rt = self.runtime;
         open_dead_letters(&rt)?;
         let mut threads = Vec::new();
@@ -946,6 +1036,10 @@ impl Pipeline<'static> {
             threads,
             started,
             detached: false,
+            monitor,
+            graph: None,
+            #[cfg(feature = "dashboard")]
+            dashboards: std::sync::Mutex::new(Vec::new()),
         };
         if !all_opened {
             return Err(handle.join_inner().err().unwrap_or(PipelineError::Aborted));
@@ -972,9 +1066,11 @@ fn finish_report(
 ) -> Result<RunReport, PipelineError> {
     let close = rt.dead_letters.close();
     if let Some(e) = rt.lifecycle.take_error() {
+        tracing::error!(error = %e, "pipeline failed");
         return Err(e);
     }
     if rt.lifecycle.aborted() {
+        tracing::warn!("pipeline aborted");
         return Err(PipelineError::Aborted);
     }
     close.map_err(dead_letter_error)?;
@@ -992,6 +1088,14 @@ fn finish_report(
         report.metrics.checkpoints = Some(stats.clone());
         report.checkpoints = stats;
     }
+    tracing::info!(
+        events_in = report.events_in,
+        events_out = report.events_out,
+        dropped = report.dropped,
+        dead_letters = report.dead_letter_count,
+        seconds = report.duration.as_secs_f64(),
+        "pipeline stopped"
+    );
     Ok(report)
 }
 
@@ -1003,6 +1107,10 @@ pub struct PipelineHandle {
     threads: Vec<JoinHandle<()>>,
     started: Instant,
     detached: bool,
+    monitor: Option<crate::observe::Monitor>,
+    graph: Option<crate::graph::PipelineGraph>,
+    #[cfg(feature = "dashboard")]
+    dashboards: std::sync::Mutex<Vec<crate::dashboard::Server>>,
 }
 
 impl fmt::Debug for PipelineHandle {
@@ -1042,6 +1150,71 @@ impl PipelineHandle {
         s
     }
 
+    /// Records the declared graph (nodes, edges, segments) for the dashboard.
+    pub(crate) fn set_graph(&mut self, graph: crate::graph::PipelineGraph) {
+        self.graph = Some(graph);
+    }
+
+    /// The declared graph, when the pipeline came from `pipeline!` (an [`App`](crate::App)).
+    pub fn graph(&self) -> Option<&crate::graph::PipelineGraph> {
+        self.graph.as_ref()
+    }
+
+    /// Serves the live dashboard (see [`dashboard`](crate::dashboard)) on `addr` until the
+    /// handle is dropped or the pipeline is stopped or joined, and returns the address it
+    /// bound (pass port 0 to let the system pick one). Needs the cargo feature `dashboard`.
+    ///
+    /// ```
+    /// use eventflux_runtime::prelude::*;
+    /// let mut p = PipelineBuilder::new(PipelineConfig::default());
+    /// let out = p.sink("out", CollectSink::<u64>::new());
+    /// p.add_source("src", IterSource::new(0..3u64), Identity, out);
+    /// let handle = p.build()?.spawn()?;
+    /// let addr = handle.serve_dashboard("127.0.0.1:0")?;
+    /// assert_ne!(addr.port(), 0);
+    /// handle.join()?;
+    /// # Ok::<(), PipelineError>(())
+    /// ```
+    #[cfg(feature = "dashboard")]
+    pub fn serve_dashboard(
+        &self,
+        addr: impl std::net::ToSocketAddrs,
+    ) -> Result<std::net::SocketAddr, PipelineError> {
+        let graph = self.graph.clone().unwrap_or_else(|| {
+            // Assembled by hand: the nodes are known from their metrics, not the edges.
+            let snap = self
+                .registry
+                .snapshot_with(&mut crate::metrics::RateCursor::new());
+            let nodes: Vec<(&str, NodeKind, usize)> = snap
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.as_str(), n.kind, i))
+                .collect();
+            let segments: Vec<(&str, usize)> = nodes.iter().map(|n| (n.0, 1)).collect();
+            crate::graph::PipelineGraph::from_parts(&nodes, &[], &segments)
+        });
+        let (server, bound) = crate::dashboard::Server::start(
+            addr,
+            crate::dashboard::Feed {
+                registry: Arc::clone(&self.registry),
+                runtime: Arc::clone(&self.runtime),
+                graph,
+            },
+        )?;
+        self.dashboards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(server);
+        Ok(bound)
+    }
+
+    /// Each node's counters per keyed worker (see
+    /// [`MetricsRegistry::worker_samples`](crate::metrics::MetricsRegistry::worker_samples)).
+    pub fn worker_samples(&self) -> Vec<crate::metrics::WorkerSample> {
+        self.registry.worker_samples()
+    }
+
     /// Whether every segment has finished.
     pub fn is_finished(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())
@@ -1056,6 +1229,9 @@ impl PipelineHandle {
         for t in self.threads.drain(..) {
             // Segment threads catch their own panics; a join error cannot carry anything new.
             let _ = t.join();
+        }
+        if let Some(m) = &mut self.monitor {
+            m.finish();
         }
         finish_report(&self.runtime, &self.registry, self.started)
     }

@@ -347,7 +347,10 @@ impl<T, K: Sink<T>> Output<T> for SinkOutput<K> {
         self.check(r)
     }
 
-    fn watermark(&mut self, _: Watermark) -> Result<(), PipelineError> {
+    fn watermark(&mut self, watermark: Watermark) -> Result<(), PipelineError> {
+        if let Some(m) = &self.metrics {
+            m.set_watermark(watermark.0);
+        }
         self.check(Ok(()))
     }
 

@@ -238,7 +238,7 @@ impl<T> ChannelHandle<T> {
                 reason: crate::backpressure::SendFailure::Closed,
             });
         }
-        let sent = s.lane.send(item, &s.idle, &s.never_abort);
+        let sent = s.lane.send(item, &s.idle, &s.never_abort, None);
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
         if s.stopped.load(Ordering::SeqCst) {
             // A stopping source waits for the last in-flight send: let it re-check.

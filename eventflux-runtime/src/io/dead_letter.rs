@@ -143,6 +143,10 @@ enum Target {
 pub struct DeadLetters {
     target: Arc<Mutex<Target>>,
     count: Arc<AtomicU64>,
+    /// The second (since the Unix epoch) a dead letter was last logged, and how many were
+    /// not logged since.
+    logged_second: Arc<AtomicU64>,
+    suppressed: Arc<AtomicU64>,
     /// Source segments still running that may produce dead letters (for a node's end).
     writers: Arc<AtomicUsize>,
 }
@@ -166,6 +170,8 @@ impl DeadLetters {
         Self {
             target: Arc::new(Mutex::new(target)),
             count: Arc::new(AtomicU64::new(0)),
+            logged_second: Arc::new(AtomicU64::new(0)),
+            suppressed: Arc::new(AtomicU64::new(0)),
             writers: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -196,6 +202,7 @@ impl DeadLetters {
     /// Records one dead letter.
     pub fn send(&self, letter: DeadLetter) -> Result<(), SinkError> {
         self.count.fetch_add(1, Relaxed);
+        self.trace(&letter);
         match &mut *self.target.lock().unwrap_or_else(PoisonError::into_inner) {
             Target::Collect { kept, limit } => {
                 if kept.len() < *limit {
@@ -211,6 +218,27 @@ impl DeadLetters {
                 "a dead letter arrived after every source had ended".into(),
             )),
         }
+    }
+
+    /// Logs a dead letter as a `tracing` warning, at most one per second: the others in that
+    /// second are counted and reported with the next one logged.
+    fn trace(&self, letter: &DeadLetter) {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.logged_second.swap(second, Relaxed) == second {
+            self.suppressed.fetch_add(1, Relaxed);
+            return;
+        }
+        let suppressed = self.suppressed.swap(0, Relaxed);
+        tracing::warn!(
+            node = %letter.node,
+            origin = %letter.origin,
+            line = letter.line,
+            reason = %letter.reason,
+            suppressed,
+            "dead letter (at most one logged per second; `suppressed` were not logged)"
+        );
     }
 
     /// Dead letters recorded so far.

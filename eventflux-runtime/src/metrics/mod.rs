@@ -20,7 +20,7 @@ pub use histogram::{Histogram, HistogramSnapshot};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -98,14 +98,55 @@ pub enum NodeKind {
 pub struct NodeMetrics {
     name: String,
     kind: NodeKind,
+    /// The keyed worker this copy runs in (`None` outside keyed segments).
+    worker: Option<u16>,
     events_in: AtomicU64,
     events_out: AtomicU64,
     errors: AtomicU64,
     dropped: [AtomicU64; 4],
     latency: Histogram,
+    /// The latest watermark the node passed on, valid once `watermarked` is set.
+    watermark: AtomicU64,
+    watermarked: AtomicBool,
 }
 
 impl NodeMetrics {
+    fn with(name: String, kind: NodeKind, worker: Option<u16>) -> Self {
+        Self {
+            name,
+            kind,
+            worker,
+            events_in: AtomicU64::new(0),
+            events_out: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            dropped: Default::default(),
+            latency: Histogram::new(),
+            watermark: AtomicU64::new(0),
+            watermarked: AtomicBool::new(false),
+        }
+    }
+
+    /// Records that the node passed on `watermark` (event time, in the pipeline's unit).
+    /// Watermarks only rise, so a stale writer cannot move it back.
+    pub fn set_watermark(&self, watermark: u64) {
+        self.watermark.fetch_max(watermark, Relaxed);
+        if !self.watermarked.load(Relaxed) {
+            self.watermarked.store(true, Relaxed);
+        }
+    }
+
+    /// The latest watermark the node passed on, if any.
+    pub fn watermark(&self) -> Option<u64> {
+        self.watermarked
+            .load(Relaxed)
+            .then(|| self.watermark.load(Relaxed))
+    }
+
+    /// The keyed worker this copy of the node runs in (`None` outside keyed segments).
+    pub fn worker(&self) -> Option<u16> {
+        self.worker
+    }
+
     /// Publishes the writer's running totals (not deltas).
     #[inline]
     pub fn publish(&self, events_in: u64, events_out: u64, errors: u64) {
@@ -160,6 +201,8 @@ pub struct QueueMetrics {
     /// Signed: the consumer may account a batch before its producer does.
     pub(crate) depth: AtomicI64,
     pub(crate) high_water: AtomicU64,
+    /// Nanoseconds producers spent blocked on a full queue (`Block` only).
+    pub(crate) blocked_ns: AtomicU64,
     pub(crate) wait: Histogram,
 }
 
@@ -175,8 +218,24 @@ impl QueueMetrics {
             rejected: AtomicU64::new(0),
             depth: AtomicI64::new(0),
             high_water: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
             wait: Histogram::new(),
         }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Capacity in events (0 for an unbounded queue).
+    pub fn capacity_events(&self) -> u64 {
+        self.capacity_events
+    }
+
+    /// Total time producers spent blocked on the full queue, in nanoseconds.
+    pub fn blocked_ns(&self) -> u64 {
+        self.blocked_ns.load(Relaxed)
     }
 
     /// Events offered to the queue.
@@ -238,6 +297,7 @@ impl QueueMetrics {
             dropped_rejected: self.rejected.load(Relaxed),
             depth: self.depth(),
             high_water: self.high_water(),
+            blocked_ns: self.blocked_ns(),
             wait: LatencySnapshot::from(&wait),
         }
     }
@@ -291,6 +351,11 @@ pub struct NodeSnapshot {
     pub average_per_sec: f64,
     /// Latency since each batch's origin, measured when this node finished it.
     pub latency: LatencySnapshot,
+    /// The latest watermark the node passed on (the least over its copies), if it has seen
+    /// any: how far event time has progressed here.
+    pub watermark: Option<u64>,
+    /// Copies of the node that registered (keyed workers and their key groups).
+    pub copies: usize,
 }
 
 /// A queue's metrics at one instant.
@@ -312,6 +377,8 @@ pub struct QueueSnapshot {
     pub depth: u64,
     /// Largest depth seen, in events.
     pub high_water: u64,
+    /// Total time producers spent blocked on the full queue (`Block`), in nanoseconds.
+    pub blocked_ns: u64,
     /// Time batches waited in the queue.
     pub wait: LatencySnapshot,
 }
@@ -349,6 +416,14 @@ impl MetricsSnapshot {
     /// The queue named `name`, if any.
     pub fn queue(&self, name: &str) -> Option<&QueueSnapshot> {
         self.queues.iter().find(|q| q.name == name)
+    }
+}
+
+/// The least of two optional watermarks, ignoring a missing one.
+fn least(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -441,9 +516,65 @@ impl fmt::Display for MetricsSnapshot {
     }
 }
 
-struct Previous {
-    at: Instant,
+/// Where a reader of a [`MetricsRegistry`] left off: rates in
+/// [`snapshot_with`](MetricsRegistry::snapshot_with) are computed over the interval since the
+/// same cursor's previous read, so several readers (a reporter thread, a dashboard, the
+/// caller's own `metrics()` calls) do not disturb each other's rates.
+///
+/// ```
+/// use eventflux_runtime::metrics::{MetricsRegistry, NodeKind, RateCursor};
+/// let reg = MetricsRegistry::new();
+/// let node = reg.node("out", NodeKind::Sink);
+/// let mut mine = RateCursor::new();
+/// node.publish(10, 10, 0);
+/// let first = reg.snapshot_with(&mut mine);
+/// assert!(first.interval_secs > 0.0);
+/// let _ = reg.snapshot(); // another reader: `mine` is unaffected
+/// assert_eq!(reg.snapshot_with(&mut mine).nodes[0].events_out, 10);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateCursor {
+    at: Option<Instant>,
     out_by_node: HashMap<String, u64>,
+}
+
+impl Default for RateCursor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RateCursor {
+    /// A cursor that has read nothing yet: its first rates are averages since the registry
+    /// was created.
+    pub fn new() -> Self {
+        Self {
+            at: None,
+            out_by_node: HashMap::new(),
+        }
+    }
+}
+
+/// One copy of a node's counters summed per keyed worker: what
+/// [`MetricsRegistry::worker_samples`] returns for exporters that label by worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSample {
+    /// The node's name.
+    pub name: String,
+    /// Source, stage or sink.
+    pub kind: NodeKind,
+    /// The keyed worker (`None` outside keyed segments).
+    pub worker: Option<u16>,
+    /// Events in.
+    pub events_in: u64,
+    /// Events out.
+    pub events_out: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Dropped events by reason (every reason, zeros included).
+    pub dropped: [(DropReason, u64); 4],
+    /// The least watermark over the worker's copies that have one.
+    pub watermark: Option<u64>,
 }
 
 /// Where a pipeline's metrics are registered and read.
@@ -464,7 +595,7 @@ pub struct MetricsRegistry {
     created: Instant,
     nodes: Mutex<Vec<Arc<NodeMetrics>>>,
     queues: Mutex<Vec<Arc<QueueMetrics>>>,
-    previous: Mutex<Previous>,
+    previous: Mutex<RateCursor>,
 }
 
 impl Default for MetricsRegistry {
@@ -487,39 +618,31 @@ impl MetricsRegistry {
             created: now,
             nodes: Mutex::new(Vec::new()),
             queues: Mutex::new(Vec::new()),
-            previous: Mutex::new(Previous {
-                at: now,
-                out_by_node: HashMap::new(),
-            }),
+            previous: Mutex::new(RateCursor::new()),
         }
     }
 
     /// Counters not listed in snapshots: an edge count shared by two nodes' metering (a
     /// source's output, read by the stage it feeds).
     pub(crate) fn detached(name: &str) -> Arc<NodeMetrics> {
-        Arc::new(NodeMetrics {
-            name: name.into(),
-            kind: NodeKind::Source,
-            events_in: AtomicU64::new(0),
-            events_out: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            dropped: Default::default(),
-            latency: Histogram::new(),
-        })
+        Arc::new(NodeMetrics::with(name.into(), NodeKind::Source, None))
     }
 
     /// Registers counters for a node. Registering a name twice gives separate writers whose
     /// values are summed (histograms merged) in snapshots.
     pub fn node(&self, name: impl Into<String>, kind: NodeKind) -> Arc<NodeMetrics> {
-        let m = Arc::new(NodeMetrics {
-            name: name.into(),
-            kind,
-            events_in: AtomicU64::new(0),
-            events_out: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            dropped: Default::default(),
-            latency: Histogram::new(),
-        });
+        self.node_in(name, kind, None)
+    }
+
+    /// [`node`](Self::node) for a copy running in keyed worker `worker`: exporters label its
+    /// counters with the worker ([`worker_samples`](Self::worker_samples)).
+    pub fn node_in(
+        &self,
+        name: impl Into<String>,
+        kind: NodeKind,
+        worker: Option<u16>,
+    ) -> Arc<NodeMetrics> {
+        let m = Arc::new(NodeMetrics::with(name.into(), kind, worker));
         self.nodes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -542,12 +665,80 @@ impl MetricsRegistry {
             .push(m);
     }
 
-    /// Reads every metric. Throughput is computed over the interval since the previous call.
+    /// Reads every metric. Throughput is computed over the interval since the previous call
+    /// (by any caller of this method; see [`snapshot_with`](Self::snapshot_with) for a reader
+    /// of its own).
     pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut prev = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
+        self.snapshot_with(&mut prev)
+    }
+
+    /// Every registered queue's counters, in registration order.
+    pub fn queue_metrics(&self) -> Vec<Arc<QueueMetrics>> {
+        self.queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Each node's counters summed per keyed worker, in registration order (a node outside
+    /// keyed segments has one sample, with `worker: None`).
+    ///
+    /// ```
+    /// use eventflux_runtime::metrics::{MetricsRegistry, NodeKind};
+    /// let reg = MetricsRegistry::new();
+    /// reg.node_in("count", NodeKind::Stage, Some(0)).publish(4, 4, 0);
+    /// reg.node_in("count", NodeKind::Stage, Some(1)).publish(6, 6, 0);
+    /// reg.node_in("count", NodeKind::Stage, Some(1)).publish(1, 1, 0);
+    /// let s = reg.worker_samples();
+    /// let got: Vec<_> = s.iter().map(|s| (s.worker, s.events_in)).collect();
+    /// assert_eq!(got, [(Some(0), 4), (Some(1), 7)]);
+    /// ```
+    pub fn worker_samples(&self) -> Vec<WorkerSample> {
+        let mut out: Vec<WorkerSample> = Vec::new();
+        for m in self
+            .nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let i = match out
+                .iter()
+                .position(|s| s.name == m.name && s.worker == m.worker)
+            {
+                Some(i) => i,
+                None => {
+                    out.push(WorkerSample {
+                        name: m.name.clone(),
+                        kind: m.kind,
+                        worker: m.worker,
+                        events_in: 0,
+                        events_out: 0,
+                        errors: 0,
+                        dropped: DropReason::ALL.map(|r| (r, 0)),
+                        watermark: None,
+                    });
+                    out.len() - 1
+                }
+            };
+            let s = &mut out[i];
+            s.events_in += m.events_in.load(Relaxed);
+            s.events_out += m.events_out.load(Relaxed);
+            s.errors += m.errors.load(Relaxed);
+            for (reason, n) in &mut s.dropped {
+                *n += m.dropped[reason.index()].load(Relaxed);
+            }
+            s.watermark = least(s.watermark, m.watermark());
+        }
+        out
+    }
+
+    /// Reads every metric, with throughput over the interval since `cursor`'s previous read.
+    pub fn snapshot_with(&self, cursor: &mut RateCursor) -> MetricsSnapshot {
         let now = Instant::now();
         let elapsed = now.duration_since(self.created);
-        let mut prev = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
-        let interval = now.duration_since(prev.at);
+        let prev = cursor;
+        let interval = now.duration_since(prev.at.unwrap_or(self.created));
 
         let mut order: Vec<String> = Vec::new();
         let mut merged: HashMap<String, (NodeSnapshot, HistogramSnapshot)> = HashMap::new();
@@ -570,10 +761,14 @@ impl MetricsRegistry {
                         throughput_per_sec: 0.0,
                         average_per_sec: 0.0,
                         latency: LatencySnapshot::default(),
+                        watermark: None,
+                        copies: 0,
                     },
                     HistogramSnapshot::empty(),
                 )
             });
+            entry.0.copies += 1;
+            entry.0.watermark = least(entry.0.watermark, m.watermark());
             entry.0.events_in += m.events_in.load(Relaxed);
             entry.0.events_out += m.events_out.load(Relaxed);
             entry.0.errors += m.errors.load(Relaxed);
@@ -614,8 +809,8 @@ impl MetricsRegistry {
             .iter()
             .map(|q| q.snapshot())
             .collect();
-        *prev = Previous {
-            at: now,
+        *prev = RateCursor {
+            at: Some(now),
             out_by_node,
         };
         MetricsSnapshot {

@@ -258,6 +258,7 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
 
     fn on_watermark<E: Emit<S::Out>>(&mut self, watermark: Watermark, out: &mut E) {
         self.stage.on_watermark(watermark, counting!(self, out));
+        self.metrics.set_watermark(watermark.0);
     }
 
     fn on_barrier<E: Emit<S::Out>>(&mut self, checkpoint: CheckpointId, out: &mut E) {
