@@ -170,6 +170,8 @@ impl<I> Drop for CountedIter<'_, I> {
 /// compiles away).
 struct Counting<'a, E, S, In> {
     out: &'a mut E,
+    /// Where the watermarks the stage passes on are recorded (once per batch at most).
+    metrics: &'a NodeMetrics,
     emitted: &'a mut u64,
     errors: &'a mut u64,
     _stage: PhantomData<fn(In) -> S>,
@@ -198,6 +200,7 @@ impl<T, E: Emit<T>, S: Stage<In>, In> Emit<T> for Counting<'_, E, S, In> {
     }
 
     fn emit_watermark(&mut self, watermark: Watermark) {
+        self.metrics.set_watermark(watermark.0);
         self.out.emit_watermark(watermark);
     }
 }
@@ -206,6 +209,7 @@ macro_rules! counting {
     ($self:ident, $out:ident) => {
         &mut Counting {
             out: $out,
+            metrics: &$self.metrics,
             emitted: &mut $self.events_out,
             errors: &mut $self.errors,
             _stage: PhantomData::<fn(In) -> S>,
@@ -232,6 +236,7 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
         let items = items.inspect(|_| seen += u64::from(COUNT_IN));
         let out = &mut Counting {
             out,
+            metrics: &self.metrics,
             emitted: &mut emitted,
             errors: &mut self.errors,
             _stage: PhantomData::<fn(In) -> S>,
@@ -258,6 +263,8 @@ impl<In, S: Stage<In>, const COUNT_IN: bool> Stage<In> for Metered<S, COUNT_IN> 
 
     fn on_watermark<E: Emit<S::Out>>(&mut self, watermark: Watermark, out: &mut E) {
         self.stage.on_watermark(watermark, counting!(self, out));
+        // The watermark reached this node (a stage that generates its own records those in
+        // `emit_watermark`).
         self.metrics.set_watermark(watermark.0);
     }
 
