@@ -17,7 +17,9 @@
 //! `checkpoints` (per run), `checkpoint_ms_p50` and `checkpoint_bytes`, and `ratio_to_twin` is
 //! against the pipeline without checkpoints. W's `macro_keyed_2` routes the projected events
 //! by symbol to 2 keyed workers (one window instance per key group) merging into the sink;
-//! `macro_keyed_2_kg8` the same with `key_groups = 8`; their twin is `macro_two_thread`. Workload `state` restores a keyed state of 1 M
+//! `macro_keyed_2_kg8` the same with `key_groups = 8`; their twin is `macro_two_thread`.
+//! W's `macro_fused_reported` is `macro_fused` publishing its metrics every 100 ms through the
+//! `metrics` facade into a Prometheus recorder; its twin is `macro_fused`. Workload `state` restores a keyed state of 1 M
 //! keys (`restore_ms`) and measures an incremental checkpoint after 1 % of keys changed
 //! (`incremental_bytes_ratio`).
 //!
@@ -467,6 +469,7 @@ fn main() {
                 let all = [
                     "handwritten",
                     "macro_fused",
+                    "macro_fused_reported",
                     "macro_hashed",
                     "macro_two_thread",
                     "macro_fused_ckpt_1s",
@@ -481,6 +484,7 @@ fn main() {
                 run_workload("W", &all, &args, |v| match v {
                     "handwritten" => windows_bench::w_handwritten(&data),
                     "macro_fused" => windows_bench::w_macro(&data, Shape::Fused),
+                    "macro_fused_reported" => windows_bench::w_macro(&data, Shape::FusedReported),
                     "macro_hashed" => windows_bench::w_macro(&data, Shape::Hashed),
                     "macro_two_thread" => windows_bench::w_macro(&data, Shape::TwoThread),
                     "macro_fused_ckpt_1s" => {
@@ -736,6 +740,8 @@ fn report(workload: &str, variants: &[&str], results: &[Measured], args: &Args) 
         "macro_two_thread" => Some("two_thread"),
         // A checkpointed variant against the same pipeline without checkpoints.
         v if v.starts_with("macro_fused_ckpt") => Some("macro_fused"),
+        // Metrics published from a monitor thread against the same pipeline unwatched.
+        "macro_fused_reported" => Some("macro_fused"),
         v if v.starts_with("macro_two_thread_ckpt") => Some("macro_two_thread"),
         // Keyed workers (per-key-group instances) against one window thread.
         "macro_keyed_2" | "macro_keyed_2_kg8" => Some("macro_two_thread"),

@@ -227,6 +227,20 @@ pub enum Shape {
     Keyed,
     /// `Keyed` with `key_groups = 8`.
     KeyedFewGroups,
+    /// `Fused`, publishing its metrics every 100 ms through the `metrics` facade into a
+    /// Prometheus recorder (rendered once at the end of each run, as a scrape would).
+    FusedReported,
+}
+
+/// The process's Prometheus recorder, installed on first use.
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|e| fail(&format!("cannot install the Prometheus recorder: {e}")))
+    })
 }
 
 /// What the last checkpointed run took: checkpoints, their median duration, state bytes.
@@ -309,7 +323,7 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
     }
     // Default settings throughout (per-stage metrics on): the pipeline the README teaches.
     let app = match shape {
-        Shape::Fused | Shape::FusedCheckpointed(_) => pipeline! {
+        Shape::Fused | Shape::FusedCheckpointed(_) | Shape::FusedReported => pipeline! {
             source feed = source;
             stage big = filter(|t: &Trade| t.volume > 100);
             stage value = map(|t: Trade| (t.symbol, t.price * f64::from(t.volume), t.ts));
@@ -343,6 +357,16 @@ pub fn w_macro(data: &Arc<Vec<Trade>>, shape: Shape) -> u64 {
                 .with_checkpoint_interval(every)
                 .unwrap_or_else(|e| fail(&format!("{e}")));
             checkpointed(app, &result)
+        }
+        Shape::FusedReported => {
+            let handle = prometheus();
+            let publish = eventflux::observe::PublishMetrics::new("bench")
+                .every(std::time::Duration::from_millis(100));
+            let sum = checksum_of(app.publish_metrics(publish), &result);
+            if !handle.render().contains("eventflux_node_events_out_total") {
+                fail("the reported run published no metrics");
+            }
+            sum
         }
         _ => checksum_of(app, &result),
     }
