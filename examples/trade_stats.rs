@@ -14,6 +14,8 @@
 //!
 //! Run: `cargo run --release --example trade_stats [-- <number of trades>] [--checkpoint-dir DIR]`
 //!
+//! While it runs, a progress line a second goes to stderr when stderr is a terminal.
+//!
 //! With `--checkpoint-dir DIR` the job checkpoints into `DIR/state` every second and writes its
 //! rows and alerts as exactly-once part files (`DIR/rows`, `DIR/alerts`); stop it at any
 //! instant (Ctrl-C, `kill -9`) and run the same command again: it resumes from its last
@@ -57,6 +59,15 @@ struct Durable {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The pipeline's `tracing` events (warnings and errors; `RUST_LOG=info` for its lifecycle
+    // and checkpoints) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut n: usize = 10_000_000;
     let mut durable = None;
@@ -145,6 +156,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         windows -> hot -> alert_log;                          // fan-out of window rows
     };
     println!("{}", app.graph().to_mermaid());
+    // A progress line a second on stderr, when it is a terminal.
+    let app = app.progress(eventflux::observe::Progress::auto().named("trade_stats"));
     let report = match &durable {
         None => app.run()?,
         Some(d) => {

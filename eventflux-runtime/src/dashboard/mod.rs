@@ -22,7 +22,7 @@
 //!   50 % low, above that high).
 //! - `checkpoints`: `completed`, `failed`, `last` (`id`, `millis`, `bytes`, `alignment_millis`)
 //!   or `null` when the pipeline takes none.
-//! - `metrics`: the full [`MetricsSnapshot`](crate::metrics::MetricsSnapshot).
+//! - `metrics`: the full [`MetricsSnapshot`].
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -129,6 +129,7 @@ impl Lifecycle {
     }
 
     /// How many segments are running.
+    #[cfg(feature = "dashboard")]
     pub(crate) fn running_count(&self) -> usize {
         self.state().running.len()
     }
