@@ -153,6 +153,50 @@ fn idle_pipeline_uses_no_cpu_and_wakes_on_input() {
     );
 }
 
+/// Watching an idle pipeline costs no CPU either: the monitor thread (metrics published and a
+/// progress line written every 50 ms) sleeps between reads, and the dashboard's server thread
+/// waits for requests (the HTTP library's own acceptor thread, unnamed, blocks in `accept`).
+#[test]
+fn watching_an_idle_pipeline_uses_no_cpu() {
+    use eventflux::observe::{Progress, PublishMetrics};
+    let config = PipelineConfig::default();
+    let (source, handle) = ChannelSource::<u64>::with_config(&config);
+    let mut p = PipelineBuilder::new(config);
+    let (tx, rx) = p.queue::<u64>("q");
+    let out = p.sink("out", CollectSink::new());
+    p.add_source("channel", source, Identity, QueueOutput::new(tx));
+    p.add_queue_segment("double", rx, map(|x: u64| x * 2), out);
+    let running = p
+        .build()
+        .expect("valid")
+        .publish_metrics(PublishMetrics::new("idle").every(Duration::from_millis(50)))
+        .progress(Progress::to_writer(std::io::sink()).every(Duration::from_millis(50)))
+        .spawn()
+        .expect("starts");
+    running.serve_dashboard("127.0.0.1:0").expect("serves");
+    let watched = ["channel", "double", "ef-monitor", "ef-dashboard"];
+    let cpu0 = named_threads_cpu(&watched);
+    thread::sleep(WAIT);
+    let idle_cpu = named_threads_cpu(&watched) - cpu0;
+    // (Checked after the wait: a new thread names itself once it runs.)
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("procfs")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("comm")).unwrap_or_default())
+        .map(|c| c.trim().to_string())
+        .collect();
+    for name in ["ef-monitor", "ef-dashboard"] {
+        assert!(threads.iter().any(|t| t == name), "{name} in {threads:?}");
+    }
+    drop(handle);
+    let report = running.join().expect("runs to the end");
+    assert_eq!(report.events_out, 0);
+    assert!(
+        idle_cpu < BUDGET,
+        "idle watched pipeline used {idle_cpu:?} in {WAIT:?}"
+    );
+}
+
 /// Processing-time timers do not turn idling into spinning: an idle source with an idleness
 /// timeout, and behind `=>` a stage whose timer is always due (the worst a buggy stage can
 /// ask), stay within the CPU budget while the input is quiet — the runtime waits at least

@@ -734,7 +734,7 @@ impl Monitor {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
-            .name("eventflux-monitor".into())
+            .name("ef-monitor".into())
             .spawn(move || {
                 let start = Instant::now();
                 let mut due: Vec<Instant> = watchers.iter().map(|w| start + w.interval()).collect();

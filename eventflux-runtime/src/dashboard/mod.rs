@@ -208,7 +208,7 @@ impl Server {
         let server = Arc::new(server);
         let serving = Arc::clone(&server);
         let thread = std::thread::Builder::new()
-            .name("eventflux-dashboard".into())
+            .name("ef-dashboard".into())
             .spawn(move || serve(&serving, &feed))
             .map_err(|e| bind_error(format!("could not start its thread: {e}")))?;
         tracing::info!(address = %bound, "dashboard serving");
