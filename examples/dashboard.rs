@@ -12,6 +12,8 @@
 
 #[path = "common/dashboard_demo.rs"]
 mod dashboard_demo;
+#[path = "common/logging.rs"]
+mod logging;
 #[path = "common/trades.rs"]
 mod trades;
 
@@ -21,13 +23,7 @@ use eventflux::observe::Progress;
 use eventflux::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("info");
     let mut listen = "127.0.0.1:8080".to_string();
     let mut rate: u64 = 200_000;
     let mut seconds: Option<u64> = None;

@@ -17,6 +17,8 @@
 //! `--linger` it keeps serving the final values until interrupted (Ctrl-C). Set `RUST_LOG`
 //! (for example `RUST_LOG=debug`) to see more of the pipeline's `tracing` events.
 
+#[path = "common/logging.rs"]
+mod logging;
 #[path = "common/prometheus_server.rs"]
 mod prometheus_server;
 #[path = "common/trades.rs"]
@@ -30,13 +32,7 @@ use eventflux::prelude::*;
 use trades::{Trade, TradeGen};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("info");
     let mut listen = "127.0.0.1:9000".to_string();
     let mut n: usize = 20_000_000;
     let mut linger = false;

@@ -21,6 +21,8 @@
 //! instant (Ctrl-C, `kill -9`) and run the same command again: it resumes from its last
 //! checkpoint and ends with exactly the output of a run that was never stopped.
 
+#[path = "common/logging.rs"]
+mod logging;
 #[path = "common/trades.rs"]
 mod trades;
 
@@ -61,13 +63,7 @@ struct Durable {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The pipeline's `tracing` events (warnings and errors; `RUST_LOG=info` for its lifecycle
     // and checkpoints) on stderr.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("warn");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut n: usize = 10_000_000;
     let mut durable = None;

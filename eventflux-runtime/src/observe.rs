@@ -52,7 +52,7 @@ use metrics::{Counter, Gauge, Label};
 
 use crate::exec::checkpoint::CheckpointStats;
 use crate::metrics::{
-    LatencySnapshot, MetricsRegistry, MetricsSnapshot, NodeKind, RateCursor, WorkerSample,
+    LatencySnapshot, MetricsRegistry, MetricsSnapshot, NodeKind, RateCursor, WorkerSample, fmt_rate,
 };
 
 /// Publishes a pipeline's metrics through the `metrics` facade at an interval, to whatever
@@ -187,17 +187,6 @@ impl Progress {
             }
             ProgressTarget::Writer(_) => true,
         }
-    }
-}
-
-/// Formats a rate as `1.23M/s`, `45.6k/s` or `789/s`.
-pub(crate) fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2}M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1}k/s", r / 1e3)
-    } else {
-        format!("{r:.0}/s")
     }
 }
 

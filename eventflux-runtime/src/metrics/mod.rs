@@ -436,7 +436,8 @@ fn fmt_ns(ns: u64) -> String {
     }
 }
 
-fn fmt_rate(r: f64) -> String {
+/// Formats a rate as `1.23M/s`, `45.6k/s` or `789/s`.
+pub(crate) fn fmt_rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2}M/s", r / 1e6)
     } else if r >= 1e3 {
