@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use eventflux::prelude::*;
+
 const NODES: [&str; 12] = [
     "lit",
     "dark",
@@ -283,4 +285,119 @@ fn the_dashboard_serves_the_graph_and_live_metrics_to_a_browser() {
     eprintln!("dashboard screenshot: {}", shot.display());
     let report = handle.stop().unwrap();
     assert!(report.events_in > 0);
+}
+
+/// A long pipeline (30 nodes, two threads) stays readable: the page never shrinks the graph
+/// below 60 %; it wraps the columns into bands that fit the page. A 2-node one is drawn too.
+#[test]
+fn long_and_short_pipelines_are_drawn_readably() {
+    let long = eventflux::pipeline! {
+        source src = IterSource::new(0u64..);
+        stage s1 = map(|x: u64| x + 1);
+        stage s2 = map(|x: u64| x + 2);
+        stage s3 = map(|x: u64| x + 3);
+        stage s4 = map(|x: u64| x + 4);
+        stage s5 = map(|x: u64| x + 5);
+        stage s6 = map(|x: u64| x + 6);
+        stage s7 = map(|x: u64| x + 7);
+        stage s8 = map(|x: u64| x + 8);
+        stage s9 = map(|x: u64| x + 9);
+        stage s10 = map(|x: u64| x + 10);
+        stage s11 = map(|x: u64| x + 11);
+        stage s12 = map(|x: u64| x + 12);
+        stage s13 = map(|x: u64| x + 13);
+        stage s14 = map(|x: u64| x + 14);
+        stage s15 = map(|x: u64| x + 15);
+        stage s16 = map(|x: u64| x + 16);
+        stage s17 = map(|x: u64| x + 17);
+        stage s18 = map(|x: u64| x + 18);
+        stage s19 = map(|x: u64| x + 19);
+        stage s20 = map(|x: u64| x + 20);
+        stage s21 = map(|x: u64| x + 21);
+        stage s22 = map(|x: u64| x + 22);
+        stage s23 = map(|x: u64| x + 23);
+        stage s24 = map(|x: u64| x + 24);
+        stage s25 = map(|x: u64| x + 25);
+        stage s26 = map(|x: u64| x + 26);
+        stage s27 = map(|x: u64| x + 27);
+        stage s28 = map(|x: u64| x + 28);
+        sink   out = CallbackSink::new(|_: u64| Ok(()));
+        src -> s1 -> s2 -> s3 -> s4 -> s5 -> s6 -> s7 -> s8 -> s9 -> s10 -> s11 -> s12 -> s13 -> s14 => s15 -> s16 -> s17 -> s18 -> s19 -> s20 -> s21 -> s22 -> s23 -> s24 -> s25 -> s26 -> s27 -> s28 -> out;
+    };
+    let short = eventflux::pipeline! {
+        source src = IterSource::new(0u64..);
+        sink   out = CallbackSink::new(|_: u64| Ok(()));
+        src => out;
+    };
+    for (app, nodes) in [(long, 30), (short, 2)] {
+        let handle = app.spawn().unwrap();
+        let addr = handle.serve_dashboard("127.0.0.1:0").unwrap();
+        let (_, graph) = get(addr, "/api/graph");
+        let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+        let names: Vec<String> = graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names.len(), nodes);
+        let Some(browser) = browser() else {
+            assert!(
+                std::env::var_os("EVENTFLUX_REQUIRE_BROWSER").is_none(),
+                "no browser"
+            );
+            eprintln!("SKIPPED the browser half: no browser on the PATH");
+            handle.stop().unwrap();
+            continue;
+        };
+        let profile = tempfile::tempdir().unwrap();
+        let url = format!("http://{addr}/");
+        let dom = headless(
+            &browser,
+            profile.path(),
+            &url,
+            &["--virtual-time-budget=2500", "--dump-dom"],
+        );
+        for n in &names {
+            assert!(
+                dom.contains(&format!("data-node=\"{n}\"")),
+                "node {n} drawn"
+            );
+        }
+        let svg_at = dom.find("<svg id=\"graph\"").expect("the graph");
+        let svg = &dom[svg_at..svg_at + dom[svg_at..].find('>').unwrap()];
+        let attr = |name: &str| -> f64 {
+            let at = svg
+                .find(&format!(" {name}=\""))
+                .unwrap_or_else(|| panic!("{name} in {svg}"))
+                + name.len()
+                + 3;
+            svg[at..at + svg[at..].find('"').unwrap()]
+                .split(' ')
+                .nth(if name == "viewBox" { 2 } else { 0 })
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (drawn, natural) = (attr("width"), attr("viewBox"));
+        assert!(
+            drawn >= 0.6 * natural - 1.0,
+            "drawn {drawn} px for {natural}: shrunk too far"
+        );
+        if nodes == 30 {
+            let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-long.png");
+            let _ = std::fs::remove_file(&shot);
+            headless(
+                &browser,
+                profile.path(),
+                &url,
+                &[
+                    "--virtual-time-budget=2500",
+                    &format!("--screenshot={}", shot.display()),
+                ],
+            );
+            check_not_blank(&shot);
+        }
+        handle.stop().unwrap();
+    }
 }
