@@ -1082,8 +1082,12 @@ fn finish_report(
     );
     if let Some(cp) = &rt.checkpoints {
         // The job ran to its end: a later run starts afresh rather than resume before the end.
-        cp.finish_job()
-            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        // A stopped job did not (its sources ended early): a later run resumes where its last
+        // checkpoint left it (a savepoint's, after `stop_with_checkpoint`).
+        if !rt.lifecycle.stop_requested() {
+            cp.finish_job()
+                .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        }
         let stats = cp.stats();
         report.metrics.checkpoints = Some(stats.clone());
         report.checkpoints = stats;

@@ -25,6 +25,8 @@ mod dead_letter;
 mod iter;
 mod jsonl;
 mod jsonl_parts;
+#[cfg(feature = "redis")]
+mod redis;
 mod stdout;
 
 pub use callback::CallbackSink;
@@ -37,6 +39,8 @@ pub use dead_letter::{
 pub use iter::IterSource;
 pub use jsonl::{JsonLinesSink, JsonLinesSource};
 pub use jsonl_parts::JsonLinesParts;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStream, RedisStreamSink, RedisStreamSource};
 pub use stdout::StdoutSink;
 
 use std::path::Path;
