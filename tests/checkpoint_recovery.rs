@@ -273,6 +273,51 @@ fn a_finished_job_is_not_resumed() {
     assert_eq!(report.events_in, 3_000, "ran again from the beginning");
 }
 
+/// A savepoint (`stop_with_checkpoint`) does not end the job: a later run resumes where the
+/// stopped one left off, and together they write every event exactly once through a
+/// two-phase-commit sink (the stopped run's output after its savepoint is dropped and written
+/// again).
+#[test]
+fn a_savepoint_resumes_where_the_stopped_run_left_off() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let parts = dir.path().join("out");
+    let build = || {
+        let sink = JsonLinesParts::<u64>::create(&parts).unwrap_or_else(|e| panic!("{e}"));
+        let app = pipeline! {
+            source nums = IterSource::new(0..400_000u64);
+            stage  odd  = filter(|x: &u64| x % 2 == 1);
+            sink   out  = sink;
+            nums -> odd => out;
+        };
+        app.checkpoints(dir.path().join("state"), Recovery::ResumeOrStart)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let stopped = build()
+        .spawn()
+        .and_then(PipelineHandle::stop_with_checkpoint)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stopped.checkpoints.completed, 1, "the savepoint");
+    // Not marked as a job that ran to its end: the next run resumes instead of starting over.
+    let finished = std::fs::read_dir(dir.path().join("state"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .any(|e| e.file_name() == "FINISHED");
+    assert!(!finished, "a stopped job is not finished");
+    build()
+        .run()
+        .unwrap_or_else(|e| panic!("resuming from the savepoint: {e}"));
+    let mut got: Vec<u64> = JsonLinesParts::<u64>::read_committed(&parts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|l| l.parse().unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..400_000).filter(|x| x % 2 == 1).collect::<Vec<u64>>()
+    );
+}
+
 #[test]
 fn resuming_an_empty_directory_is_an_error_unless_starting_is_allowed() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -47,6 +47,10 @@ pub struct JsonLinesParts<T> {
     out: Option<BufWriter<File>>,
     /// Lines in the in-progress part.
     lines: u64,
+    /// The newest checkpoint this run staged or resumed from: the tail published at the end
+    /// of the stream is numbered after it, so a run that resumes from that checkpoint drops
+    /// the tail (it writes those lines again) even when the checkpoint staged no lines.
+    last_checkpoint: u64,
     _item: PhantomData<fn(T)>,
 }
 
@@ -104,6 +108,7 @@ impl<T> JsonLinesParts<T> {
             dir,
             out: None,
             lines: 0,
+            last_checkpoint: 0,
             _item: PhantomData,
         })
     }
@@ -200,6 +205,7 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
     }
 
     fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        self.last_checkpoint = self.last_checkpoint.max(checkpoint.0);
         self.seal(&staged_name(checkpoint.0))?;
         self.begin()
     }
@@ -210,6 +216,7 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
 
     /// Commits what was staged up to `checkpoint`; deletes staged files and parts after it.
     fn recover(&mut self, checkpoint: CheckpointId) -> Result<(), SinkError> {
+        self.last_checkpoint = checkpoint.0;
         self.publish(checkpoint.0)?;
         for prefix in [STAGED, PART] {
             for (id, path) in self.files(prefix)? {
@@ -227,7 +234,9 @@ impl<T: Serialize> Sink<T> for JsonLinesParts<T> {
         let next = self
             .files(PART)?
             .last()
-            .map_or(1, |(id, _)| id.saturating_add(1));
+            .map_or(0, |(id, _)| *id)
+            .max(self.last_checkpoint)
+            .saturating_add(1);
         self.seal(&part_name(next))?;
         let leftover = self.dir.join(IN_PROGRESS);
         if leftover.exists() {
