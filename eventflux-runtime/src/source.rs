@@ -15,6 +15,9 @@
 //! watermark passes through the segment's stages and across its queues. Otherwise place a
 //! [`watermarks`](crate::stage::watermarks) stage right after the source.
 
+mod partitions;
+pub use partitions::PartitionWatermarks;
+
 use std::time::Duration;
 
 use crate::error::SourceError;

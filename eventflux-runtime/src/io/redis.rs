@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{ConfigError, SinkError, SourceError};
 use crate::io::DeadLetter;
 use crate::sink::Sink;
-use crate::source::{Source, SourceContext, SourcePoll};
+use crate::source::{PartitionWatermarks, Source, SourceContext, SourcePoll};
 use crate::stage::{CheckpointId, Emit};
 
 /// Attempts per command before a connection error is reported.
@@ -98,6 +98,21 @@ impl RedisStream {
         })
     }
 
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The logical stream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of partitions.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
     /// The Redis stream of partition `p`: `NAME:{p}`.
     pub fn partition_key(&self, p: u32) -> String {
         format!("{}:{{{p}}}", self.name)
@@ -137,6 +152,8 @@ impl RedisStream {
             bounded: false,
             conn: None,
             buffered: VecDeque::new(),
+            event_time: None,
+            lag_at: None,
             _item: PhantomData,
         })
     }
@@ -218,7 +235,17 @@ pub struct RedisStreamSource<T> {
     conn: Option<redis::Connection>,
     /// Entries read but not yet emitted: (owned index, id, data).
     buffered: VecDeque<(usize, String, Result<String, String>)>,
+    /// Event time: each event's timestamp, and the partitions' watermarks.
+    event_time: Option<EventTime<T>>,
+    /// When the partitions' lag was last published.
+    lag_at: Option<std::time::Instant>,
     _item: PhantomData<fn() -> T>,
+}
+
+/// A Redis source's event time: the timestamp of an event, and per-partition watermarks.
+struct EventTime<T> {
+    ts: Box<dyn Fn(&T) -> u64 + Send>,
+    watermarks: PartitionWatermarks,
 }
 
 impl<T> std::fmt::Debug for RedisStreamSource<T> {
@@ -236,6 +263,80 @@ impl<T> RedisStreamSource<T> {
     pub fn bounded(mut self) -> Self {
         self.bounded = true;
         self
+    }
+
+    /// Event time: `ts` gives each event's timestamp, at most `out_of_orderness` out of order
+    /// within a partition. The source then emits watermarks itself: each partition's
+    /// watermark trails its largest timestamp, and the source's is the least over its
+    /// partitions (see [`PartitionWatermarks`]), so windows downstream close only once every
+    /// partition is past them. A partition that has ended (bounded reads) does not hold
+    /// event time back.
+    pub fn event_time(
+        mut self,
+        ts: impl Fn(&T) -> u64 + Send + 'static,
+        out_of_orderness: u64,
+    ) -> Self {
+        self.event_time = Some(EventTime {
+            ts: Box::new(ts),
+            watermarks: PartitionWatermarks::new(self.owned.len(), out_of_orderness),
+        });
+        self
+    }
+
+    /// With [`event_time`](Self::event_time): a partition with no entries for `timeout` stops
+    /// holding event time back until it has entries again (Flink's idleness).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(et) = self.event_time.take() {
+            self.event_time = Some(EventTime {
+                ts: et.ts,
+                watermarks: et.watermarks.idle_after(timeout),
+            });
+        }
+        self
+    }
+
+    /// Publishes each partition's lag, once a second at most: how far, in the entry ids'
+    /// milliseconds, the last entry read is behind the partition's newest entry
+    /// (`eventflux_source_partition_lag_seconds{stream, partition}` through the `metrics`
+    /// facade).
+    fn publish_lag(&mut self) {
+        if self
+            .lag_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.lag_at = Some(std::time::Instant::now());
+        let keys: Vec<String> = self
+            .owned
+            .iter()
+            .map(|&p| self.stream.partition_key(p))
+            .collect();
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let Ok(newest) = pipe.query::<Vec<Vec<(String, Vec<(String, String)>)>>>(conn) else {
+            return;
+        };
+        for ((p, at), newest) in self.owned.iter().zip(&self.positions).zip(newest) {
+            let newest = newest.first().map_or(0, |e| id_pair(&e.0).0);
+            let lag_ms = newest.saturating_sub(id_pair(at).0);
+            metrics::gauge!(
+                "eventflux_source_partition_lag_seconds",
+                "stream" => self.stream.name.clone(),
+                "partition" => p.to_string()
+            )
+            .set(lag_ms as f64 / 1e3);
+        }
     }
 
     fn conn(&mut self) -> Result<&mut redis::Connection, SourceError> {
@@ -383,6 +484,9 @@ impl<T: DeserializeOwned + Send> Source for RedisStreamSource<T> {
             };
             match decoded {
                 Ok(item) => {
+                    if let Some(et) = &mut self.event_time {
+                        et.watermarks.observe(i, (et.ts)(&item));
+                    }
                     out.emit(item);
                     emitted += 1;
                 }
@@ -397,6 +501,19 @@ impl<T: DeserializeOwned + Send> Source for RedisStreamSource<T> {
             }
             self.positions[i] = id;
         }
+        self.publish_lag();
+        if let Some(et) = &mut self.event_time {
+            if let Some(end) = &self.end {
+                for (i, (at, end)) in self.positions.iter().zip(end).enumerate() {
+                    if id_pair(at) >= id_pair(end) {
+                        et.watermarks.finish(i);
+                    }
+                }
+            }
+            if let Some(w) = et.watermarks.advance() {
+                out.emit_watermark(w);
+            }
+        }
         if emitted > 0 || !self.buffered.is_empty() {
             Ok(SourcePoll::Ready)
         } else if self.at_end() {
@@ -404,6 +521,10 @@ impl<T: DeserializeOwned + Send> Source for RedisStreamSource<T> {
         } else {
             Ok(SourcePoll::Pending)
         }
+    }
+
+    fn emits_watermarks(&self) -> bool {
+        self.event_time.is_some()
     }
 
     fn position(&self) -> Option<serde_json::Value> {
