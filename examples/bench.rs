@@ -19,7 +19,9 @@
 //! by symbol to 2 keyed workers (one window instance per key group) merging into the sink;
 //! `macro_keyed_2_kg8` the same with `key_groups = 8`; their twin is `macro_two_thread`.
 //! W's `macro_fused_reported` is `macro_fused` publishing its metrics every 100 ms through the
-//! `metrics` facade into a Prometheus recorder; its twin is `macro_fused`. Workload `state` restores a keyed state of 1 M
+//! `metrics` facade into a Prometheus recorder; its twin is `macro_fused`. Workload `redis`
+//! (only when `REDIS_URL` is set) moves events from one partitioned Redis stream to another
+//! with one and with two workers (`events_per_sec_1_worker`, `events_per_sec_2_workers`). Workload `state` restores a keyed state of 1 M
 //! keys (`restore_ms`) and measures an incremental checkpoint after 1 % of keys changed
 //! (`incremental_bytes_ratio`).
 //!
@@ -351,6 +353,7 @@ fn parse_args() -> Args {
             "W_sliding".into(),
             "latency".into(),
             "state".into(),
+            "redis".into(),
         ],
         events: 20_000_000,
         rounds: 7,
@@ -514,9 +517,10 @@ fn main() {
                 });
             }
             "latency" => latency(&args),
+            "redis" => redis_bench(&args),
             "state" => state_bench(&args),
             other => fail(&format!(
-                "unknown workload `{other}`; choose from W0, W, W_sliding, latency"
+                "unknown workload `{other}`; choose from W0, W, W_sliding, latency, state, redis"
             )),
         }
     }
@@ -619,6 +623,111 @@ fn state_bench(args: &Args) {
         println!(
             "state: {KEYS} keys, full checkpoint {full_bytes} bytes, restored in {ms:.1} ms (median of {}); after 1 % of keys changed: {delta_bytes} bytes = {ratio:.4} of the full copy",
             restore_ms.len()
+        );
+    }
+}
+
+/// Workload `redis` (only with `REDIS_URL`): events through Redis Streams on the server at
+/// `REDIS_URL` — a partitioned stream of 4 partitions (loaded before timing) read by the Redis
+/// source and written by the Redis sink into another — with one worker, and with two workers
+/// (two pipelines, each on its partitions, in parallel). At most 1 M events; the median of
+/// `--rounds` (at most 3).
+fn redis_bench(args: &Args) {
+    use eventflux::io::RedisStream;
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("bench: workload redis skipped: set REDIS_URL to run it");
+        return;
+    };
+    let n = args.events.min(1_000_000) as u64;
+    let name = format!("ef-bench-{}", std::process::id());
+    let stream = |suffix: &str| {
+        RedisStream::new(&url, format!("{name}-{suffix}"), 4)
+            .unwrap_or_else(|e| fail(&e.to_string()))
+    };
+    let clear = |s: &RedisStream| {
+        let keys: Vec<String> = (0..4).map(|p| s.partition_key(p)).collect();
+        let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| fail(&e.to_string()));
+        let mut conn = client
+            .get_connection()
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        redis::cmd("DEL")
+            .arg(keys)
+            .query::<()>(&mut conn)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+    };
+    let input = stream("in");
+    clear(&input);
+    let sink = input.sink("loader", |x: &u64| *x);
+    let load = pipeline! {
+        source nums = IterSource::new(0..n);
+        sink   out = sink;
+        nums -> out;
+    };
+    load.run().unwrap_or_else(|e| fail(&e.to_string()));
+    let run = |workers: usize| -> f64 {
+        let output = stream("out");
+        clear(&output);
+        let t0 = Instant::now();
+        std::thread::scope(|scope| {
+            for w in 0..workers {
+                let (input, output) = (&input, &output);
+                scope.spawn(move || {
+                    let source = input
+                        .source::<u64>(w, workers)
+                        .unwrap_or_else(|e| fail(&e.to_string()))
+                        .bounded();
+                    let sink = output.sink(format!("bench-{w}"), |x: &u64| *x);
+                    let app = pipeline! {
+                        source nums = source;
+                        sink   out = sink;
+                        nums -> out;
+                    };
+                    app.run().unwrap_or_else(|e| fail(&e.to_string()));
+                });
+            }
+        });
+        let secs = t0.elapsed().as_secs_f64();
+        let written: u64 = (0..4)
+            .map(|p| {
+                let client =
+                    redis::Client::open(url.as_str()).unwrap_or_else(|e| fail(&e.to_string()));
+                let mut conn = client
+                    .get_connection()
+                    .unwrap_or_else(|e| fail(&e.to_string()));
+                redis::cmd("XLEN")
+                    .arg(output.partition_key(p))
+                    .query::<u64>(&mut conn)
+                    .unwrap_or_else(|e| fail(&e.to_string()))
+            })
+            .sum();
+        if written != n {
+            fail(&format!("redis: {written} events written, {n} expected"));
+        }
+        clear(&output);
+        n as f64 / secs
+    };
+    let rounds = args.rounds.clamp(1, 3);
+    let one: Vec<f64> = (0..rounds).map(|_| run(1)).collect();
+    let two: Vec<f64> = (0..rounds).map(|_| run(2)).collect();
+    clear(&input);
+    let (one, two) = (median(&one), median(&two));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "workload": "redis",
+                "variant": "source_to_sink",
+                "events": n,
+                "partitions": 4,
+                "events_per_sec_1_worker": one.round(),
+                "events_per_sec_2_workers": two.round(),
+                "rounds": rounds,
+            })
+        );
+    } else {
+        println!(
+            "redis: {n} events through Redis Streams (4 partitions, loopback), median of {rounds}\n  1 worker {:.0} events/s, 2 workers {:.0} events/s",
+            one, two
         );
     }
 }

@@ -163,7 +163,7 @@ pub fn read_rows(output: &RedisStream) -> Result<Vec<WindowRow>, Box<dyn std::er
 }
 
 fn sort(rows: &mut [WindowRow]) {
-    rows.sort_by(|a, b| (a.window_start, a.symbol).cmp(&(b.window_start, b.symbol)));
+    rows.sort_by_key(|r| (r.window_start, r.symbol));
 }
 
 /// Rows of `want` missing from `got`, and rows of `got` beyond `want` (duplicates or strays).

@@ -1,30 +1,4 @@
-//! Redis Streams as a partitioned log (cargo feature `redis`): a source that reads a worker's
-//! partitions from positions kept in checkpoints, and a sink that writes exactly once through
-//! a two-phase commit.
-//!
-//! A logical stream `NAME` of `P` partitions is the Redis streams `NAME:{0}` … `NAME:{P-1}`.
-//! Each entry has one field, `data`: the event as JSON. Worker `w` of `W` reads the
-//! partitions `p` with `p % W == w`.
-//!
-//! - **Source** ([`RedisStream::source`]): reads with `XREAD` from the entry ids after the
-//!   last ones it emitted. Its [`position`](Source::position) holds one entry id per
-//!   partition, so a checkpoint records exactly what was read, and recovery replays from there.
-//!   A *bounded* source ([`RedisStreamSource::bounded`]) ends at the entries present when it
-//!   opened (batch jobs and tests). An unbounded one follows the streams, waiting for entries
-//!   with `XREAD BLOCK`: no polling. An entry that does not decode is a dead letter naming the
-//!   stream, the entry id and the reason.
-//! - **Sink** ([`RedisStream::sink`]): hashes each event's key to a partition. With
-//!   checkpoints, the events of a checkpoint are first staged in a Redis list (phase one, at
-//!   the barrier) and then moved into the streams by one Lua script when the checkpoint
-//!   completes (phase two). The script also records the checkpoint as committed for this sink,
-//!   so committing twice (after a crash) writes nothing twice. Without checkpoints, events are
-//!   written when the sink flushes (at least once).
-//! - **Connection loss**: every command is retried with backoff (5 attempts over about 1.5 s),
-//!   then fails with an error naming the URL. A source never moves its position past what it
-//!   emitted.
-//!
-//! Standalone Redis only: the commit script writes several partitions' streams at once, which
-//! a Redis Cluster would refuse across hash slots.
+//! Redis Streams sources and sinks (cargo feature `redis`); see [`RedisStream`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hash;
@@ -42,9 +16,38 @@ use crate::source::{PartitionWatermarks, Source, SourceContext, SourcePoll};
 use crate::stage::{CheckpointId, Emit};
 
 /// Attempts per command before a connection error is reported.
-const ATTEMPTS: u32 = 5;
+const ATTEMPTS: u32 = 6;
 
 /// A logical stream of `partitions` Redis streams on the server at `url`.
+///
+/// Redis Streams as a partitioned log (cargo feature `redis`): a source that reads a worker's
+/// partitions from positions kept in checkpoints, and a sink that writes exactly once through
+/// a two-phase commit.
+///
+/// A logical stream `NAME` of `P` partitions is the Redis streams `NAME:{0}` … `NAME:{P-1}`.
+/// Each entry has one field, `data`: the event as JSON. Worker `w` of `W` reads the
+/// partitions `p` with `p % W == w`.
+///
+/// - **Source** ([`RedisStream::source`]): reads with `XREAD` from the entry ids after the
+///   last ones it emitted. Its [`position`](Source::position) holds one entry id per
+///   partition, so a checkpoint records exactly what was read, and recovery replays from there.
+///   A *bounded* source ([`RedisStreamSource::bounded`]) ends at the entries present when it
+///   opened (batch jobs and tests). An unbounded one follows the streams, waiting for entries
+///   with `XREAD BLOCK`: no polling. An entry that does not decode is a dead letter naming the
+///   stream, the entry id and the reason.
+/// - **Sink** ([`RedisStream::sink`]): hashes each event's key to a partition. With
+///   checkpoints, the events of a checkpoint are first staged in a Redis list (phase one, at
+///   the barrier) and then moved into the streams by one Lua script when the checkpoint
+///   completes (phase two). The script also records the checkpoint as committed for this sink,
+///   so committing twice (after a crash) writes nothing twice. Without checkpoints, events are
+///   written when the sink flushes (at least once).
+/// - **Connection loss**: every command is retried on a new connection with backoff (6 attempts over about 1.5 s),
+///   which rides out a server restart,
+///   then fails with an error naming the URL. A source never moves its position past what it
+///   emitted.
+///
+/// Standalone Redis only: the commit script writes several partitions' streams at once, which
+/// a Redis Cluster would refuse across hash slots.
 ///
 /// ```
 /// use eventflux_runtime::io::RedisStream;
@@ -150,7 +153,7 @@ impl RedisStream {
             owned,
             end: None,
             bounded: false,
-            conn: None,
+            link: Link::new(&self.url),
             buffered: VecDeque::new(),
             event_time: None,
             lag_at: None,
@@ -170,7 +173,7 @@ impl RedisStream {
             stream: self.clone(),
             id: id.into(),
             key,
-            conn: None,
+            link: Link::new(&self.url),
             pending: Vec::new(),
             staged: Vec::new(),
             transactional: false,
@@ -179,39 +182,72 @@ impl RedisStream {
             _item: PhantomData,
         }
     }
-
-    fn connect(&self) -> Result<redis::Connection, String> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
-        retry(&self.url, || {
-            client.get_connection_with_timeout(Duration::from_secs(2))
-        })
-    }
 }
 
-/// Runs `f` up to [`ATTEMPTS`] times while it fails for a connection reason, waiting 50, 100,
-/// 200, 400 ms between attempts; the error names `url`.
-fn retry<R>(url: &str, mut f: impl FnMut() -> redis::RedisResult<R>) -> Result<R, String> {
-    let mut wait = Duration::from_millis(50);
-    let mut attempt = 1;
-    loop {
-        match f() {
-            Ok(r) => return Ok(r),
-            Err(e)
-                if attempt < ATTEMPTS
-                    && (e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_connection_refusal()
-                        || e.is_timeout()) =>
-            {
-                std::thread::sleep(wait);
-                wait *= 2;
-                attempt += 1;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "Redis at {url}: {e} (after {attempt} attempt{})",
-                    if attempt == 1 { "" } else { "s" }
-                ));
+/// A connection to the server that re-establishes itself: a command that fails for a
+/// transient reason (connection refused, dropped or timed out, the server still loading its
+/// data after a restart) is retried on a new connection, waiting 50, 100, 200, 400, 800 ms
+/// between attempts; after [`ATTEMPTS`] the error names the URL.
+struct Link {
+    url: String,
+    conn: Option<redis::Connection>,
+}
+
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+        )
+}
+
+impl Link {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            conn: None,
+        }
+    }
+
+    fn connection(&mut self) -> redis::RedisResult<&mut redis::Connection> {
+        if self.conn.is_none() {
+            let client = redis::Client::open(self.url.as_str())?;
+            self.conn = Some(client.get_connection_with_timeout(Duration::from_secs(2))?);
+        }
+        self.conn.as_mut().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::ClientError, "no connection"))
+        })
+    }
+
+    /// Runs `f` on the connection, with retries on new connections.
+    fn query<R>(
+        &mut self,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> Result<R, String> {
+        let mut wait = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            let result = self.connection().and_then(&mut f);
+            match result {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    // A connection that failed once is not trusted again.
+                    self.conn = None;
+                    if attempt < ATTEMPTS && transient(&e) {
+                        std::thread::sleep(wait);
+                        wait *= 2;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(format!(
+                        "Redis at {}: {e} (after {attempt} attempt{})",
+                        self.url,
+                        if attempt == 1 { "" } else { "s" }
+                    ));
+                }
             }
         }
     }
@@ -223,7 +259,7 @@ fn id_pair(id: &str) -> (u64, u64) {
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
-/// Reads the partitions of one worker. See the [module docs](self).
+/// Reads the partitions of one worker. See [`RedisStream`].
 pub struct RedisStreamSource<T> {
     stream: RedisStream,
     owned: Vec<u32>,
@@ -232,7 +268,7 @@ pub struct RedisStreamSource<T> {
     /// Bounded: the last entry id per owned partition when the source opened.
     end: Option<Vec<String>>,
     bounded: bool,
-    conn: Option<redis::Connection>,
+    link: Link,
     /// Entries read but not yet emitted: (owned index, id, data).
     buffered: VecDeque<(usize, String, Result<String, String>)>,
     /// Event time: each event's timestamp, and the partitions' watermarks.
@@ -312,9 +348,6 @@ impl<T> RedisStreamSource<T> {
             .iter()
             .map(|&p| self.stream.partition_key(p))
             .collect();
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
         let mut pipe = redis::pipe();
         for key in &keys {
             pipe.cmd("XREVRANGE")
@@ -324,7 +357,10 @@ impl<T> RedisStreamSource<T> {
                 .arg("COUNT")
                 .arg(1);
         }
-        let Ok(newest) = pipe.query::<Vec<Vec<(String, Vec<(String, String)>)>>>(conn) else {
+        let Ok(newest) = self
+            .link
+            .query(|c| pipe.query::<Vec<Vec<(String, Vec<(String, String)>)>>>(c))
+        else {
             return;
         };
         for ((p, at), newest) in self.owned.iter().zip(&self.positions).zip(newest) {
@@ -337,15 +373,6 @@ impl<T> RedisStreamSource<T> {
             )
             .set(lag_ms as f64 / 1e3);
         }
-    }
-
-    fn conn(&mut self) -> Result<&mut redis::Connection, SourceError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.stream.connect().map_err(SourceError::Other)?);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| SourceError::Other("no connection".into()))
     }
 
     /// Whether every owned partition reached its end (bounded sources).
@@ -373,20 +400,17 @@ impl<T> RedisStreamSource<T> {
         if let Some(b) = block {
             opts = opts.block(b.as_millis().max(1) as usize);
         }
-        let url = self.stream.url.clone();
-        let conn = self.conn()?;
-        let reply: Option<StreamReadReply> = retry(&url, || {
-            redis::cmd("XREAD")
-                .arg(&opts)
-                .arg("STREAMS")
-                .arg(&keys)
-                .arg(&ids)
-                .query(conn)
-        })
-        .map_err(|e| {
-            self.conn = None;
-            SourceError::Other(e)
-        })?;
+        let reply: Option<StreamReadReply> = self
+            .link
+            .query(|c| {
+                redis::cmd("XREAD")
+                    .arg(&opts)
+                    .arg("STREAMS")
+                    .arg(&keys)
+                    .arg(&ids)
+                    .query(c)
+            })
+            .map_err(SourceError::Other)?;
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(i) = keys.iter().position(|k| *k == key.key) else {
                 continue;
@@ -409,7 +433,11 @@ impl<T: DeserializeOwned + Send> Source for RedisStreamSource<T> {
 
     fn open(&mut self) -> Result<(), SourceError> {
         if !self.bounded {
-            return self.conn().map(drop);
+            return self
+                .link
+                .query(|c| redis::cmd("PING").query::<String>(c))
+                .map(drop)
+                .map_err(SourceError::Other);
         }
         let keys: Vec<String> = self
             .owned
@@ -418,14 +446,15 @@ impl<T: DeserializeOwned + Send> Source for RedisStreamSource<T> {
             .collect();
         let url = self.stream.url.clone();
         let stream = self.stream.clone();
-        let conn = self.conn()?;
         // Redis creates a partition's stream with its first entry: a partition nothing was
         // written to is empty, but a stream none of whose partitions exists was never produced
         // (or is misnamed).
         let all: Vec<String> = (0..stream.partitions)
             .map(|p| stream.partition_key(p))
             .collect();
-        let existing: u64 = retry(&url, || redis::cmd("EXISTS").arg(&all).query(conn))
+        let existing: u64 = self
+            .link
+            .query(|c| redis::cmd("EXISTS").arg(&all).query(c))
             .map_err(SourceError::Other)?;
         if existing == 0 {
             return Err(SourceError::Other(format!(
@@ -436,16 +465,18 @@ impl<T: DeserializeOwned + Send> Source for RedisStreamSource<T> {
         }
         let mut end = Vec::with_capacity(keys.len());
         for key in &keys {
-            let last: Vec<(String, Vec<(String, String)>)> = retry(&url, || {
-                redis::cmd("XREVRANGE")
-                    .arg(key)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query(conn)
-            })
-            .map_err(SourceError::Other)?;
+            let last: Vec<(String, Vec<(String, String)>)> = self
+                .link
+                .query(|c| {
+                    redis::cmd("XREVRANGE")
+                        .arg(key)
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query(c)
+                })
+                .map_err(SourceError::Other)?;
             end.push(
                 last.first()
                     .map_or_else(|| "0-0".to_string(), |e| e.0.clone()),
@@ -587,33 +618,39 @@ redis.call('DEL', KEYS[1])
 return done
 ";
 
-/// The tail script: XADD each (ARGV[2i-1] key, ARGV[2i] json) and record `key id` in the list
+/// The tail script: unless KEYS[2] already holds this write's token ARGV[1] (a retry after a
+/// lost reply), XADD each (key, json) pair of ARGV[2..] and record `key id` in the list
 /// KEYS[1]; returns the number written.
 const TAIL: &str = r"
-for i = 1, #ARGV, 2 do
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  return 0
+end
+for i = 2, #ARGV, 2 do
   local id = redis.call('XADD', ARGV[i], '*', 'data', ARGV[i + 1])
   redis.call('RPUSH', KEYS[1], ARGV[i] .. ' ' .. id)
 end
-return #ARGV / 2
+redis.call('SET', KEYS[2], ARGV[1])
+return (#ARGV - 1) / 2
 ";
 
-/// Deletes the entries a tail record (KEYS[1]) lists, then the record; returns how many.
+/// Deletes the entries a tail record (KEYS[1]) lists, then the record and its token (KEYS[2]);
+/// returns how many.
 const DROP_TAIL: &str = r"
 local entries = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, e in ipairs(entries) do
   local sp = string.find(e, ' ', 1, true)
   redis.call('XDEL', string.sub(e, 1, sp - 1), string.sub(e, sp + 1))
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return #entries
 ";
 
-/// Writes events into the partitions of a [`RedisStream`]. See the [module docs](self).
+/// Writes events into the partitions of a [`RedisStream`]. See [`RedisStream`].
 pub struct RedisStreamSink<T, F> {
     stream: RedisStream,
     id: String,
     key: F,
-    conn: Option<redis::Connection>,
+    link: Link,
     /// Accepted since the last barrier: (partition, JSON).
     pending: Vec<(u32, String)>,
     /// Checkpoints staged and not yet committed.
@@ -693,6 +730,7 @@ impl<T, F> RedisStreamSink<T, F> {
             .collect();
         keys.push(self.marker_key());
         keys.push(self.tail_key());
+        keys.push(format!("{}:written", self.tail_key()));
         self.run::<()>(|| {
             let mut pipe = redis::pipe();
             pipe.atomic().cmd("DEL").arg(&keys).ignore();
@@ -700,28 +738,12 @@ impl<T, F> RedisStreamSink<T, F> {
         })
     }
 
-    fn conn(&mut self) -> Result<&mut redis::Connection, SinkError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.stream.connect().map_err(SinkError::Other)?);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| SinkError::Other("no connection".into()))
-    }
-
-    /// Runs `cmd`-building `f` on the connection, with retries; a failure drops the
-    /// connection (the next call reconnects).
+    /// Runs the pipeline `f` builds, with retries on new connections.
     fn run<R: redis::FromRedisValue>(
         &mut self,
         f: impl Fn() -> redis::Pipeline,
     ) -> Result<R, SinkError> {
-        let url = self.stream.url.clone();
-        let conn = self.conn()?;
-        let r = retry(&url, || f().query(conn));
-        if r.is_err() {
-            self.conn = None;
-        }
-        r.map_err(SinkError::Other)
+        self.link.query(|c| f().query(c)).map_err(SinkError::Other)
     }
 
     /// Commits staged checkpoint `c` (idempotent: the script checks the marker).
@@ -732,26 +754,26 @@ impl<T, F> RedisStreamSink<T, F> {
             self.stream.name.clone(),
         );
         let script = redis::Script::new(COMMIT);
-        let url = self.stream.url.clone();
-        let conn = self.conn()?;
-        let r: Result<u64, String> = retry(&url, || {
-            script
-                .key(&staged)
-                .key(&marker)
-                .arg(c)
-                .arg(&name)
-                .invoke(conn)
-        });
-        if r.is_err() {
-            self.conn = None;
-        }
-        r.map(drop).map_err(SinkError::Other)
+        self.link
+            .query(|conn| {
+                script
+                    .key(&staged)
+                    .key(&marker)
+                    .arg(c)
+                    .arg(&name)
+                    .invoke::<u64>(conn)
+            })
+            .map(drop)
+            .map_err(SinkError::Other)
     }
 }
 
 impl<T: Serialize + Send, K: Hash, F: Fn(&T) -> K + Send> Sink<T> for RedisStreamSink<T, F> {
     fn open(&mut self) -> Result<(), SinkError> {
-        self.conn().map(drop)
+        self.link
+            .query(|c| redis::cmd("PING").query::<String>(c))
+            .map(drop)
+            .map_err(SinkError::Other)
     }
 
     fn send(&mut self, item: T) -> Result<(), SinkError> {
@@ -816,21 +838,27 @@ impl<T: Serialize + Send, K: Hash, F: Fn(&T) -> K + Send> Sink<T> for RedisStrea
             .iter()
             .map(|(p, _)| self.stream.partition_key(*p))
             .collect();
-        let tail = self.tail_key();
+        let (tail, written) = (self.tail_key(), format!("{}:written", self.tail_key()));
+        // A token for this write, so a retry after a lost reply writes nothing twice.
+        let token = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
         let script = redis::Script::new(TAIL);
-        let url = self.stream.url.clone();
-        let conn = self.conn()?;
-        let r: Result<u64, String> = retry(&url, || {
-            let mut inv = script.key(&tail);
-            for ((_, json), key) in entries.iter().zip(&keys) {
-                inv.arg(key).arg(json);
-            }
-            inv.invoke(conn)
-        });
-        r.map(drop).map_err(|e| {
-            self.conn = None;
-            SinkError::Other(e)
-        })
+        self.link
+            .query(|conn| {
+                let mut inv = script.key(&tail);
+                inv.key(&written).arg(&token);
+                for ((_, json), key) in entries.iter().zip(&keys) {
+                    inv.arg(key).arg(json);
+                }
+                inv.invoke::<u64>(conn)
+            })
+            .map(drop)
+            .map_err(SinkError::Other)
     }
 
     fn abort(&mut self) {
@@ -916,14 +944,11 @@ impl<T: Serialize + Send, K: Hash, F: Fn(&T) -> K + Send> Sink<T> for RedisStrea
         self.staged.clear();
         // The previous run's tail came after its last checkpoint, this one: it is produced
         // again, so it goes (atomically with forgetting it).
-        let tail = self.tail_key();
+        let (tail, written) = (self.tail_key(), format!("{}:written", self.tail_key()));
         let script = redis::Script::new(DROP_TAIL);
-        let url = self.stream.url.clone();
-        let conn = self.conn()?;
-        let r: Result<u64, String> = retry(&url, || script.key(&tail).invoke(conn));
-        r.map(drop).map_err(|e| {
-            self.conn = None;
-            SinkError::Other(e)
-        })
+        self.link
+            .query(|conn| script.key(&tail).key(&written).invoke::<u64>(conn))
+            .map(drop)
+            .map_err(SinkError::Other)
     }
 }
