@@ -120,6 +120,38 @@ fn workers_read_their_partitions_exactly_once() {
     });
 }
 
+/// The compact binary codec round-trips events exactly, and garbage under it is a dead letter.
+#[test]
+fn the_postcard_codec_round_trips_and_dead_letters_garbage() {
+    let Some(url) = redis_url() else { return };
+    within(BOUND, move || {
+        let stream = RedisStream::new(&url, unique("postcard"), 3)
+            .unwrap()
+            .codec(eventflux::io::Codec::Postcard);
+        // 999 events and one bad entry: the report keeps up to 1 000 dead letters.
+        let input: Vec<Reading> = (0..999u64)
+            .map(|i| Reading {
+                sensor: (i % 5) as u32,
+                value: i * 1_000_003,
+            })
+            .collect();
+        write_all(&stream, input.clone());
+        redis_cmd(
+            &url,
+            &["XADD", &stream.partition_key(0), "*", "data", "\u{1}"],
+        );
+        let (mut got, dead) = read_all(&stream, 0, 1);
+        got.sort_by_key(|r| r.value);
+        assert_eq!(got, input);
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        // The same entries are not JSON: a JSON reader dead-letters every one.
+        let as_json = RedisStream::new(&url, stream.name(), 3).unwrap();
+        let (got, dead) = read_all(&as_json, 0, 1);
+        assert!(got.is_empty());
+        assert_eq!(dead.len(), 1_000);
+    });
+}
+
 /// A source's position resumes exactly after what it emitted.
 #[test]
 fn a_source_resumes_from_its_position() {

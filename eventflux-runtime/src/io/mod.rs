@@ -40,7 +40,7 @@ pub use iter::IterSource;
 pub use jsonl::{JsonLinesSink, JsonLinesSource};
 pub use jsonl_parts::JsonLinesParts;
 #[cfg(feature = "redis")]
-pub use redis::{RedisStream, RedisStreamSink, RedisStreamSource};
+pub use redis::{Codec, RedisStream, RedisStreamSink, RedisStreamSource};
 pub use stdout::StdoutSink;
 
 use std::path::Path;
