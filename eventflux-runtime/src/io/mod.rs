@@ -25,6 +25,7 @@ mod dead_letter;
 mod iter;
 mod jsonl;
 mod jsonl_parts;
+mod log;
 #[cfg(feature = "redis")]
 mod redis;
 mod stdout;
@@ -39,8 +40,9 @@ pub use dead_letter::{
 pub use iter::IterSource;
 pub use jsonl::{JsonLinesSink, JsonLinesSource};
 pub use jsonl_parts::JsonLinesParts;
+pub use log::{Codec, LogReader, LogRecord, LogSink, LogSource, LogWriter};
 #[cfg(feature = "redis")]
-pub use redis::{Codec, RedisStream, RedisStreamSink, RedisStreamSource};
+pub use redis::{RedisReader, RedisStream, RedisStreamSink, RedisStreamSource, RedisWriter};
 pub use stdout::StdoutSink;
 
 use std::path::Path;
