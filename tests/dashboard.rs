@@ -69,6 +69,30 @@ fn browser() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// The browser, or `None` after saying why the browser half is skipped (a failure instead when
+/// `EVENTFLUX_REQUIRE_BROWSER` is set).
+fn browser_or_skip() -> Option<PathBuf> {
+    let found = browser();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("EVENTFLUX_REQUIRE_BROWSER").is_none(),
+            "EVENTFLUX_REQUIRE_BROWSER is set but no browser was found (install chromium)"
+        );
+        eprintln!(
+            "SKIPPED the browser half of the dashboard test: no chromium, chromium-browser or \
+             google-chrome on the PATH (set EVENTFLUX_BROWSER to one)"
+        );
+    }
+    found
+}
+
+/// The page's DOM after `budget_ms` of virtual time (the page's once-a-second updates run
+/// quickly; each fetch is real).
+fn dump_dom(browser: &Path, profile: &Path, url: &str, budget_ms: u32) -> String {
+    let budget = format!("--virtual-time-budget={budget_ms}");
+    headless(browser, profile, url, &[budget.as_str(), "--dump-dom"])
+}
+
 /// Runs the headless browser on `url` with `args`, at most a minute; returns its stdout.
 fn headless(browser: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
     let mut child = Command::new(browser)
@@ -224,27 +248,13 @@ fn the_dashboard_serves_the_graph_and_live_metrics_to_a_browser() {
     assert_eq!(fetched, ["/api/graph", "/api/metrics"]);
 
     // The page in a browser.
-    let Some(browser) = browser() else {
-        assert!(
-            std::env::var_os("EVENTFLUX_REQUIRE_BROWSER").is_none(),
-            "EVENTFLUX_REQUIRE_BROWSER is set but no browser was found (install chromium)"
-        );
-        eprintln!(
-            "SKIPPED the browser half of the dashboard test: no chromium, chromium-browser or \
-             google-chrome on the PATH (set EVENTFLUX_BROWSER to one)"
-        );
+    let Some(browser) = browser_or_skip() else {
         handle.stop().unwrap();
         return;
     };
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}/");
-    // Virtual time runs the page's once-a-second updates quickly; each fetch is real.
-    let dom = headless(
-        &browser,
-        profile.path(),
-        &url,
-        &["--virtual-time-budget=4000", "--dump-dom"],
-    );
+    let dom = dump_dom(&browser, profile.path(), &url, 4000);
     let updates: u32 = dom
         .find("<body data-updates=\"")
         .map(|at| &dom[at + 20..])
@@ -341,23 +351,13 @@ fn long_and_short_pipelines_are_drawn_readably() {
             .map(|n| n["name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(names.len(), nodes);
-        let Some(browser) = browser() else {
-            assert!(
-                std::env::var_os("EVENTFLUX_REQUIRE_BROWSER").is_none(),
-                "no browser"
-            );
-            eprintln!("SKIPPED the browser half: no browser on the PATH");
+        let Some(browser) = browser_or_skip() else {
             handle.stop().unwrap();
             continue;
         };
         let profile = tempfile::tempdir().unwrap();
         let url = format!("http://{addr}/");
-        let dom = headless(
-            &browser,
-            profile.path(),
-            &url,
-            &["--virtual-time-budget=2500", "--dump-dom"],
-        );
+        let dom = dump_dom(&browser, profile.path(), &url, 2500);
         for n in &names {
             assert!(
                 dom.contains(&format!("data-node=\"{n}\"")),

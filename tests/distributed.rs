@@ -129,6 +129,43 @@ fn wait_for_checkpoint(dir: &Path) {
     panic!("no checkpoint in {} within 30 s", dir.display());
 }
 
+/// A job in progress: its streams (trades produced, output empty), the workers' checkpoint
+/// directories, and 3 worker processes started.
+struct Job {
+    url: String,
+    input: RedisStream,
+    output: RedisStream,
+    dirs: tempfile::TempDir,
+    workers: Vec<Child>,
+}
+
+impl Job {
+    fn start(url: &str, name: &str) -> Self {
+        let (input, output) = streams(url, name);
+        distributed::produce(&input, TRADES).unwrap();
+        distributed::clear(&output).unwrap();
+        let dirs = tempfile::tempdir().unwrap();
+        let mut job = Self {
+            url: url.to_string(),
+            input,
+            output,
+            dirs,
+            workers: Vec::new(),
+        };
+        job.workers = (0..3).map(|w| job.spawn(w)).collect();
+        job
+    }
+
+    fn dir(&self, w: usize) -> std::path::PathBuf {
+        self.dirs.path().join(format!("w{w}"))
+    }
+
+    /// Worker `w`'s process (resuming from its checkpoint directory if it has one).
+    fn spawn(&self, w: usize) -> Child {
+        spawn_worker(&self.url, &self.input, &self.output, w, &self.dir(w))
+    }
+}
+
 fn check(output: &RedisStream) {
     let want = distributed::expected(TRADES).unwrap();
     let got = distributed::read_rows(output).unwrap();
@@ -146,39 +183,26 @@ fn check(output: &RedisStream) {
 fn three_worker_processes_equal_one_and_survive_a_sigkill() {
     let Some(url) = redis_url() else { return };
     // Uninterrupted: 3 processes, 6 partitions.
-    let (input, output) = streams(&url, "plain");
-    distributed::produce(&input, TRADES).unwrap();
-    distributed::clear(&output).unwrap();
-    let dirs = tempfile::tempdir().unwrap();
-    let workers: Vec<Child> = (0..3)
-        .map(|w| spawn_worker(&url, &input, &output, w, &dirs.path().join(format!("w{w}"))))
-        .collect();
-    for (w, c) in workers.into_iter().enumerate() {
+    let job = Job::start(&url, "plain");
+    for (w, c) in job.workers.into_iter().enumerate() {
         finish(c, &format!("worker {w}"));
     }
-    check(&output);
+    check(&job.output);
 
     // Worker 1 killed with SIGKILL after its first checkpoint, then restarted from its
     // checkpoint directory.
-    let (input, output) = streams(&url, "killed");
-    distributed::produce(&input, TRADES).unwrap();
-    distributed::clear(&output).unwrap();
-    let dirs = tempfile::tempdir().unwrap();
-    let dir = |w: usize| dirs.path().join(format!("w{w}"));
-    let mut workers: Vec<Child> = (0..3)
-        .map(|w| spawn_worker(&url, &input, &output, w, &dir(w)))
-        .collect();
-    wait_for_checkpoint(&dir(1));
-    let victim = &mut workers[1];
+    let mut job = Job::start(&url, "killed");
+    wait_for_checkpoint(&job.dir(1));
+    let victim = &mut job.workers[1];
     let killed = victim.try_wait().unwrap().is_none();
     victim.kill().unwrap();
     let _ = victim.wait();
-    workers[1] = spawn_worker(&url, &input, &output, 1, &dir(1));
-    for (w, c) in workers.into_iter().enumerate() {
+    job.workers[1] = job.spawn(1);
+    for (w, c) in job.workers.into_iter().enumerate() {
         finish(c, &format!("worker {w}"));
     }
     eprintln!("worker 1 killed mid-run: {killed}");
-    check(&output);
+    check(&job.output);
 }
 
 /// A `redis-server` of the test's own, on a free loopback port, persisting every write to its
@@ -268,17 +292,11 @@ fn a_redis_restart_mid_run_loses_and_duplicates_nothing() {
     let files = tempfile::tempdir().unwrap();
     let server = OwnServer::start(files.path().to_path_buf(), port);
     let url = server.url();
-    let (input, output) = streams(&url, "restart");
-    distributed::produce(&input, TRADES).unwrap();
-    distributed::clear(&output).unwrap();
-    let dirs = tempfile::tempdir().unwrap();
-    let dir = |w: usize| dirs.path().join(format!("w{w}"));
-    let mut workers: Vec<Child> = (0..3)
-        .map(|w| spawn_worker(&url, &input, &output, w, &dir(w)))
-        .collect();
-    wait_for_checkpoint(&dir(0));
+    let mut job = Job::start(&url, "restart");
+    wait_for_checkpoint(&job.dir(0));
     let server = server.crash_and_restart();
     // Each worker either rode the restart out or failed; a failed one is started again.
+    let mut workers = std::mem::take(&mut job.workers);
     for (w, worker) in workers.iter_mut().enumerate() {
         let mut attempts = 0;
         loop {
@@ -298,9 +316,9 @@ fn a_redis_restart_mid_run_loses_and_duplicates_nothing() {
             attempts += 1;
             assert!(attempts <= 3, "worker {w} failed {attempts} times");
             eprintln!("worker {w} failed across the restart; starting it again");
-            *worker = spawn_worker(&url, &input, &output, w, &dir(w));
+            *worker = job.spawn(w);
         }
     }
-    check(&output);
+    check(&job.output);
     drop(server);
 }
