@@ -11,10 +11,10 @@
 //!     static_configs: [{ targets: ["127.0.0.1:9000"] }]
 //! ```
 //!
-//! Run: `cargo run --release --example prometheus [-- --listen ADDR] [--trades N] [--linger]`
+//! Run: `cargo run --release --example prometheus [-- --listen ADDR] [--trades N] [--once]`
 //!
-//! It serves while the pipeline runs, then prints the final scrape's node counters. With
-//! `--linger` it keeps serving the final values until interrupted (Ctrl-C). Set `RUST_LOG`
+//! It serves while the pipeline runs, prints the final scrape's node counters, and keeps
+//! serving the final values until interrupted (Ctrl-C); `--once` exits after printing. Set `RUST_LOG`
 //! (for example `RUST_LOG=debug`) to see more of the pipeline's `tracing` events.
 
 #[path = "common/logging.rs"]
@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     logging::init("info");
     let mut listen = "127.0.0.1:9000".to_string();
     let mut n: usize = 20_000_000;
-    let mut linger = false;
+    let mut linger = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,10 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                     .parse()
                     .map_err(|_| format!("--trades: not a number: {v}"))?;
             }
-            "--linger" => linger = true,
+            "--once" => linger = false,
             other => {
                 return Err(
-                    format!("unknown argument {other} (try --listen, --trades, --linger)").into(),
+                    format!("unknown argument {other} (try --listen, --trades, --once)").into(),
                 );
             }
         }
