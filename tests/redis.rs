@@ -398,3 +398,66 @@ fn a_resumed_pipeline_writes_each_event_once() {
         assert_eq!(got, expected);
     });
 }
+
+/// A source that follows its streams (not bounded) delivers entries written after it started,
+/// emits the least of its partitions' watermarks (an idle partition stops holding event time
+/// back after its timeout), and stops promptly when asked.
+#[test]
+fn a_following_source_sees_new_entries_and_stops_when_asked() {
+    let Some(url) = redis_url() else { return };
+    within(BOUND, move || {
+        let stream = RedisStream::new(&url, unique("follow"), 2).unwrap();
+        let source = stream
+            .source::<Reading>(0, 1)
+            .unwrap()
+            .event_time(|r: &Reading| r.value, 0)
+            .idle_timeout(std::time::Duration::from_millis(200));
+        let out = CollectSink::new();
+        let got = out.handle();
+        let app = pipeline! {
+            source readings = source;
+            stage  plain = map(|r: Reading| r);
+            sink   out = out;
+            readings -> plain => out;
+        };
+        let handle = app.spawn().unwrap();
+        // Only partition 1 gets entries: partition 0 stays empty and goes idle.
+        let key = stream.partition_key(1);
+        for v in 1..=50u64 {
+            redis_cmd(
+                &url,
+                &[
+                    "XADD",
+                    &key,
+                    "*",
+                    "data",
+                    &format!(r#"{{"sensor":9,"value":{v}}}"#),
+                ],
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let m = handle.metrics();
+            let delivered = m.node("out").map_or(0, |n| n.events_in);
+            let watermark = m.node("plain").and_then(|n| n.watermark);
+            if delivered == 50 && watermark == Some(49) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivered {delivered}, watermark {watermark:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let t0 = std::time::Instant::now();
+        let report = handle.stop().unwrap();
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "stopped in {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(report.events_out, 50);
+        let values: Vec<u64> = got.take().iter().map(|r| r.value).collect();
+        assert_eq!(values, (1..=50).collect::<Vec<u64>>());
+    });
+}
