@@ -24,8 +24,9 @@ struct Part {
 /// a watermark `w` says every timestamp up to `w` is complete). The input's watermark is the
 /// least over the partitions that are not ended and not idle, so a slow partition holds event
 /// time back and a quiet one does not, once it has had nothing for the idleness timeout. A
-/// partition that has seen nothing yet holds it back too, until it goes idle. Watermarks only
-/// rise.
+/// partition that has seen nothing yet holds it back too, until it goes idle. When every
+/// partition is idle, the least over those that have data is used (nothing arrives anywhere,
+/// so what was seen is complete). Watermarks only rise.
 ///
 /// ```
 /// use std::time::Duration;
@@ -125,18 +126,28 @@ impl<C: Clock> PartitionWatermarks<C> {
             self.idle_ns
                 .is_some_and(|t| now.saturating_sub(p.last_seen) >= t)
         };
+        let live: Vec<&Part> = self.parts.iter().filter(|p| !p.done && !idle(p)).collect();
+        // Every partition idle: nothing is arriving anywhere, so event time goes as far as the
+        // partitions that have data allow (an idle partition that never had any holds
+        // nothing back).
+        let candidates: Vec<&Part> = if live.is_empty() {
+            self.parts
+                .iter()
+                .filter(|p| !p.done && p.max.is_some())
+                .collect()
+        } else {
+            live
+        };
+        if candidates.is_empty() {
+            return None;
+        }
         let mut least: Option<u64> = None;
-        let mut any = false;
-        for p in self.parts.iter().filter(|p| !p.done && !idle(p)) {
-            any = true;
+        for p in candidates {
             // A live partition that has seen nothing holds event time back.
             let w = p
                 .max?
                 .checked_sub(self.out_of_orderness.saturating_add(1))?;
             least = Some(least.map_or(w, |l| l.min(w)));
-        }
-        if !any {
-            return None;
         }
         let w = least?;
         if self.emitted.is_some_and(|e| w <= e) {
@@ -209,6 +220,24 @@ mod tests {
         assert_eq!(w.advance(), None);
         w.observe(1, 40);
         assert_eq!(w.advance(), Some(Watermark(29)));
+    }
+
+    /// An empty partition goes idle, then the one with data goes idle too before the source
+    /// looked again: event time still reaches what the data allows.
+    #[test]
+    fn when_every_partition_is_idle_the_ones_with_data_lead() {
+        let clock = ManualClock::new(0);
+        let mut w = PartitionWatermarks::new(2, 0)
+            .idle_after(Duration::from_nanos(100))
+            .with_clock(clock.clone());
+        w.observe(1, 50);
+        assert_eq!(
+            w.advance(),
+            None,
+            "partition 0 has nothing and is not idle yet"
+        );
+        clock.advance(1_000);
+        assert_eq!(w.advance(), Some(Watermark(49)));
     }
 
     #[test]
