@@ -116,11 +116,19 @@ pub trait LogWriter: Send {
     fn staged(&mut self) -> Result<Vec<u64>, String>;
     /// Drops a staged checkpoint's records.
     fn discard(&mut self, checkpoint: u64) -> Result<(), String>;
+    /// At the end of the stream, makes a staged checkpoint's records visible *without*
+    /// recording the checkpoint as committed (it may not have completed), remembering them
+    /// under `checkpoint` so that [`drop_tail`](Self::drop_tail) can remove them. Staged
+    /// records are gone afterwards, so a retry changes nothing.
+    fn release_staged(&mut self, checkpoint: u64) -> Result<(), String>;
     /// Appends the end-of-stream tail (what followed the last checkpoint), remembering the
-    /// records so that [`drop_tail`](Self::drop_tail) can remove them.
+    /// records (after every checkpoint) so that [`drop_tail`](Self::drop_tail) can remove
+    /// them.
     fn append_tail(&mut self, records: &[(u32, Vec<u8>)]) -> Result<(), String>;
-    /// Removes the remembered tail (a resumed run writes it again).
-    fn drop_tail(&mut self) -> Result<(), String>;
+    /// A run resumes from checkpoint `after`: removes the remembered end-of-stream records
+    /// of later checkpoints and of the tail (it writes them again); those of `after` and
+    /// before are final.
+    fn drop_tail(&mut self, after: u64) -> Result<(), String>;
     /// A fresh start: forgets an earlier job's bookkeeping (commit marker, staged records,
     /// tail record); what it committed stays.
     fn forget(&mut self) -> Result<(), String>;
@@ -503,14 +511,16 @@ impl<W: LogWriter, T: Serialize + Send, K: Hash, F: Fn(&T) -> K + Send> Sink<T>
         })
     }
 
-    /// End of stream: a transactional sink commits what is staged (the stream ended: all of it
-    /// is final) and appends the rest as the run's tail.
+    /// End of stream: a transactional sink makes visible what is staged and appends the rest
+    /// as the run's tail. Neither is recorded as committed: if the job does not get to mark
+    /// itself finished, a run that resumes from an earlier checkpoint removes them (and
+    /// commits its own checkpoints, whose ids follow that one, normally).
     fn close(&mut self) -> Result<(), SinkError> {
         if !self.transactional {
             return self.flush();
         }
         for c in std::mem::take(&mut self.staged) {
-            self.writer.commit(c).map_err(SinkError::Other)?;
+            self.writer.release_staged(c).map_err(SinkError::Other)?;
         }
         if self.pending.is_empty() {
             return Ok(());
@@ -581,6 +591,6 @@ impl<W: LogWriter, T: Serialize + Send, K: Hash, F: Fn(&T) -> K + Send> Sink<T>
             .map_err(SinkError::Other)?;
         }
         self.staged.clear();
-        w.drop_tail().map_err(SinkError::Other)
+        w.drop_tail(checkpoint.0).map_err(SinkError::Other)
     }
 }

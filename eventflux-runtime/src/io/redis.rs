@@ -39,9 +39,10 @@ const ATTEMPTS: u32 = 6;
 ///   each checkpoint's events in a Redis list (phase one, at the barrier), and one Lua script
 ///   moves them into the streams when the checkpoint completes (phase two). The script also
 ///   records the checkpoint as committed for this sink, so committing twice (after a crash)
-///   writes nothing twice. The events after the last checkpoint are written at the end of the
-///   stream with their entry ids recorded, and a run that resumes from that checkpoint deletes
-///   them before writing them again. A sink that is not transactional writes whenever the
+///   writes nothing twice. At the end of the stream, checkpoints staged but not known to be
+///   complete and the events after them are written with their entry ids recorded (the commit
+///   marker is not moved), and a run that resumes from an earlier checkpoint deletes them
+///   before writing them again. A sink that is not transactional writes whenever the
 ///   pipeline flushes it (at least once).
 ///
 /// The source and sink are the broker-agnostic [`LogSource`] and [`LogSink`] over
@@ -295,22 +296,46 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 for i = 2, #ARGV, 2 do
   local id = redis.call('XADD', ARGV[i], '*', 'data', ARGV[i + 1])
-  redis.call('RPUSH', KEYS[1], ARGV[i] .. ' ' .. id)
+  redis.call('RPUSH', KEYS[1], 'tail ' .. ARGV[i] .. ' ' .. id)
 end
 redis.call('SET', KEYS[2], ARGV[1])
 return (#ARGV - 1) / 2
 ";
 
-/// Deletes the entries a tail record (KEYS[1]) lists, then the record and its token (KEYS[2]);
-/// returns how many.
-const DROP_TAIL: &str = r"
+/// Releases a staged checkpoint at the end of the stream: XADD every staged entry of KEYS[1]
+/// (`partition \t data`) into `ARGV[2]:{partition}`, record `ARGV[1] key id` in the tail
+/// record KEYS[2], and delete the staged list (so a retry finds nothing to do). The commit
+/// marker is left alone.
+const RELEASE: &str = r"
 local entries = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, e in ipairs(entries) do
-  local sp = string.find(e, ' ', 1, true)
-  redis.call('XDEL', string.sub(e, 1, sp - 1), string.sub(e, sp + 1))
+  local tab = string.find(e, '\t', 1, true)
+  local key = ARGV[2] .. ':{' .. string.sub(e, 1, tab - 1) .. '}'
+  local id = redis.call('XADD', key, '*', 'data', string.sub(e, tab + 1))
+  redis.call('RPUSH', KEYS[2], ARGV[1] .. ' ' .. key .. ' ' .. id)
+end
+redis.call('DEL', KEYS[1])
+return #entries
+";
+
+/// Deletes the entries a tail record (KEYS[1]) lists under a checkpoint after ARGV[1] or
+/// under `tail` (each line `checkpoint|tail key id`), then the record and its token (KEYS[2]);
+/// returns how many were deleted.
+const DROP_TAIL: &str = r"
+local after = tonumber(ARGV[1])
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+local dropped = 0
+for _, e in ipairs(entries) do
+  local a = string.find(e, ' ', 1, true)
+  local b = string.find(e, ' ', a + 1, true)
+  local tag = string.sub(e, 1, a - 1)
+  if tag == 'tail' or tonumber(tag) > after then
+    redis.call('XDEL', string.sub(e, a + 1, b - 1), string.sub(e, b + 1))
+    dropped = dropped + 1
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-return #entries
+return dropped
 ";
 
 /// The Redis side of a [`RedisStreamSource`]: `XREAD` from entry ids.
@@ -596,11 +621,30 @@ impl LogWriter for RedisWriter {
             .map(drop)
     }
 
-    fn drop_tail(&mut self) -> Result<(), String> {
+    fn drop_tail(&mut self, after: u64) -> Result<(), String> {
         let (tail, written) = (self.tail_key(), self.tail_token_key());
         let script = redis::Script::new(DROP_TAIL);
         self.link
-            .query(|c| script.key(&tail).key(&written).invoke::<u64>(c))
+            .query(|c| script.key(&tail).key(&written).arg(after).invoke::<u64>(c))
+            .map(drop)
+    }
+
+    fn release_staged(&mut self, checkpoint: u64) -> Result<(), String> {
+        let (staged, tail, name) = (
+            self.staged_key(checkpoint),
+            self.tail_key(),
+            self.stream.name.clone(),
+        );
+        let script = redis::Script::new(RELEASE);
+        self.link
+            .query(|c| {
+                script
+                    .key(&staged)
+                    .key(&tail)
+                    .arg(checkpoint)
+                    .arg(&name)
+                    .invoke::<u64>(c)
+            })
             .map(drop)
     }
 
