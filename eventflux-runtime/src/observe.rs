@@ -52,7 +52,8 @@ use metrics::{Counter, Gauge, Label};
 
 use crate::exec::checkpoint::CheckpointStats;
 use crate::metrics::{
-    LatencySnapshot, MetricsRegistry, MetricsSnapshot, NodeKind, RateCursor, WorkerSample, fmt_rate,
+    BlockedShare, LatencySnapshot, MetricsRegistry, MetricsSnapshot, NodeKind, RateCursor,
+    WorkerSample, fmt_rate,
 };
 
 /// Publishes a pipeline's metrics through the `metrics` facade at an interval, to whatever
@@ -240,19 +241,9 @@ pub fn progress_line(name: &str, s: &MetricsSnapshot, dead_letters: u64) -> Stri
         line.push_str(" | queues ");
         line.push_str(&bounded.join(" "));
     }
-    let dropped: u64 = s
-        .queues
-        .iter()
-        .map(|q| q.dropped_evicted + q.dropped_rejected)
-        .sum::<u64>()
-        + s.nodes
-            .iter()
-            .flat_map(|n| n.dropped.iter())
-            .filter(|(r, _)| *r != crate::metrics::DropReason::Malformed)
-            .map(|(_, c)| c)
-            .sum::<u64>();
     line.push_str(&format!(
-        " | dropped {dropped} | dead letters {dead_letters}"
+        " | dropped {} | dead letters {dead_letters}",
+        s.dropped()
     ));
     if let Some(w) = s.nodes.iter().filter_map(|n| n.watermark).min() {
         line.push_str(&format!(" | watermark {w}"));
@@ -339,7 +330,7 @@ struct QueueHandles {
     blocked: Counter,
     blocked_ratio: Gauge,
     wait: [Gauge; 4],
-    blocked_before: (Instant, u64),
+    blocked_share: BlockedShare,
 }
 
 struct CheckpointHandles {
@@ -360,9 +351,11 @@ fn quantile_values(l: &LatencySnapshot) -> [f64; 4] {
 struct MetricsWatcher {
     config: PublishMetrics,
     cursor: RateCursor,
-    nodes: Vec<((String, Option<u16>), NodeHandles)>,
-    latency: Vec<(String, [Gauge; 4])>,
-    queues: Vec<(String, QueueHandles)>,
+    /// Handles of the registry's worker samples, node snapshots (`None`: not measured yet)
+    /// and queues, by position: each list only grows, in registration order.
+    nodes: Vec<NodeHandles>,
+    latency: Vec<Option<[Gauge; 4]>>,
+    queues: Vec<QueueHandles>,
     checkpoints: Option<CheckpointHandles>,
     uptime: Gauge,
 }
@@ -434,7 +427,7 @@ impl MetricsWatcher {
             blocked_ratio: metrics::gauge!("eventflux_queue_blocked_ratio", l.clone()),
             wait: QUANTILES
                 .map(|q| metrics::gauge!("eventflux_queue_wait_seconds", with("quantile", q))),
-            blocked_before: (Instant::now(), 0),
+            blocked_share: BlockedShare::new(),
         }
     }
 
@@ -597,17 +590,12 @@ impl Watcher for MetricsWatcher {
         let snap = sources.snapshot(&mut self.cursor);
         self.uptime.set(snap.elapsed_secs);
         let now_ms = self.config.unix_millis.then(unix_millis_now);
-        for s in sources.registry.worker_samples() {
-            let key = (s.name.clone(), s.worker);
-            let i = match self.nodes.iter().position(|(k, _)| *k == key) {
-                Some(i) => i,
-                None => {
-                    let h = self.node_handles(&s);
-                    self.nodes.push((key, h));
-                    self.nodes.len() - 1
-                }
-            };
-            let h = &self.nodes[i].1;
+        let samples = sources.registry.worker_samples();
+        while self.nodes.len() < samples.len() {
+            let h = self.node_handles(&samples[self.nodes.len()]);
+            self.nodes.push(h);
+        }
+        for (s, h) in samples.iter().zip(&self.nodes) {
             h.events_in.absolute(s.events_in);
             h.events_out.absolute(s.events_out);
             h.errors.absolute(s.errors);
@@ -621,37 +609,30 @@ impl Watcher for MetricsWatcher {
                 }
             }
         }
-        for n in &snap.nodes {
+        self.latency.resize_with(snap.nodes.len(), || None);
+        for (i, n) in snap.nodes.iter().enumerate() {
             if n.latency.count == 0 {
                 continue;
             }
-            let i = match self.latency.iter().position(|(k, _)| *k == n.name) {
-                Some(i) => i,
-                None => {
-                    let l = self.labels(&[("node", n.name.clone())]);
-                    let gauges = QUANTILES.map(|q| {
-                        let mut l = l.clone();
-                        l.push(Label::new("quantile", q));
-                        metrics::gauge!("eventflux_node_latency_seconds", l)
-                    });
-                    self.latency.push((n.name.clone(), gauges));
-                    self.latency.len() - 1
+            if self.latency[i].is_none() {
+                let l = self.labels(&[("node", n.name.clone())]);
+                self.latency[i] = Some(QUANTILES.map(|q| {
+                    let mut l = l.clone();
+                    l.push(Label::new("quantile", q));
+                    metrics::gauge!("eventflux_node_latency_seconds", l)
+                }));
+            }
+            if let Some(gauges) = &self.latency[i] {
+                for (g, v) in gauges.iter().zip(quantile_values(&n.latency)) {
+                    g.set(v);
                 }
-            };
-            for (g, v) in self.latency[i].1.iter().zip(quantile_values(&n.latency)) {
-                g.set(v);
             }
         }
-        for q in &snap.queues {
-            let i = match self.queues.iter().position(|(k, _)| *k == q.name) {
-                Some(i) => i,
-                None => {
-                    let h = self.queue_handles(&q.name);
-                    self.queues.push((q.name.clone(), h));
-                    self.queues.len() - 1
-                }
-            };
-            let h = &mut self.queues[i].1;
+        while self.queues.len() < snap.queues.len() {
+            let h = self.queue_handles(&snap.queues[self.queues.len()].name);
+            self.queues.push(h);
+        }
+        for (q, h) in snap.queues.iter().zip(&mut self.queues) {
             h.depth.set(q.depth as f64);
             h.capacity.set(q.capacity_events as f64);
             h.high_water.set(q.high_water as f64);
@@ -660,13 +641,7 @@ impl Watcher for MetricsWatcher {
             h.evicted.absolute(q.dropped_evicted);
             h.rejected.absolute(q.dropped_rejected);
             h.blocked.absolute(q.blocked_ns / 1_000_000_000);
-            let (at, before) = h.blocked_before;
-            let span = at.elapsed().as_nanos() as f64;
-            if span > 0.0 {
-                let ratio = q.blocked_ns.saturating_sub(before) as f64 / span;
-                h.blocked_ratio.set(ratio.min(1.0));
-            }
-            h.blocked_before = (Instant::now(), q.blocked_ns);
+            h.blocked_ratio.set(h.blocked_share.update(q.blocked_ns));
             for (g, v) in h.wait.iter().zip(quantile_values(&q.wait)) {
                 g.set(v);
             }

@@ -28,14 +28,13 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use crate::error::PipelineError;
 use crate::exec::Runtime;
 use crate::graph::PipelineGraph;
-use crate::metrics::{MetricsRegistry, MetricsSnapshot, RateCursor};
+use crate::metrics::{BlockedShare, MetricsRegistry, MetricsSnapshot, RateCursor};
 
 /// The page: markup, styles and script in one file, so it works without any network.
 const PAGE: &str = include_str!("page.html");
@@ -62,7 +61,7 @@ pub(crate) struct Feed {
 /// The server state behind `/api/metrics`: its own rate cursor and blocked-time readings.
 struct Rates {
     cursor: RateCursor,
-    blocked: BTreeMap<String, (Instant, u64)>,
+    blocked: BTreeMap<String, BlockedShare>,
 }
 
 impl Feed {
@@ -100,7 +99,6 @@ impl Feed {
             .collect();
         // The queues of a keyed edge (`name#0`, `name#1`, …) are one edge on the page.
         let mut queues: BTreeMap<String, (u64, u64, u64, u64, u64, usize)> = BTreeMap::new();
-        let now = Instant::now();
         let mut blocked_ratio: BTreeMap<String, f64> = BTreeMap::new();
         for q in &snap.queues {
             let consumer = q.name.split('#').next().unwrap_or(&q.name).to_string();
@@ -111,16 +109,11 @@ impl Feed {
             e.3 += q.dropped_evicted + q.dropped_rejected;
             e.4 += q.blocked_ns;
             e.5 += 1;
-            let (at, before) = rates
+            let ratio = rates
                 .blocked
-                .insert(q.name.clone(), (now, q.blocked_ns))
-                .unwrap_or((now, 0));
-            let span = now.duration_since(at).as_nanos() as f64;
-            let ratio = if span > 0.0 {
-                (q.blocked_ns.saturating_sub(before) as f64 / span).min(1.0)
-            } else {
-                0.0
-            };
+                .entry(q.name.clone())
+                .or_default()
+                .update(q.blocked_ns);
             let r = blocked_ratio.entry(consumer).or_insert(0.0);
             *r = r.max(ratio);
         }

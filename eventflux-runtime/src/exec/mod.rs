@@ -1343,18 +1343,7 @@ impl RunReport {
         };
         let events_in = sum(NodeKind::Source, |n| n.events_out);
         let events_out = sum(NodeKind::Sink, |n| n.events_in);
-        let dropped = metrics
-            .queues
-            .iter()
-            .map(|q| q.dropped_evicted + q.dropped_rejected)
-            .sum::<u64>()
-            + metrics
-                .nodes
-                .iter()
-                .flat_map(|n| n.dropped.iter())
-                .filter(|(r, _)| *r != crate::metrics::DropReason::Malformed)
-                .map(|(_, c)| c)
-                .sum::<u64>();
+        let dropped = metrics.dropped();
         Self {
             duration,
             events_in,

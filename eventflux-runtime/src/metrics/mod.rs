@@ -303,6 +303,39 @@ impl QueueMetrics {
     }
 }
 
+/// The share of the time between two readings that a queue's producers spent blocked
+/// (Flink's "backpressured time"), from the queue's running total of blocked nanoseconds. The
+/// first reading only sets the baseline (share 0).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BlockedShare {
+    last: Option<(Instant, u64)>,
+}
+
+impl BlockedShare {
+    /// No reading yet.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The share (0–1) since the previous reading, given the total now.
+    pub(crate) fn update(&mut self, blocked_ns: u64) -> f64 {
+        let now = Instant::now();
+        let share = match self.last {
+            Some((at, before)) => {
+                let span = now.duration_since(at).as_nanos() as f64;
+                if span > 0.0 {
+                    (blocked_ns.saturating_sub(before) as f64 / span).min(1.0)
+                } else {
+                    0.0
+                }
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, blocked_ns));
+        share
+    }
+}
+
 /// Percentiles of a latency histogram, in nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencySnapshot {
@@ -416,6 +449,33 @@ impl MetricsSnapshot {
     /// The queue named `name`, if any.
     pub fn queue(&self, name: &str) -> Option<&QueueSnapshot> {
         self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// Events dropped so far: evicted or rejected by queues, and dropped by nodes for any
+    /// reason but `Malformed` (malformed records are dead letters, counted apart).
+    ///
+    /// ```
+    /// use eventflux_runtime::metrics::{DropReason, MetricsRegistry, NodeKind};
+    /// let reg = MetricsRegistry::new();
+    /// let w = reg.node("window", NodeKind::Stage);
+    /// w.add_dropped(DropReason::Late, 3);
+    /// w.add_dropped(DropReason::Malformed, 2);
+    /// assert_eq!(reg.snapshot().dropped(), 3);
+    /// ```
+    pub fn dropped(&self) -> u64 {
+        let by_queues: u64 = self
+            .queues
+            .iter()
+            .map(|q| q.dropped_evicted + q.dropped_rejected)
+            .sum();
+        let by_nodes: u64 = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.dropped.iter())
+            .filter(|(r, _)| *r != DropReason::Malformed)
+            .map(|(_, c)| c)
+            .sum();
+        by_queues + by_nodes
     }
 }
 
