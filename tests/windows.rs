@@ -751,8 +751,9 @@ fn hashed_groups_come_in_order_of_first_appearance_ready_or_not() {
     }
 }
 
-/// A ready hashed table evicts idle keys when they outnumber the active groups: keys evicted
-/// (their slots given to new keys) and keys kept both come back with exact, fresh state.
+/// A ready hashed table evicts keys idle through a window, when it closes, once they outnumber
+/// both 1024 and twice the window's groups: evicted keys (their slots given to new keys) and kept
+/// keys both come back with exact, fresh state, and rows come in table order.
 #[test]
 fn evicted_hashed_groups_come_back_exact() {
     type E = (u64, u32, u64);
@@ -764,16 +765,21 @@ fn evicted_hashed_groups_come_back_exact() {
     events.extend((0..3000).map(|k| (1, k, 1)));
     // [10, 20): other keys (windows in a row take turns with two tables).
     events.extend((5000..5005).map(|k| (11, k, 2)));
-    // [20, 30), in the table of [0, 10): a new key first, for which the 3000 idle keys are
-    // evicted; then evicted keys return (the last ones made, whose cache lines still name
-    // their freed slots), twice each; then 2000 new keys take freed slots (none may be a
-    // returning key's); then the returning keys once more.
+    // [20, 30), in the table of [0, 10): a new key, then 40 of the 3000 keys, twice each. When
+    // it closes, the 2960 keys idle through it are evicted.
     events.push((21, 10_000, 9));
     events.extend((2960..3000).flat_map(|k| [(21, k, 3), (22, k, 4)]));
-    events.extend((10_001..12_000).map(|k| (23, k, 9)));
-    events.extend((2960..3000).map(|k| (24, k, 10)));
-    // [30, 40): keys of every kind.
-    events.extend([(31, 2970, 5), (31, 5001, 6), (32, 7, 7), (33, 2970, 8)]);
+    // [30, 40), in the other table.
+    events.push((31, 5001, 6));
+    // [40, 50), in the first table again: 2000 new keys take the freed slots (those of keys
+    // 0..2000); then evicted keys 0..10 come back, twice each, and must find none of their old
+    // slots; then kept keys.
+    events.extend((20_000..22_000).map(|k| (41, k, 9)));
+    events.extend((0..10).flat_map(|k| [(42, k, 3), (43, k, 4)]));
+    events.extend((2960..3000).map(|k| (44, k, 10)));
+    events.push((45, 10_000, 5));
+    // [50, 60): keys of every kind, in the other table.
+    events.extend([(51, 2970, 5), (51, 5001, 6), (52, 7, 7), (53, 2970, 8)]);
     let mut out = Vec::new();
     w.process_all(events.into_iter(), &mut out);
     w.on_end(&mut out);
@@ -791,12 +797,22 @@ fn evicted_hashed_groups_come_back_exact() {
         by_window(10),
         (5000..5005).map(|k| (k, 1, 2)).collect::<Vec<_>>()
     );
-    let want: Vec<_> = [(10_000, 1, 9)]
-        .into_iter()
-        .chain((2960..3000).map(|k| (k, 3, 17)))
-        .chain((10_001..12_000).map(|k| (k, 1, 9)))
+    // Table order: the kept keys' slots, then the new key's.
+    let want: Vec<_> = (2960..3000)
+        .map(|k| (k, 2, 7))
+        .chain([(10_000, 1, 9)])
         .collect();
     assert_eq!(by_window(20), want);
-    assert_eq!(by_window(30), [(2970, 2, 13), (5001, 1, 6), (7, 1, 7)]);
+    assert_eq!(by_window(30), [(5001, 1, 6)]);
+    // Freed slots are taken lowest first: the new keys hold slots 0..2000, the returning
+    // evicted keys the next ones; the kept keys keep theirs.
+    let want: Vec<_> = (20_000..22_000)
+        .map(|k| (k, 1, 9))
+        .chain((0..10).map(|k| (k, 2, 7)))
+        .chain((2960..3000).map(|k| (k, 1, 10)))
+        .chain([(10_000, 1, 5)])
+        .collect();
+    assert_eq!(by_window(40), want);
+    assert_eq!(by_window(50), [(5001, 1, 6), (2970, 2, 13), (7, 1, 7)]);
     assert_eq!(w.groups(), 0);
 }

@@ -26,8 +26,8 @@
 //!   `allowed_lateness` 0) that is exactly "when the first event with `ts >= s + 1000`
 //!   arrives", the reference's rule for in-order input, so no `watermarks(..)` stage or option
 //!   is needed. Empty windows emit nothing in both; the open window is flushed at end of stream
-//!   in both. Rows come out in a different order (first appearance rather than symbol order),
-//!   which the order-independent checksum ignores.
+//!   in both. Rows come out in a different order (index order here, as the reference; table order
+//!   with a hashed `group_by`), which the order-independent checksum ignores.
 //! * Sums. eventflux's built-in `sum(f)`/`avg(f)` over `f64` use compensated (TwoSum) summation,
 //!   so their last bits differ from the reference's plain `+=` (in 48% of the sums and 44% of
 //!   the means at 300k events) and the exact checksum cannot match. The checked variants therefore use two user-defined aggregates, `plain_sum` and

@@ -3,7 +3,8 @@
 //! Windows are `[k·slide, k·slide + size)` in event time (`slide == size` for tumbling); an
 //! event belongs to every window containing its timestamp. The watermark and firing rule are
 //! stated once, in [the window module](crate::window#event-time): one [`Row`] per group, in
-//! order of first appearance (of index with `group_by_index`), with the window's [`Bounds`];
+//! table order (index order with `group_by_index`; see [the module's
+//! contract](crate::window#contract)), with the window's [`Bounds`];
 //! windows firing together are emitted in order of start. An event none of whose windows is still open is late: it goes to the late
 //! output and is counted. At end of stream all open windows fire.
 //!
@@ -246,8 +247,12 @@ struct OpenWindow<P> {
 }
 
 /// The open windows of an event-time window stage.
+///
+/// Version 2 saves the spare panes too: a pane's table lists its groups in the order of its
+/// slots, which a reused pane brings from earlier windows, so a restored stage needs them to
+/// emit its rows in the order the uninterrupted run would have.
 #[derive(Checkpoint)]
-#[checkpoint(crate = crate)]
+#[checkpoint(crate = crate, version = 2, from = WindowsV1<P>)]
 struct Windows<P> {
     /// The open window with the latest start, while `has_newest` (kept apart so that in-order
     /// arrivals reach it without a search or an indirection).
@@ -256,8 +261,27 @@ struct Windows<P> {
     /// The other open windows, by start.
     older: Vec<OpenWindow<P>>,
     /// Panes of fired windows, for reuse.
-    #[checkpoint(skip)]
     spare: Vec<P>,
+}
+
+/// [`Windows`] as version 1 saved it (no spare panes).
+#[derive(Checkpoint)]
+#[checkpoint(crate = crate)]
+struct WindowsV1<P> {
+    newest: OpenWindow<P>,
+    has_newest: bool,
+    older: Vec<OpenWindow<P>>,
+}
+
+impl<P> From<WindowsV1<P>> for Windows<P> {
+    fn from(v1: WindowsV1<P>) -> Self {
+        Windows {
+            newest: v1.newest,
+            has_newest: v1.has_newest,
+            older: v1.older,
+            spare: Vec::new(),
+        }
+    }
 }
 
 impl<P> Windows<P> {

@@ -2,9 +2,9 @@
 //!
 //! A table maps a group key to a *slot* holding that group's state. Slots of groups that leave a
 //! window are freed and reused, so state stays bounded by the groups currently in windows.
-//! Iteration order never reaches users: windows record each group's first appearance
-//! explicitly, except over dense tables (`group_by_index`), which list their groups in index
-//! order.
+//! Hash-map iteration order never reaches users: a table that lists its groups itself does so
+//! in the order of its slots (index order for `group_by_index`), and windows over other tables
+//! record each group's first appearance explicitly.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -80,8 +80,8 @@ pub trait Table<K, S> {
 
     /// Whether the table lists its active groups itself ([`drain_active`](Table::drain_active)),
     /// so that its users keep no order of first appearance: a dense table always (in index
-    /// order), a keyed table once ready (see [`make_ready`](Table::make_ready); in order of
-    /// first appearance).
+    /// order), a keyed table once ready (see [`make_ready`](Table::make_ready); in the order of
+    /// its slots).
     fn lists_active(&self) -> bool {
         false
     }
@@ -314,8 +314,9 @@ const CACHE_LINES: usize = 1 << CACHE_BITS;
 /// [`KEEP_IDLE`](Self::KEEP_IDLE) and twice the active groups: memory stays proportional to the
 /// groups actually in windows. Once ready (an aggregate with an empty state: see
 /// [`Table::make_ready`]) an idle slot holds the empty state, so a returning key's first event
-/// in a window is folded like any other, and the table lists its active groups itself, in order
-/// of first appearance.
+/// in a window is folded like any other, and the table lists its active groups itself, in the
+/// order of their slots (a scan when the window closes: the hot path records nothing about a
+/// group's first event). Idle keys of a ready table are evicted when a window closes.
 #[derive(Debug)]
 pub struct KeyedTable<K, S> {
     /// Every key with a slot (active or idle), and its slot.
@@ -323,8 +324,8 @@ pub struct KeyedTable<K, S> {
     slots: Vec<KeyedSlot<K, S>>,
     /// Slots of evicted keys.
     free: Vec<usize>,
-    /// Active groups of a table that is not ready (a ready one counts them in `listed`); every
-    /// other key in the index is idle.
+    /// Active groups of a table that is not ready (a ready one finds them by their event counts
+    /// when a window closes); every other key in the index is idle.
     active: usize,
     /// A direct-mapped cache in front of `index` (1024 lines): the slot last found for a hash's
     /// top ten bits.
@@ -333,13 +334,8 @@ pub struct KeyedTable<K, S> {
     cache: Box<[usize; CACHE_LINES]>,
     /// Ready (see [`Table::make_ready`]): every key's slot, idle ones included, holds an empty
     /// state, so a returning key's first event folds like any other; the table then lists its
-    /// active slots itself, in `order`.
+    /// active slots itself, by their event counts.
     ready: bool,
-    /// Ready tables: the active slots, in order of first appearance, are `order[..listed]`;
-    /// `order` has room for every slot and one more, so the hot path records a group's first
-    /// event with a store and an add, not a branch (see [`KeyedFolder`]).
-    order: Vec<usize>,
-    listed: usize,
 }
 
 #[derive(Debug, Checkpoint)]
@@ -363,25 +359,23 @@ impl<K, S> KeyedTable<K, S> {
             active: 0,
             cache: Box::new([usize::MAX; CACHE_LINES]),
             ready: false,
-            order: Vec::new(),
-            listed: 0,
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
-    /// `key`'s entry in the cache.
-    #[inline(always)]
-    fn cache_line(&self, key: &K) -> usize {
-        use std::hash::BuildHasher;
-        // The hash's top bits: below `CACHE_LINES`, so indexing the cache needs no check.
-        (self.index.hasher().hash_one(key) >> (64 - CACHE_BITS)) as usize
-    }
+/// `key`'s entry in a [`KeyedTable`]'s cache.
+#[inline(always)]
+fn cache_line<K: Hash>(key: &K) -> usize {
+    use std::hash::BuildHasher;
+    // The hash's top bits: below `CACHE_LINES`, so indexing the cache needs no check.
+    (BuildHasherDefault::<FxHasher>::default().hash_one(key) >> (64 - CACHE_BITS)) as usize
+}
 
+impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     /// `key`'s slot (active or idle), if it has one: through the cache, else the index.
     #[inline(always)]
     fn find(&mut self, key: &K) -> Option<usize> {
-        let line = self.cache_line(key);
+        let line = cache_line(key);
         let i = self.cache[line];
         if self.slots.get(i).is_some_and(|s| s.key == *key) {
             return Some(i);
@@ -399,51 +393,31 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
         Some(i)
     }
 
-    /// `fold` past the cache or for an idle slot: a ready table's idle slot (its state empty)
-    /// becomes active after `f` folds its group's first event of the window into it.
-    #[inline(never)]
-    fn fold_slow(&mut self, key: &K, line: usize, f: impl FnOnce(&mut S)) -> bool {
-        let i = match self.cache[line] {
-            i if self.slots.get(i).is_some_and(|s| s.key == *key) => i,
-            _ => match self.find_uncached(key, line) {
-                Some(i) => i,
-                None => return false,
-            },
-        };
-        let ready = self.ready;
-        let Some(slot) = self.slots.get_mut(i) else {
-            return false;
-        };
-        if slot.events > 0 {
-            f(&mut slot.state);
-            slot.events += 1;
-            return true;
+    /// Active groups: counted (a table that is not ready) or found by their event counts.
+    fn count_active(&self) -> usize {
+        if self.ready {
+            self.slots.iter().filter(|s| s.events > 0).count()
+        } else {
+            self.active
         }
-        if !ready {
-            return false;
-        }
-        f(&mut slot.state);
-        slot.events = 1;
-        if let Some(o) = self.order.get_mut(self.listed) {
-            *o = i;
-        }
-        self.listed += 1;
-        true
     }
 
-    /// Active and idle groups: the active ones are listed (ready table) or counted, the
-    /// rest of the index is idle.
-    fn counts(&self) -> (usize, usize) {
-        let active = if self.ready { self.listed } else { self.active };
-        (active, self.index.len().saturating_sub(active))
+    /// Whether `idle` keys are too many for `active` groups: more than
+    /// [`KEEP_IDLE`](Self::KEEP_IDLE) and twice the active groups.
+    fn too_many_idle(active: usize, idle: usize) -> bool {
+        idle > Self::KEEP_IDLE && idle > 2 * active
     }
 
-    /// A freed slot for a key not in the index (idle keys are evicted first if they are too
-    /// many), its key set; `None`: the caller pushes a new slot.
+    /// A freed slot for a key not in the index, its key set; `None`: the caller pushes a new
+    /// slot. A table that is not ready evicts its idle keys first if they are too many (a ready
+    /// one does when a window closes, in [`drain_active`](Table::drain_active): the hot path
+    /// does not count its active groups).
     fn reuse_slot(&mut self, key: &K) -> Option<usize> {
-        let (active, idle) = self.counts();
-        if idle > Self::KEEP_IDLE && idle > 2 * active {
-            self.evict_idle();
+        if !self.ready {
+            let idle = self.index.len().saturating_sub(self.active);
+            if Self::too_many_idle(self.active, idle) {
+                self.evict_idle();
+            }
         }
         match self.free.pop() {
             Some(i) if i < self.slots.len() => {
@@ -457,7 +431,7 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     /// Enters `key`'s new slot `i` in the index and the cache.
     fn index_slot(&mut self, key: &K, i: usize) {
         self.index.insert(key.clone(), i);
-        let line = self.cache_line(key);
+        let line = cache_line(key);
         if let Some(c) = self.cache.get_mut(line) {
             *c = i;
         }
@@ -476,7 +450,6 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
                     events: 0,
                     state: empty,
                 });
-                self.order.resize(self.slots.len() + 1, usize::MAX);
                 self.slots.len() - 1
             }
         };
@@ -494,6 +467,9 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
             }
             keep
         });
+        // New keys take freed slots lowest first, whatever order the index gave them in (so
+        // a restored table, whose index is rebuilt, hands out the same slots).
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
         // A freed slot keeps its old key until reused: forget every cached slot, so a
         // returning key is looked up in the index (and given a slot) rather than finding its
         // freed one.
@@ -501,11 +477,13 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     }
 }
 
-/// The [`Folder`] of a [`KeyedTable`]: the count of listed groups in a local (a register, in a
-/// window's loop).
+/// The [`Folder`] of a [`KeyedTable`]: the parts of the table the hot path uses, borrowed
+/// apart (slots and cache as slices), so a window's loop holds them in registers instead of
+/// reloading them through the table after every store into a state.
 pub struct KeyedFolder<'a, K, S> {
-    table: &'a mut KeyedTable<K, S>,
-    listed: usize,
+    slots: &'a mut [KeyedSlot<K, S>],
+    cache: &'a mut [usize; CACHE_LINES],
+    index: &'a HashMap<K, usize, BuildHasherDefault<FxHasher>>,
     ready: bool,
 }
 
@@ -527,41 +505,62 @@ impl<K: Hash + Eq + Clone, S> Folder<K, S> for KeyedFolder<'_, K, S> {
 }
 
 impl<K: Hash + Eq + Clone, S> KeyedFolder<'_, K, S> {
-    /// The hot path: a group found through the cache, active or (ready table) idle, its first
-    /// event recorded without a branch; anything else out of line.
+    /// The hot path: a group found through the cache, active or (ready table) idle, folded and
+    /// counted with no test of whether it is the group's first event; anything else out of
+    /// line.
     #[inline(always)]
     fn take<const READY: bool>(&mut self, key: &K, f: impl FnOnce(&mut S)) -> bool {
         let ready = READY || self.ready;
-        let t = &mut *self.table;
-        let line = t.cache_line(key);
-        let i = t.cache[line];
-        if let Some(slot) = t.slots.get_mut(i)
+        let line = cache_line(key);
+        let i = self.cache[line];
+        if let Some(slot) = self.slots.get_mut(i)
             && slot.key == *key
             && (ready || slot.events > 0)
         {
             f(&mut slot.state);
-            let first = slot.events == 0;
             slot.events += 1;
-            if ready {
-                // Written every time, kept only for a group's first event.
-                if let Some(o) = t.order.get_mut(self.listed) {
-                    *o = i;
-                }
-                self.listed += usize::from(first);
-            }
             return true;
         }
-        t.listed = self.listed;
-        let folded = t.fold_slow(key, line, f);
-        self.listed = t.listed;
-        folded
+        fold_slow(self.slots, self.cache, self.index, self.ready, key, line, f)
     }
 }
 
-impl<K, S> Drop for KeyedFolder<'_, K, S> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        self.table.listed = self.listed;
+/// [`KeyedFolder`]'s `fold` past the cache or for an idle slot: look `key` up in the index
+/// (remembering its slot in the cache); a ready table's idle slot (its state empty) becomes
+/// active as `f` folds its group's first event of the window into it. Takes the folder's parts
+/// apart, so the folder itself stays in registers in the caller's loop. Returns whether `f`
+/// folded the event.
+#[inline(never)]
+fn fold_slow<K: Hash + Eq, S>(
+    slots: &mut [KeyedSlot<K, S>],
+    cache: &mut [usize; CACHE_LINES],
+    index: &HashMap<K, usize, BuildHasherDefault<FxHasher>>,
+    ready: bool,
+    key: &K,
+    line: usize,
+    f: impl FnOnce(&mut S),
+) -> bool {
+    let cached = cache.get(line).copied().unwrap_or(usize::MAX);
+    let i = if slots.get(cached).is_some_and(|s| s.key == *key) {
+        cached
+    } else {
+        match index.get(key) {
+            Some(&i) => {
+                if let Some(c) = cache.get_mut(line) {
+                    *c = i;
+                }
+                i
+            }
+            None => return false,
+        }
+    };
+    match slots.get_mut(i) {
+        Some(slot) if ready || slot.events > 0 => {
+            f(&mut slot.state);
+            slot.events += 1;
+            true
+        }
+        _ => false,
     }
 }
 
@@ -572,11 +571,11 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         Self: 'a;
     #[inline(always)]
     fn folder(&mut self) -> KeyedFolder<'_, K, S> {
-        let (listed, ready) = (self.listed, self.ready);
         KeyedFolder {
-            table: self,
-            listed,
-            ready,
+            slots: &mut self.slots,
+            cache: &mut self.cache,
+            index: &self.index,
+            ready: self.ready,
         }
     }
 
@@ -645,7 +644,7 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
         Some((s.key.clone(), &mut s.state))
     }
     fn len(&self) -> usize {
-        self.counts().0
+        self.count_active()
     }
 
     fn lists_active(&self) -> bool {
@@ -687,40 +686,47 @@ impl<K: Hash + Eq + Clone, S> Table<K, S> for KeyedTable<K, S> {
     }
 
     fn drain_active(&mut self, mut f: impl FnMut(K, &mut S, u64)) {
-        let listed = std::mem::take(&mut self.listed);
-        let slots = &mut self.slots;
-        for &i in self.order.iter().take(listed) {
-            if let Some(slot) = slots.get_mut(i) {
-                let events = std::mem::take(&mut slot.events);
-                if events > 0 {
-                    f(slot.key.clone(), &mut slot.state, events);
-                }
+        if !self.ready {
+            return;
+        }
+        // Keys idle through the whole window are evicted if they are too many (their slots
+        // keep an empty state for the keys that take them).
+        // (No key can be too many idle ones while the index holds at most `KEEP_IDLE`.)
+        if self.index.len() > Self::KEEP_IDLE {
+            let active = self.count_active();
+            if Self::too_many_idle(active, self.index.len().saturating_sub(active)) {
+                self.evict_idle();
+            }
+        }
+        for slot in &mut self.slots {
+            let events = std::mem::take(&mut slot.events);
+            if events > 0 {
+                f(slot.key.clone(), &mut slot.state, events);
             }
         }
     }
 }
 
-/// Saves the slots (keys, event counts, states), the free list and the order of first
-/// appearance; the index and the cache are derived from the slots when restored.
+/// Saves the slots (keys, event counts, states) and the free list; the index and the cache are
+/// derived from the slots when restored. Version 1 also saved a ready table's order of first
+/// appearance, which is read and dropped (its active groups are those with events).
 impl<K: Hash + Eq + Clone + Checkpoint, S: Checkpoint> Checkpoint for KeyedTable<K, S> {
     fn save(&self, w: &mut StateWriter) -> Result<(), StateError> {
-        w.version(1)?;
+        w.version(2)?;
         self.slots.save(w)?;
         self.free.save(w)?;
         self.active.save(w)?;
-        self.ready.save(w)?;
-        self.order.save(w)?;
-        self.listed.save(w)
+        self.ready.save(w)
     }
 
     fn load(r: &mut StateReader<'_>) -> Result<Self, StateError> {
         let version = r.version()?;
-        if version != 1 {
+        if !(1..=2).contains(&version) {
             return Err(StateError::Version {
                 ty: "KeyedTable",
                 found: version,
                 oldest: 1,
-                newest: 1,
+                newest: 2,
             });
         }
         let mut t: KeyedTable<K, S> = KeyedTable::new();
@@ -728,8 +734,10 @@ impl<K: Hash + Eq + Clone + Checkpoint, S: Checkpoint> Checkpoint for KeyedTable
         t.free = Vec::load(r)?;
         t.active = usize::load(r)?;
         t.ready = bool::load(r)?;
-        t.order = Vec::load(r)?;
-        t.listed = usize::load(r)?;
+        if version == 1 {
+            let _order: Vec<usize> = Vec::load(r)?;
+            let _listed = usize::load(r)?;
+        }
         let mut freed = vec![false; t.slots.len()];
         for &i in &t.free {
             match freed.get_mut(i) {
@@ -883,6 +891,96 @@ mod tests {
     /// Activates `key` with state `v` (reset or new) and returns its slot.
     fn start(t: &mut KeyedTable<u64, u64>, key: u64, v: u64) -> usize {
         t.activate(&key, |s| *s = v, || v)
+    }
+
+    /// A ready table of sums: `make_ready` then `fold` for each `(key, value)`, as a window's
+    /// loop does (a key new to the table is made ready first).
+    fn fold_ready(t: &mut KeyedTable<u64, u64>, events: &[(u64, u64)]) {
+        for &(k, v) in events {
+            if !t.fold(&k, |s| *s += v) {
+                assert!(t.make_ready(&k, || Some(0)), "key {k}");
+                assert!(t.fold(&k, |s| *s += v), "key {k} after make_ready");
+            }
+        }
+    }
+
+    /// Drains a ready table of sums: `(key, sum, events)` in its order, each state emptied.
+    fn drain(t: &mut KeyedTable<u64, u64>) -> Vec<(u64, u64, u64)> {
+        let mut rows = Vec::new();
+        t.drain_active(|k, s, n| rows.push((k, std::mem::take(s), n)));
+        rows
+    }
+
+    #[test]
+    fn a_ready_table_lists_its_groups_in_slot_order_across_windows() {
+        let mut t = KeyedTable::<u64, u64>::new();
+        fold_ready(&mut t, &[(30, 1), (10, 2), (30, 3), (20, 4)]);
+        assert!(t.is_ready() && t.lists_active());
+        assert_eq!(t.len(), 3);
+        assert_eq!(drain(&mut t), [(30, 4, 2), (10, 2, 1), (20, 4, 1)]);
+        assert_eq!(t.len(), 0);
+        // The next window: keys come back in another order, one is missing, one is new; the
+        // returning ones keep their places, the new one comes after them.
+        fold_ready(&mut t, &[(20, 5), (40, 6), (30, 7), (20, 1)]);
+        assert_eq!(t.len(), 3);
+        assert_eq!(drain(&mut t), [(30, 7, 1), (20, 6, 2), (40, 6, 1)]);
+        // A window nobody came to lists nothing.
+        assert_eq!(drain(&mut t), []);
+    }
+
+    #[test]
+    fn a_ready_table_evicts_keys_idle_through_a_window_when_it_closes() {
+        let mut t = KeyedTable::<u64, u64>::new();
+        let n = KeyedTable::<u64, u64>::KEEP_IDLE as u64 + 500;
+        let first: Vec<(u64, u64)> = (0..n).map(|k| (k, k)).collect();
+        fold_ready(&mut t, &first);
+        assert_eq!(drain(&mut t).len(), n as usize);
+        // Only keys 0 and 7 come back: the window closes with 2 active and n - 2 idle keys,
+        // too many; the idle ones are evicted and their slots freed.
+        fold_ready(&mut t, &[(7, 1), (0, 2)]);
+        assert_eq!(drain(&mut t), [(0, 2, 1), (7, 1, 1)]);
+        assert_eq!((t.index.len(), t.free.len()), (2, n as usize - 2));
+        // Evicted keys come back as new ones, in freed slots, with empty states: a stale cache
+        // line never leads one to another key's slot.
+        fold_ready(&mut t, &[(5, 10), (7, 1), (1_000_000, 3), (5, 1)]);
+        let rows = drain(&mut t);
+        let mut sorted = rows.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [(5, 11, 2), (7, 1, 1), (1_000_000, 3, 1)]);
+        assert_eq!(t.slots.len(), n as usize, "freed slots were reused");
+        // Few keys: nothing is evicted however many windows they skip.
+        let mut small = KeyedTable::<u64, u64>::new();
+        fold_ready(&mut small, &[(1, 1), (2, 2), (3, 3)]);
+        drain(&mut small);
+        fold_ready(&mut small, &[(2, 1)]);
+        drain(&mut small);
+        assert_eq!((small.index.len(), small.free.len()), (3, 0));
+    }
+
+    #[test]
+    fn a_ready_table_checkpointed_by_version_1_restores_its_active_groups() {
+        use crate::state::{Compression, from_bytes, to_bytes};
+        let mut t = KeyedTable::<u64, u64>::new();
+        fold_ready(&mut t, &[(1, 1), (2, 2), (3, 3)]);
+        drain(&mut t);
+        fold_ready(&mut t, &[(3, 5), (1, 6)]);
+        // Version 1 also saved the order of first appearance, and its length.
+        let mut w = StateWriter::new();
+        w.version(1).and_then(|()| t.slots.save(&mut w)).unwrap();
+        t.free.save(&mut w).unwrap();
+        t.active.save(&mut w).unwrap();
+        t.ready.save(&mut w).unwrap();
+        vec![2usize, 0, usize::MAX, usize::MAX]
+            .save(&mut w)
+            .unwrap();
+        2usize.save(&mut w).unwrap();
+        let v1 = crate::state::frame(&w.into_bytes(), Compression::None);
+        let mut back: KeyedTable<u64, u64> = from_bytes(&v1).unwrap();
+        assert_eq!(drain(&mut back), [(1, 6, 1), (3, 5, 1)]);
+        // The current version round-trips.
+        let mut again: KeyedTable<u64, u64> =
+            from_bytes(&to_bytes(&t, Compression::None).unwrap()).unwrap();
+        assert_eq!(drain(&mut again), [(1, 6, 1), (3, 5, 1)]);
     }
 
     #[test]

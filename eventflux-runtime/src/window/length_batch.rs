@@ -1,7 +1,8 @@
 //! `length_batch(n)`: a tumbling window of `n` events.
 //!
 //! With `.aggregate(spec)`: when the `n`-th event of a window arrives, one [`Row`] per group in
-//! the window, in order of first appearance (of index with `group_by_index`), with bounds
+//! the window, in table order (index order with `group_by_index`; see [the module's
+//! contract](crate::window#contract)), with bounds
 //! `[k·n, (k+1)·n)` counted in events (the `k`-th window). At end of stream a partial window is
 //! flushed with its actual end.
 //! Without an aggregate, a closed window's events are passed in arrival order.

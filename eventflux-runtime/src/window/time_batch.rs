@@ -1,8 +1,9 @@
 //! `time_batch(d)`: tumbling windows of `d` processing time, `[k·d, (k+1)·d)` on the clock.
 //!
 //! With `.aggregate(spec)`: a window closes at the first arrival (or batch end) at which the
-//! clock has reached its end, emitting one [`Row`] per group in first-appearance order (index
-//! order with `group_by_index`) with the window's clock-time bounds; the arriving event then
+//! clock has reached its end, emitting one [`Row`] per group in table order (index order with
+//! `group_by_index`; see [the module's contract](crate::window#contract)) with the window's
+//! clock-time bounds; the arriving event then
 //! opens the window containing `now`.
 //! Windows in which nothing arrived emit nothing. At end of stream the open window is flushed.
 //! Without an aggregate, a closed window's events are passed in arrival order.
