@@ -24,7 +24,7 @@
 //!   `group_by_index`, like a loop over an array of accumulators. With `group_by`, *table
 //!   order*: for aggregates that have an empty state (`count`, `sum`, `avg`, `variance`,
 //!   `min`/`max` of numbers, user aggregates implementing
-//!   [`Aggregate::empty`](crate::aggregate::Aggregate::empty)), the order of the groups' slots
+//!   [`Aggregate::empty`]), the order of the groups' slots
 //!   in the window's table — the order in which the table first saw each key, which a key
 //!   keeps while it stays in the table, whichever later window it comes back in (a key evicted
 //!   after being idle may get another key's old place); for other aggregates, the order of each
