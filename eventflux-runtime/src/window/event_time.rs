@@ -17,7 +17,9 @@ use std::sync::atomic::AtomicU64;
 use crate::aggregate::Aggregate;
 use crate::stage::{Emit, Stage, Watermark};
 use crate::state::{Checkpoint, Restore, Snapshot, StateError, StateReader, StateWriter};
-use crate::window::{Bounds, ByIndex, ByKey, Folder, Global, Grouping, Late, Pane, Row, Table};
+use crate::window::{
+    Bounds, ByIndex, ByKey, Folder, Global, Grouping, Late, Pane, Row, SlotOrder, Table,
+};
 
 /// An event-time window (tumbling or sliding). See [`tumbling`] and [`sliding`].
 pub struct Tumbling<T, TS, G = Global> {
@@ -121,7 +123,7 @@ impl<T, TS, G> Tumbling<T, TS, G> {
                 },
                 has_newest: false,
                 older: Vec::new(),
-                spare: Vec::new(),
+                spare: Spares(Vec::new()),
             },
             ready: Vec::new(),
             parked: None,
@@ -248,9 +250,9 @@ struct OpenWindow<P> {
 
 /// The open windows of an event-time window stage.
 ///
-/// Version 2 saves the spare panes too: a pane's table lists its groups in the order of its
-/// slots, which a reused pane brings from earlier windows, so a restored stage needs them to
-/// emit its rows in the order the uninterrupted run would have.
+/// Version 2 also saves spare panes whose table lists its groups in an order of its own
+/// making (see [`SlotOrder`]): a window that reuses such a pane inherits that order, so a
+/// restored stage needs them to emit its rows in the order the uninterrupted run would.
 #[derive(Checkpoint)]
 #[checkpoint(crate = crate, version = 2, from = WindowsV1<P>)]
 struct Windows<P> {
@@ -261,7 +263,7 @@ struct Windows<P> {
     /// The other open windows, by start.
     older: Vec<OpenWindow<P>>,
     /// Panes of fired windows, for reuse.
-    spare: Vec<P>,
+    spare: Spares<P>,
 }
 
 /// [`Windows`] as version 1 saved it (no spare panes).
@@ -279,8 +281,26 @@ impl<P> From<WindowsV1<P>> for Windows<P> {
             newest: v1.newest,
             has_newest: v1.has_newest,
             older: v1.older,
-            spare: Vec::new(),
+            spare: Spares(Vec::new()),
         }
+    }
+}
+
+/// Panes of fired windows, kept for reuse (the last one is reused first). A checkpoint saves
+/// only those whose table's order comes from its history ([`SlotOrder`]); the others are made
+/// afresh after a restore, at no cost to the order of any row. In a stage, either every used
+/// pane's table keeps such an order or none does, so which pane is reused next is unchanged.
+struct Spares<P>(Vec<P>);
+
+impl<Tab: Checkpoint + SlotOrder> Checkpoint for Spares<Pane<Tab>> {
+    fn save(&self, w: &mut StateWriter) -> Result<(), StateError> {
+        let kept = |p: &&Pane<Tab>| p.table.order_from_history();
+        w.len_prefix(self.0.iter().filter(kept).count())?;
+        self.0.iter().filter(kept).try_for_each(|p| p.save(w))
+    }
+
+    fn load(r: &mut StateReader<'_>) -> Result<Self, StateError> {
+        Vec::load(r).map(Spares)
     }
 }
 
@@ -309,14 +329,14 @@ impl<P> Windows<P> {
             return &mut self.newest.pane;
         }
         if start > self.newest.start {
-            let pane = self.spare.pop().unwrap_or_else(new_pane);
+            let pane = self.spare.0.pop().unwrap_or_else(new_pane);
             let previous = std::mem::replace(&mut self.newest, OpenWindow { start, pane });
             self.older.push(previous);
             return &mut self.newest.pane;
         }
         let at = self.older.partition_point(|w| w.start < start);
         if self.older.get(at).is_none_or(|w| w.start != start) {
-            let pane = self.spare.pop().unwrap_or_else(new_pane);
+            let pane = self.spare.0.pop().unwrap_or_else(new_pane);
             self.older.insert(at, OpenWindow { start, pane });
         }
         &mut self.older[at].pane
@@ -500,7 +520,7 @@ impl<T, TS, G: Grouping<T>, A: Aggregate<T>> TumblingAgg<T, TS, G, A> {
                 end: w.start + size,
             };
             w.pane.close(&self.agg, bounds, out);
-            windows.spare.push(w.pane);
+            windows.spare.0.push(w.pane);
         }
         if windows.older.is_empty() && windows.has_newest && due(windows.newest.start) {
             let start = windows.newest.start;
@@ -636,5 +656,51 @@ where
         self.clock.follow_upstream(input_watermarked);
         self.retarget();
         input_watermarked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::count;
+    use crate::state::{Compression, from_bytes, to_bytes};
+
+    /// `windows` through a checkpoint.
+    fn round_trip<P>(windows: &Windows<P>) -> Windows<P>
+    where
+        Windows<P>: Checkpoint,
+    {
+        let bytes = to_bytes(windows, Compression::None).expect("save");
+        from_bytes(&bytes).expect("load")
+    }
+
+    #[test]
+    fn checkpoints_keep_spare_panes_only_when_their_tables_order_by_history() {
+        type E = (u64, u32);
+        // Windows overlap (out-of-orderness 5), so a fired pane waits as a spare for reuse
+        // until the next window opens (here: [30, 40) is open, [20, 30)'s pane is spare).
+        let events: Vec<E> = (0..40).map(|i| (i, (i % 3) as u32)).collect();
+        let mut hashed = tumbling(10, |e: &E| e.0)
+            .out_of_orderness(5)
+            .group_by(|e: &E| e.1)
+            .aggregate(count());
+        let mut dense = tumbling(10, |e: &E| e.0)
+            .out_of_orderness(5)
+            .group_by_index(|e: &E| e.1 as usize)
+            .aggregate(count());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        hashed.process_all(events.iter().copied(), &mut a);
+        dense.process_all(events.iter().copied(), &mut b);
+        assert_eq!(
+            (a.len(), b.len()),
+            (9, 9),
+            "three windows of three groups each"
+        );
+        assert_eq!(hashed.windows.spare.0.len(), 1);
+        assert_eq!(dense.windows.spare.0.len(), 1);
+        // A ready keyed table lists its groups in slot order: its spare pane is kept.
+        assert_eq!(round_trip(&hashed.windows).spare.0.len(), 1);
+        // Index order needs nothing kept: the spare is made afresh after a restore.
+        assert_eq!(round_trip(&dense.windows).spare.0.len(), 0);
     }
 }

@@ -47,7 +47,7 @@ pub trait Grouping<T> {
     /// The group key in output rows.
     type Key: Clone;
     /// The table holding per-group state `S` (saved in checkpoints).
-    type Table<S: Checkpoint>: Table<Self::Key, S> + Checkpoint;
+    type Table<S: Checkpoint>: Table<Self::Key, S> + Checkpoint + SlotOrder;
     /// The key of `item`.
     fn key(&self, item: &T) -> Self::Key;
     /// An empty table.
@@ -193,6 +193,37 @@ impl<S> Folder<usize, S> for DenseFolder<'_, S> {
     #[inline(always)]
     fn fold_ready(&mut self, key: &usize, f: impl FnOnce(&mut S)) -> bool {
         self.take::<true>(*key, f)
+    }
+}
+
+/// Whether the order in which a table lists its groups comes from the table's own history.
+///
+/// A ready [`KeyedTable`] lists its groups in the order of its slots, which it took as keys
+/// first came, possibly several windows earlier: a window that reuses the table inherits that
+/// order, so a checkpoint must keep the table (even one no window holds) for a restored run to
+/// list rows as the uninterrupted run would. Index order ([`DenseTable`]), a single group
+/// ([`GlobalTable`]) and first appearance (a keyed table that is not ready) need nothing kept.
+///
+/// ```
+/// use eventflux_runtime::window::{Global, Grouping, SlotOrder};
+/// // The table of an ungrouped window: a single group, nothing to keep.
+/// let table = Grouping::<u32>::table::<u64>(&Global);
+/// assert!(!table.order_from_history());
+/// ```
+pub trait SlotOrder {
+    /// See [`SlotOrder`].
+    fn order_from_history(&self) -> bool {
+        false
+    }
+}
+
+impl<S> SlotOrder for GlobalTable<S> {}
+
+impl<S> SlotOrder for DenseTable<S> {}
+
+impl<K, S> SlotOrder for KeyedTable<K, S> {
+    fn order_from_history(&self) -> bool {
+        self.ready
     }
 }
 

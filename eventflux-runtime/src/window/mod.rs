@@ -206,7 +206,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event_time::{Tumbling, TumblingAgg, sliding, tumbling};
 pub use group::{
     ByIndex, ByKey, DenseFolder, DenseTable, Folder, FxHasher, Global, GlobalTable, Grouping,
-    KeyedFolder, KeyedTable, Table,
+    KeyedFolder, KeyedTable, SlotOrder, Table,
 };
 pub use length::{Length, LengthAgg, LengthEvents, length};
 pub use length_batch::{LengthBatch, LengthBatchAgg, length_batch};
