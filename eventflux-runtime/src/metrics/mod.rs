@@ -756,19 +756,16 @@ impl MetricsRegistry {
     /// assert_eq!(got, [(Some(0), 4), (Some(1), 7)]);
     /// ```
     pub fn worker_samples(&self) -> Vec<WorkerSample> {
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<WorkerSample> = Vec::new();
-        for m in self
-            .nodes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let i = match out
-                .iter()
-                .position(|s| s.name == m.name && s.worker == m.worker)
-            {
-                Some(i) => i,
+        // Each (node, worker)'s place in `out`: a keyed worker has one copy of its nodes per
+        // key group, so a search of `out` for each copy would be quadratic.
+        let mut at: HashMap<(&str, Option<u16>), usize> = HashMap::new();
+        for m in nodes.iter() {
+            let i = match at.get(&(m.name.as_str(), m.worker)) {
+                Some(&i) => i,
                 None => {
+                    at.insert((m.name.as_str(), m.worker), out.len());
                     out.push(WorkerSample {
                         name: m.name.clone(),
                         kind: m.kind,
