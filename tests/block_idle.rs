@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use eventflux::io::CollectHandle;
 use eventflux::prelude::*;
 use eventflux::queue::{EventQueue, Message, QueueOptions};
 
@@ -123,8 +124,9 @@ fn waiting_consumer_parks() {
     assert!(cpu < BUDGET, "waiting consumer used {cpu:?}");
 }
 
-#[test]
-fn idle_pipeline_uses_no_cpu_and_wakes_on_input() {
+/// `channel` → queue → `double` (× 2) → `out`, built: the pipeline, its channel, and what
+/// `out` collected.
+fn channel_pipeline() -> (Pipeline<'static>, ChannelHandle<u64>, CollectHandle<u64>) {
     let config = PipelineConfig::default();
     let (source, handle) = ChannelSource::<u64>::with_config(&config);
     let mut p = PipelineBuilder::new(config);
@@ -134,7 +136,13 @@ fn idle_pipeline_uses_no_cpu_and_wakes_on_input() {
     let out = p.sink("out", sink);
     p.add_source("channel", source, Identity, QueueOutput::new(tx));
     p.add_queue_segment("double", rx, map(|x: u64| x * 2), out);
-    let running = p.build().expect("valid").spawn().expect("starts");
+    (p.build().expect("valid"), handle, got)
+}
+
+#[test]
+fn idle_pipeline_uses_no_cpu_and_wakes_on_input() {
+    let (pipeline, handle, got) = channel_pipeline();
+    let running = pipeline.spawn().expect("starts");
 
     let cpu0 = named_threads_cpu(&["channel", "double"]);
     thread::sleep(WAIT);
@@ -159,16 +167,8 @@ fn idle_pipeline_uses_no_cpu_and_wakes_on_input() {
 #[test]
 fn watching_an_idle_pipeline_uses_no_cpu() {
     use eventflux::observe::{Progress, PublishMetrics};
-    let config = PipelineConfig::default();
-    let (source, handle) = ChannelSource::<u64>::with_config(&config);
-    let mut p = PipelineBuilder::new(config);
-    let (tx, rx) = p.queue::<u64>("q");
-    let out = p.sink("out", CollectSink::new());
-    p.add_source("channel", source, Identity, QueueOutput::new(tx));
-    p.add_queue_segment("double", rx, map(|x: u64| x * 2), out);
-    let running = p
-        .build()
-        .expect("valid")
+    let (pipeline, handle, _) = channel_pipeline();
+    let running = pipeline
         .publish_metrics(PublishMetrics::new("idle").every(Duration::from_millis(50)))
         .progress(Progress::to_writer(std::io::sink()).every(Duration::from_millis(50)))
         .spawn()

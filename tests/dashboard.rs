@@ -7,6 +7,7 @@
 //! fails the test. `EVENTFLUX_BROWSER` names the browser binary; by default the first of
 //! `chromium`, `chromium-browser`, `google-chrome` on the `PATH`.
 
+mod common;
 #[path = "../examples/common/dashboard_demo.rs"]
 mod dashboard_demo;
 #[path = "../examples/common/trades.rs"]
@@ -17,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventflux::prelude::*;
 
@@ -118,18 +119,7 @@ fn headless(browser: &Path, profile: &Path, url: &str, args: &[&str]) -> String 
         let _ = out.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "the browser failed: {status}");
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the browser did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_success(&mut child, "the browser");
     reader.join().unwrap()
 }
 

@@ -7,6 +7,7 @@
 //! binary is its own worker process: `worker_child` runs one worker when the parent starts it
 //! with `EVENTFLUX_WORKER_CHILD` set (and does nothing otherwise).
 
+mod common;
 #[path = "../examples/common/distributed.rs"]
 mod distributed;
 #[path = "../examples/common/trades.rs"]
@@ -95,22 +96,6 @@ fn spawn_worker(
         .unwrap()
 }
 
-/// Waits for `child`, at most a minute.
-fn finish(mut child: Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{what} failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits until `dir` holds a completed checkpoint (the worker is mid-run), at most 30 s.
 fn wait_for_checkpoint(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -184,8 +169,8 @@ fn three_worker_processes_equal_one_and_survive_a_sigkill() {
     let Some(url) = redis_url() else { return };
     // Uninterrupted: 3 processes, 6 partitions.
     let job = Job::start(&url, "plain");
-    for (w, c) in job.workers.into_iter().enumerate() {
-        finish(c, &format!("worker {w}"));
+    for (w, mut c) in job.workers.into_iter().enumerate() {
+        common::wait_success(&mut c, &format!("worker {w}"));
     }
     check(&job.output);
 
@@ -198,8 +183,8 @@ fn three_worker_processes_equal_one_and_survive_a_sigkill() {
     victim.kill().unwrap();
     let _ = victim.wait();
     job.workers[1] = job.spawn(1);
-    for (w, c) in job.workers.into_iter().enumerate() {
-        finish(c, &format!("worker {w}"));
+    for (w, mut c) in job.workers.into_iter().enumerate() {
+        common::wait_success(&mut c, &format!("worker {w}"));
     }
     eprintln!("worker 1 killed mid-run: {killed}");
     check(&job.output);

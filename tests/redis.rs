@@ -43,10 +43,23 @@ fn xlen(url: &str, key: &str) -> u64 {
     redis::from_redis_value(&redis_cmd(url, &["XLEN", key])).unwrap()
 }
 
+/// Entries in all of `stream`'s 2 partitions.
+fn total_len(url: &str, stream: &RedisStream) -> u64 {
+    (0..2).map(|p| xlen(url, &stream.partition_key(p))).sum()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Reading {
     sensor: u32,
     value: u64,
+}
+
+/// Reading `i`: sensor `i`, value `i`.
+fn reading(i: u64) -> Reading {
+    Reading {
+        sensor: i as u32,
+        value: i,
+    }
 }
 
 /// Reads a bounded source to its end, returning the events and the dead letters.
@@ -158,12 +171,7 @@ fn a_source_resumes_from_its_position() {
     let Some(url) = redis_url() else { return };
     within(BOUND, move || {
         let stream = RedisStream::new(&url, unique("position"), 2).unwrap();
-        let input: Vec<Reading> = (0..500u64)
-            .map(|i| Reading {
-                sensor: i as u32,
-                value: i,
-            })
-            .collect();
+        let input: Vec<Reading> = (0..500u64).map(reading).collect();
         write_all(&stream, input.clone());
         let letters = DeadLetters::collect();
         let mut cx = SourceContext::new(100, &letters);
@@ -306,12 +314,7 @@ fn the_sink_commits_each_checkpoint_exactly_once() {
     let Some(url) = redis_url() else { return };
     within(BOUND, move || {
         let stream = RedisStream::new(&url, unique("twophase"), 2).unwrap();
-        let len =
-            |s: &RedisStream| -> u64 { (0..2).map(|p| xlen(&url, &s.partition_key(p))).sum() };
-        let reading = |i: u64| Reading {
-            sensor: i as u32,
-            value: i,
-        };
+        let len = |s: &RedisStream| total_len(&url, s);
         let mut sink = stream.sink("k", |r: &Reading| r.sensor).transactional();
         Sink::<Reading>::open(&mut sink).unwrap();
         for i in 0..10 {
@@ -472,12 +475,7 @@ fn an_unfinished_checkpoint_released_at_the_end_is_redone_by_a_resumed_run() {
     let Some(url) = redis_url() else { return };
     within(BOUND, move || {
         let stream = RedisStream::new(&url, unique("release"), 2).unwrap();
-        let len =
-            |s: &RedisStream| -> u64 { (0..2).map(|p| xlen(&url, &s.partition_key(p))).sum() };
-        let reading = |i: u64| Reading {
-            sensor: i as u32,
-            value: i,
-        };
+        let len = |s: &RedisStream| total_len(&url, s);
         let sink = || stream.sink("k", |r: &Reading| r.sensor).transactional();
         let mut first = sink();
         Sink::<Reading>::open(&mut first).unwrap();

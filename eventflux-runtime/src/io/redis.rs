@@ -506,6 +506,23 @@ impl RedisWriter {
     fn tail_token_key(&self) -> String {
         format!("{}:tail:{}:written", self.stream.name, self.id)
     }
+
+    /// Runs `script` (`COMMIT` or `RELEASE`) on checkpoint `checkpoint`'s staged entries, with
+    /// `second` as its second key (the commit marker, or the tail record).
+    fn move_staged(&mut self, script: &str, checkpoint: u64, second: &str) -> Result<(), String> {
+        let (staged, name) = (self.staged_key(checkpoint), self.stream.name.clone());
+        let script = redis::Script::new(script);
+        self.link
+            .query(|c| {
+                script
+                    .key(&staged)
+                    .key(second)
+                    .arg(checkpoint)
+                    .arg(&name)
+                    .invoke::<u64>(c)
+            })
+            .map(drop)
+    }
 }
 
 impl LogWriter for RedisWriter {
@@ -556,30 +573,33 @@ impl LogWriter for RedisWriter {
     }
 
     fn commit(&mut self, checkpoint: u64) -> Result<(), String> {
-        let (staged, marker, name) = (
-            self.staged_key(checkpoint),
-            self.marker_key(),
-            self.stream.name.clone(),
-        );
-        let script = redis::Script::new(COMMIT);
-        self.link
-            .query(|c| {
-                script
-                    .key(&staged)
-                    .key(&marker)
-                    .arg(checkpoint)
-                    .arg(&name)
-                    .invoke::<u64>(c)
-            })
-            .map(drop)
+        let marker = self.marker_key();
+        self.move_staged(COMMIT, checkpoint, &marker)
     }
 
     fn staged(&mut self) -> Result<Vec<u64>, String> {
         let prefix = format!("{}:staged:{}:", self.stream.name, self.id);
         let pattern = format!("{prefix}*");
-        let keys: Vec<String> = self
-            .link
-            .query(|c| redis::cmd("KEYS").arg(&pattern).query(c))?;
+        // SCAN, not KEYS: KEYS walks the whole keyspace in one command and stalls every other
+        // client of the server meanwhile. A failed step fails the whole listing (and the link
+        // retries it), so a partial list never passes for the staged checkpoints.
+        let keys: Vec<String> = self.link.query(|c| {
+            let (mut cursor, mut keys) = (0u64, Vec::new());
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                keys.extend(batch);
+                if next == 0 {
+                    return Ok(keys);
+                }
+                cursor = next;
+            }
+        })?;
         let mut staged: Vec<u64> = keys
             .iter()
             .filter_map(|k| k.strip_prefix(&prefix)?.parse().ok())
@@ -630,22 +650,8 @@ impl LogWriter for RedisWriter {
     }
 
     fn release_staged(&mut self, checkpoint: u64) -> Result<(), String> {
-        let (staged, tail, name) = (
-            self.staged_key(checkpoint),
-            self.tail_key(),
-            self.stream.name.clone(),
-        );
-        let script = redis::Script::new(RELEASE);
-        self.link
-            .query(|c| {
-                script
-                    .key(&staged)
-                    .key(&tail)
-                    .arg(checkpoint)
-                    .arg(&name)
-                    .invoke::<u64>(c)
-            })
-            .map(drop)
+        let tail = self.tail_key();
+        self.move_staged(RELEASE, checkpoint, &tail)
     }
 
     fn forget(&mut self) -> Result<(), String> {

@@ -762,23 +762,19 @@ impl MetricsRegistry {
         // key group, so a search of `out` for each copy would be quadratic.
         let mut at: HashMap<(&str, Option<u16>), usize> = HashMap::new();
         for m in nodes.iter() {
-            let i = match at.get(&(m.name.as_str(), m.worker)) {
-                Some(&i) => i,
-                None => {
-                    at.insert((m.name.as_str(), m.worker), out.len());
-                    out.push(WorkerSample {
-                        name: m.name.clone(),
-                        kind: m.kind,
-                        worker: m.worker,
-                        events_in: 0,
-                        events_out: 0,
-                        errors: 0,
-                        dropped: DropReason::ALL.map(|r| (r, 0)),
-                        watermark: None,
-                    });
-                    out.len() - 1
-                }
-            };
+            let i = *at.entry((m.name.as_str(), m.worker)).or_insert_with(|| {
+                out.push(WorkerSample {
+                    name: m.name.clone(),
+                    kind: m.kind,
+                    worker: m.worker,
+                    events_in: 0,
+                    events_out: 0,
+                    errors: 0,
+                    dropped: DropReason::ALL.map(|r| (r, 0)),
+                    watermark: None,
+                });
+                out.len() - 1
+            });
             let s = &mut out[i];
             s.events_in += m.events_in.load(Relaxed);
             s.events_out += m.events_out.load(Relaxed);

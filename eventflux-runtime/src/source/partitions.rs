@@ -170,6 +170,15 @@ mod tests {
     use crate::window::ManualClock;
     use std::time::Duration;
 
+    /// `n` partitions, no out-of-orderness, idle after `idle_ns` of the manual clock returned.
+    fn idling(n: usize, idle_ns: u64) -> (PartitionWatermarks<ManualClock>, ManualClock) {
+        let clock = ManualClock::new(0);
+        let w = PartitionWatermarks::new(n, 0)
+            .idle_after(Duration::from_nanos(idle_ns))
+            .with_clock(clock.clone());
+        (w, clock)
+    }
+
     #[test]
     fn the_least_live_partition_leads_and_ended_ones_do_not_hold_back() {
         let mut w = PartitionWatermarks::new(3, 5).with_clock(ManualClock::new(0));
@@ -193,10 +202,7 @@ mod tests {
 
     #[test]
     fn an_idle_partition_stops_holding_back_and_returns_when_it_has_events() {
-        let clock = ManualClock::new(0);
-        let mut w = PartitionWatermarks::new(2, 0)
-            .idle_after(Duration::from_nanos(1_000))
-            .with_clock(clock.clone());
+        let (mut w, clock) = idling(2, 1_000);
         w.observe(0, 10);
         w.observe(1, 5);
         assert_eq!(w.advance(), Some(Watermark(4)));
@@ -226,10 +232,7 @@ mod tests {
     /// looked again: event time still reaches what the data allows.
     #[test]
     fn when_every_partition_is_idle_the_ones_with_data_lead() {
-        let clock = ManualClock::new(0);
-        let mut w = PartitionWatermarks::new(2, 0)
-            .idle_after(Duration::from_nanos(100))
-            .with_clock(clock.clone());
+        let (mut w, clock) = idling(2, 100);
         w.observe(1, 50);
         assert_eq!(
             w.advance(),
@@ -242,10 +245,7 @@ mod tests {
 
     #[test]
     fn every_partition_idle_or_ended_leaves_event_time_where_it_is() {
-        let clock = ManualClock::new(0);
-        let mut w = PartitionWatermarks::new(1, 0)
-            .idle_after(Duration::from_nanos(10))
-            .with_clock(clock.clone());
+        let (mut w, clock) = idling(1, 10);
         w.observe(0, 7);
         assert_eq!(w.advance(), Some(Watermark(6)));
         clock.advance(10);

@@ -407,21 +407,7 @@ impl<K: Hash + Eq + Clone, S> KeyedTable<K, S> {
     #[inline(always)]
     fn find(&mut self, key: &K) -> Option<usize> {
         let line = cache_line(key);
-        let i = self.cache[line];
-        if self.slots.get(i).is_some_and(|s| s.key == *key) {
-            return Some(i);
-        }
-        self.find_uncached(key, line)
-    }
-
-    /// `find` past the cache: look `key` up in the index and remember its slot.
-    #[inline(never)]
-    fn find_uncached(&mut self, key: &K, line: usize) -> Option<usize> {
-        let i = *self.index.get(key)?;
-        if let Some(c) = self.cache.get_mut(line) {
-            *c = i;
-        }
-        Some(i)
+        find_slot(&self.slots, &mut self.cache, &self.index, key, line)
     }
 
     /// Active groups: counted (a table that is not ready) or found by their event counts.
@@ -556,6 +542,39 @@ impl<K: Hash + Eq + Clone, S> KeyedFolder<'_, K, S> {
     }
 }
 
+/// `key`'s slot in a [`KeyedTable`] (active or idle), if it has one: the slot its cache `line`
+/// names if that slot holds `key`, else the one the index gives, which the cache then
+/// remembers. Takes the table's parts, for [`KeyedTable::find`] and [`fold_slow`] alike.
+#[inline(always)]
+fn find_slot<K: Hash + Eq, S>(
+    slots: &[KeyedSlot<K, S>],
+    cache: &mut [usize; CACHE_LINES],
+    index: &HashMap<K, usize, BuildHasherDefault<FxHasher>>,
+    key: &K,
+    line: usize,
+) -> Option<usize> {
+    let cached = cache.get(line).copied().unwrap_or(usize::MAX);
+    if slots.get(cached).is_some_and(|s| s.key == *key) {
+        return Some(cached);
+    }
+    find_uncached(cache, index, key, line)
+}
+
+/// [`find_slot`] past the cache: look `key` up in the index and remember its slot.
+#[inline(never)]
+fn find_uncached<K: Hash + Eq>(
+    cache: &mut [usize; CACHE_LINES],
+    index: &HashMap<K, usize, BuildHasherDefault<FxHasher>>,
+    key: &K,
+    line: usize,
+) -> Option<usize> {
+    let i = *index.get(key)?;
+    if let Some(c) = cache.get_mut(line) {
+        *c = i;
+    }
+    Some(i)
+}
+
 /// [`KeyedFolder`]'s `fold` past the cache or for an idle slot: look `key` up in the index
 /// (remembering its slot in the cache); a ready table's idle slot (its state empty) becomes
 /// active as `f` folds its group's first event of the window into it. Takes the folder's parts
@@ -571,19 +590,8 @@ fn fold_slow<K: Hash + Eq, S>(
     line: usize,
     f: impl FnOnce(&mut S),
 ) -> bool {
-    let cached = cache.get(line).copied().unwrap_or(usize::MAX);
-    let i = if slots.get(cached).is_some_and(|s| s.key == *key) {
-        cached
-    } else {
-        match index.get(key) {
-            Some(&i) => {
-                if let Some(c) = cache.get_mut(line) {
-                    *c = i;
-                }
-                i
-            }
-            None => return false,
-        }
+    let Some(i) = find_slot(slots, cache, index, key, line) else {
+        return false;
     };
     match slots.get_mut(i) {
         Some(slot) if ready || slot.events > 0 => {

@@ -31,7 +31,8 @@
 //!   group's first appearance in the window. Table order is deterministic — the same input
 //!   gives the same rows in the same order, whether or not the run was restored from a
 //!   checkpoint — but it is not a sort order: sort the rows if you need one. (Recording each
-//!   group's first appearance in the window cost the hashed hot path a sixth of its speed.)
+//!   group's first appearance in the window cost the hashed hot path 8 of its 57 instructions
+//!   per event.)
 //! - **Without `.aggregate(..)`** (`length`, `length_batch`, `time`, `time_batch`, `sort`,
 //!   `unique`) a window passes events instead of rows: sliding windows pass each arrival; batch
 //!   windows pass a closed window's events in arrival order. `.with_expired()` (`length`,
